@@ -1,0 +1,3 @@
+from wmtool.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""The `wmtool` command line: thin Typer commands over the engine (DESIGN.md §7).
+
+Exit codes: 0 success, 1 runtime failure (one line with the cause and a fix), 2 usage error.
+`--json` prints one object on stdout; progress and messages go to stderr.
+"""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from wmtool.cli import collect, data, envs, recipes
+from wmtool.cli.common import DEBUG
+
+app = typer.Typer(
+    name="wmtool", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    help="World-model reinforcement learning from the command line. "
+         "Add --debug to any command for full tracebacks.")
+app.command("collect", help=collect.HELP, epilog=collect.EXAMPLES)(collect.collect)
+app.command("envs", help=envs.HELP, epilog=envs.EXAMPLES)(envs.envs)
+app.add_typer(data.app, name="data")
+app.add_typer(recipes.app, name="recipes")
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if "--debug" in argv:
+        DEBUG["on"] = True
+        argv = [a for a in argv if a != "--debug"]
+    app(args=argv, prog_name="wmtool")

@@ -1,0 +1,113 @@
+"""`wmtool collect`: run a policy in an environment and append episodes to an HDF5 store."""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmtool import config
+from wmtool.cli.common import (EnvImportOpt, EnvOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt,
+                               SeedOpt, SetOpt, command, emit_json, env_flags)
+from wmtool.errors import WmtoolError
+from wmtool.progress import info, make_progress
+
+HELP = "Run a policy in an environment and write its episodes to an HDF5 file."
+EXAMPLES = """Examples:
+
+  wmtool collect --env gym:CartPole-v1 --episodes 20 --out data/cartpole.h5
+
+  wmtool collect --env dmc:cartpole-swingup --obs pixels --steps 2000 --workers 2 --out data/swingup.h5 --json
+
+  wmtool collect --env atari:pong --steps 500 --out data/pong.h5 --quiet
+"""
+
+
+def make_policy(name: str, act_space, seed: int):
+    if name == "random":
+        from wmtool.behavior.random import RandomPolicy
+
+        return RandomPolicy(act_space, seed)
+    raise WmtoolError(f"unknown --policy '{name}'", "valid: random")
+
+
+@command
+def collect(
+    env: EnvOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to create or append to")],
+    episodes: Annotated[Optional[int], typer.Option(help="stop after this many episodes")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="stop after this many env steps")] = None,
+    seed: SeedOpt = 0,
+    policy: Annotated[str, typer.Option(help="policy that acts: random")] = "random",
+    workers: Annotated[Optional[int], typer.Option(
+        help="parallel environment processes (default: collect.workers)")] = None,
+    obs: ObsOpt = None,
+    env_import: EnvImportOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    from wmtool.data.store import EpisodeWriter, describe_spaces
+    from wmtool.engine.loops import run_episodes
+    from wmtool.envs.factory import make_env
+    from wmtool.envs.vector import VecEnv
+
+    if (episodes is None) == (steps is None):
+        raise WmtoolError("give exactly one of --episodes N or --steps N")
+    if (episodes or steps or 0) <= 0:
+        raise WmtoolError("--episodes/--steps must be positive")
+    flags = env_flags(env, obs, env_import) | {"seed": seed}
+    if workers is not None:
+        flags["collect"] = {"workers": workers}
+    cfg = config.compose(flags, recipe, set_ or ())
+    if cfg.collect.workers < 1:
+        raise WmtoolError("--workers must be at least 1")
+    config.require_choice("env.obs", cfg.env.obs, ("state", "pixels", "both"))
+
+    vec = VecEnv([functools.partial(make_env, cfg.env, None)
+                  for _ in range(cfg.collect.workers)])
+    try:
+        act = make_policy(policy, vec.act_space, seed)
+        with EpisodeWriter(out, vec.env_id, vec.obs_space, vec.act_space, policy=policy,
+                           image_chunk=cfg.collect.image_chunk) as writer:
+            start_episodes = writer.num_episodes
+            info(f"collect {vec.env_id} -> {out} ({describe_spaces(vec.obs_space, vec.act_space)}; "
+                 f"{cfg.collect.workers} worker(s); {start_episodes} episodes already in file)",
+                 quiet)
+            if writer.recovered_rows:
+                info(f"recovered {out} after an unclean stop: dropped "
+                     f"{writer.recovered_rows} rows of an unfinished episode", quiet)
+            total = episodes or steps
+            with make_progress(quiet) as progress:
+                task = progress.add_task("collect", total=total, status="")
+                last = [0.0]
+
+                def on_step(stats):
+                    now = time.perf_counter()
+                    if now - last[0] < 0.25:
+                        return
+                    last[0] = now
+                    done = stats.episodes if episodes else stats.steps
+                    mean = sum(stats.returns[-20:]) / max(1, len(stats.returns[-20:]))
+                    progress.update(task, completed=min(done, total), status=(
+                        f"{stats.episodes} ep  {stats.fps:,.0f} steps/s  return {mean:.1f}"))
+
+                stats = run_episodes(vec, act, episodes=episodes, steps=steps, seed=seed,
+                                     on_episode=writer.add, on_step=on_step)
+                progress.update(task, completed=total)
+            result = {"out": str(out), "env": vec.env_id, "policy": policy,
+                      "workers": cfg.collect.workers, "file_episodes": writer.num_episodes,
+                      **stats.summary()}
+    finally:
+        vec.close()
+    if json_:
+        emit_json(result)
+    else:
+        info(f"wrote {result['episodes']} episodes, {result['steps']} steps "
+             f"({result['env_steps_per_s']:,.0f} steps/s), mean return "
+             f"{result['return_mean']:.2f}; {out} now holds {result['file_episodes']} episodes",
+             quiet)
+    return result

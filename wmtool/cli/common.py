@@ -1,0 +1,81 @@
+"""What every subcommand shares: option definitions, error formatting, JSON output."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmtool.errors import WmtoolError
+from wmtool.progress import console
+
+# Set from `--debug` anywhere on the command line (see wmtool.cli.main) or WMTOOL_DEBUG=1.
+DEBUG = {"on": bool(os.environ.get("WMTOOL_DEBUG"))}
+
+EnvOpt = Annotated[str, typer.Option("--env", "-e", help="SUITE:TASK, e.g. gym:CartPole-v1, "
+                                     "dmc:cartpole-swingup, atari:pong (see `wmtool envs`)")]
+ObsOpt = Annotated[Optional[str], typer.Option(
+    "--obs", help="state | pixels | both (default: the suite's; pixels are 64x64 RGB)")]
+EnvImportOpt = Annotated[Optional[list[str]], typer.Option(
+    "--env-import", help="python module to import first so it can register gymnasium envs")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="random seed")]
+RecipeOpt = Annotated[Optional[str], typer.Option(
+    "--recipe", help="experiment recipe: a YAML path or a name under recipes/exp/")]
+SetOpt = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="override a config key, e.g. --set env.action_repeat=2 (repeatable)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+
+
+def fail_line(exc: BaseException) -> str:
+    if isinstance(exc, WmtoolError):
+        return f"error: {exc.message}" + (f"; {exc.hint}" if exc.hint else "")
+    text = (str(exc).splitlines() or [""])[0]
+    return f"error: {type(exc).__name__}: {text}; rerun with --debug for the traceback"
+
+
+def command(fn):
+    """Wrap a subcommand: WmtoolError and unexpected failures become one line + exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the CLI boundary: report, don't crash
+            if DEBUG["on"]:
+                traceback.print_exc()
+            console.print(fail_line(exc), style="red", highlight=False, markup=False,
+                          soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def env_flags(env: str | None, obs: str | None, env_import: list[str] | None) -> dict:
+    """CLI env flags as a config layer (only the ones given)."""
+    layer: dict = {}
+    if env is not None:
+        layer["id"] = env
+    if obs is not None:
+        layer["obs"] = obs
+    if env_import:
+        layer["imports"] = list(env_import)
+    return {"env": layer} if layer else {}
+
+
+def existing_file(path: Path) -> Path:
+    if not path.exists():
+        raise WmtoolError(f"{path}: no such file", "check the path")
+    return path

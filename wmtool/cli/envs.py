@@ -1,0 +1,49 @@
+"""`wmtool envs`: the environment suites, with examples or every task of one suite."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from wmtool.cli.common import JsonOpt, command, emit_json
+from wmtool.progress import console
+from wmtool.registry import SUITES, lookup
+
+HELP = "List environment suites with example ids, or every task of one suite."
+EXAMPLES = "Examples:\n\n  wmtool envs\n\n  wmtool envs --suite dmc --json"
+
+
+def suite_tasks(suite: str) -> list[str]:
+    if suite == "dmc":  # suite listings are data, not behaviour: one small table
+        from wmtool.envs.dmc import all_tasks
+        return all_tasks()
+    if suite == "atari":
+        from wmtool.envs.atari import all_games
+        return all_games()
+    import gymnasium
+
+    return sorted(k for k in gymnasium.registry if not k.startswith("ALE/"))
+
+
+@command
+def envs(suite: Annotated[Optional[str], typer.Option(help="list every task of this suite")] = None,
+         json_: JsonOpt = False):
+    if suite:
+        lookup(SUITES, suite, "env suite")
+        tasks = [f"{suite}:{t}" for t in suite_tasks(suite)]
+        if json_:
+            emit_json({"suite": suite, "tasks": tasks})
+        else:
+            console.print("\n".join(tasks), highlight=False)
+        return
+    if json_:
+        emit_json({name: {"summary": e.summary, "examples": list(e.examples)}
+                   for name, e in SUITES.items()})
+        return
+    table = Table(title="environment suites (--env SUITE:TASK)")
+    for column in ("suite", "what", "examples"):
+        table.add_column(column)
+    for name, entry in SUITES.items():
+        table.add_row(name, entry.summary, ", ".join(entry.examples))
+    console.print(table)

@@ -1,0 +1,214 @@
+"""Configuration: recipes (YAML data) + size preset + `--set key=value`, strictly typed.
+
+A run's config = recipes/defaults.yaml, then the suite recipe, the algorithm recipe, the size
+preset, an experiment recipe (`--recipe`), then `--set` overrides, in that order. Every key
+must already exist in defaults.yaml and keep its type; errors name the valid keys. The result
+is frozen: nothing changes it after load.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wmtool.errors import WmtoolError
+
+
+def recipes_dir() -> Path:
+    """recipes/ next to the package (editable install or source checkout), or $WMTOOL_RECIPES."""
+    return Path(os.environ.get("WMTOOL_RECIPES", Path(__file__).resolve().parent.parent / "recipes"))
+
+
+class Config(Mapping):
+    """Read-only nested mapping with attribute access: cfg.env.id == cfg["env"]["id"]."""
+
+    def __init__(self, data: Mapping[str, Any]):
+        object.__setattr__(self, "_data", {
+            k: Config(v) if isinstance(v, Mapping) else (tuple(v) if isinstance(v, list) else v)
+            for k, v in data.items()})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # keeps pickling/copying from recursing before _data exists
+            raise AttributeError(name)
+        try:
+            return self._data[name]
+        except KeyError:
+            raise AttributeError(f"config has no key '{name}'") from None
+
+    def __setattr__(self, name, value):
+        raise TypeError("Config is frozen; pass overrides to load() instead")
+
+    def __reduce__(self):
+        return Config, (self.to_dict(),)
+
+    def __getitem__(self, key: str) -> Any:
+        node: Any = self
+        for part in key.split("."):
+            node = node._data[part]
+        return node
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v.to_dict() if isinstance(v, Config) else (list(v) if isinstance(v, tuple) else v)
+                for k, v in self._data.items()}
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.dump())
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise WmtoolError(f"recipe file {path} does not exist", "run `wmtool recipes list`")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise WmtoolError(f"recipe {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise WmtoolError(f"recipe {path} must be a mapping of keys to values")
+    return data
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise WmtoolError(f"{source}: {key}={value!r} has type {type(value).__name__}, "
+                          f"expected {type(default).__name__} (default {default!r})")
+    return value
+
+
+def apply(flat: dict[str, Any], overrides: Mapping[str, Any], source: str) -> None:
+    """Apply overrides (a nested mapping or dotted keys) to the flat config, strictly."""
+    for key, value in flatten(overrides).items():
+        if key not in flat:
+            close = difflib.get_close_matches(key, list(flat), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else \
+                f"valid keys: {', '.join(sorted(flat))}"
+            raise WmtoolError(f"{source}: unknown config key '{key}'", hint)
+        flat[key] = _check_type(key, value, flat[key], source)
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise WmtoolError(f"--set {item!r} is not key=value", "e.g. --set env.action_repeat=2")
+        try:
+            out[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            out[key.strip()] = text
+    return out
+
+
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def load(layers: list[tuple[str, Mapping[str, Any]]] = (), sets: list[str] = (),
+         root: Path | None = None) -> Config:
+    """Merge defaults, then each (source name, overrides) layer, then `--set` items."""
+    root = root or recipes_dir()
+    flat = flatten(read_yaml(root / "defaults.yaml"))
+    for source, overrides in layers:
+        apply(flat, overrides, source)
+    apply(flat, parse_set(sets), "--set")
+    return Config(unflatten(flat))
+
+
+def suite_layer(env_id: str, root: Path | None = None) -> list[tuple[str, dict]]:
+    """The suite recipe for an env id (recipes/suite/<suite>.yaml), if one exists."""
+    root = root or recipes_dir()
+    path = root / "suite" / f"{env_id.partition(':')[0]}.yaml"
+    return [(str(path), read_yaml(path))] if path.exists() else []
+
+
+def size_layer(size: str | None, root: Path | None = None) -> list[tuple[str, dict]]:
+    if not size:
+        return []
+    root = root or recipes_dir()
+    presets = read_yaml(root / "sizes.yaml")
+    if size not in presets:
+        raise WmtoolError(f"unknown size preset '{size}'", f"valid: {', '.join(presets)}")
+    return [(f"sizes.yaml:{size}", presets[size] or {})]
+
+
+def recipe_layer(recipe: str | None, root: Path | None = None) -> list[tuple[str, dict]]:
+    """--recipe takes a path or a name under recipes/exp/ (with or without .yaml)."""
+    if not recipe:
+        return []
+    root = root or recipes_dir()
+    path = Path(recipe)
+    if not path.exists():
+        path = root / "exp" / (recipe if recipe.endswith(".yaml") else recipe + ".yaml")
+    return [(str(path), read_yaml(path))]
+
+
+def compose(flags: Mapping[str, Any] | None = None, recipe: str | None = None,
+            sets: list[str] | tuple[str, ...] = (), algo: str | None = None,
+            size: str | None = None, root: Path | None = None) -> Config:
+    """A run's config: defaults < suite < algorithm < size < --recipe < CLI flags < --set."""
+    root = root or recipes_dir()
+    sets = list(sets or ())
+    recipe_layers = recipe_layer(recipe, root)
+    env_id = parse_set(sets).get("env.id") or (flags or {}).get("env", {}).get("id")
+    if env_id is None:
+        for _, layer in reversed(recipe_layers):
+            env_id = flatten(layer).get("env.id") or env_id
+    if env_id is None:
+        env_id = read_yaml(root / "defaults.yaml")["env"]["id"]
+    layers = suite_layer(str(env_id), root)
+    if algo:
+        path = root / "algo" / f"{algo}.yaml"
+        layers += [(str(path), read_yaml(path))] if path.exists() else []
+    layers += size_layer(size, root) + recipe_layers
+    if flags:
+        layers.append(("command-line flags", flags))
+    return load(layers, sets, root)
+
+
+def require_choice(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise WmtoolError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")

@@ -1,0 +1,78 @@
+"""Episodes as arrays: obs (T+1), action/reward/terminated/truncated (T).
+
+`EpisodeBuilder` turns the env's step dicts (DESIGN.md §3) into that layout: the reset
+observation, then per step the action taken and what the env returned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from wmtool.envs.base import STEP_KEYS
+
+
+@dataclass
+class Episode:
+    obs: dict[str, np.ndarray]          # key -> (T+1, ...)
+    action: np.ndarray | None           # (T, ...) or None for observation-only data
+    reward: np.ndarray                  # (T,) float32
+    terminated: np.ndarray              # (T,) bool: a true terminal, bootstrapping stops
+    truncated: np.ndarray               # (T,) bool: cut by a time limit, never a terminal
+    seed: int = -1
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def length(self) -> int:
+        return int(len(self.reward))
+
+    @property
+    def ret(self) -> float:
+        return float(np.sum(self.reward, dtype=np.float64))
+
+
+class EpisodeBuilder:
+    def __init__(self, obs_keys, seed: int = -1):
+        self.obs_keys = list(obs_keys)
+        self.seed = seed
+        self._obs: dict[str, list] = {k: [] for k in self.obs_keys}
+        self._action: list = []
+        self._reward: list = []
+        self._terminated: list = []
+        self._truncated: list = []
+
+    def __len__(self) -> int:
+        return len(self._reward)
+
+    def start(self, step: dict) -> None:
+        assert step["is_first"], "an episode starts with a reset observation"
+        self._add_obs(step)
+
+    def add(self, action, step: dict) -> None:
+        self._action.append(np.asarray(action))
+        self._reward.append(step["reward"])
+        self._terminated.append(bool(step["is_terminal"]))
+        self._truncated.append(bool(step["is_last"] and not step["is_terminal"]))
+        self._add_obs(step)
+
+    def _add_obs(self, step: dict) -> None:
+        for key in self.obs_keys:
+            self._obs[key].append(step[key])
+
+    def finish(self, cut: bool = False) -> Episode:
+        """Stack into an Episode; `cut` marks an episode stopped early as truncated."""
+        truncated = np.asarray(self._truncated, bool)
+        if cut and len(truncated) and not self._terminated[-1]:
+            truncated[-1] = True
+        return Episode(
+            obs={k: np.stack(v) for k, v in self._obs.items()},
+            action=np.stack(self._action) if self._action else None,
+            reward=np.asarray(self._reward, np.float32),
+            terminated=np.asarray(self._terminated, bool),
+            truncated=truncated,
+            seed=self.seed,
+        )
+
+
+def is_obs_key(key: str) -> bool:
+    return key not in STEP_KEYS

@@ -1,0 +1,94 @@
+"""The environment loop: policy -> envs -> finished episodes (DESIGN.md §1).
+
+Every command that steps a real environment (collect now; train, eval later) runs this loop
+so episode bookkeeping, truncation handling and storage live in one place.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from wmtool.data.episode import Episode, EpisodeBuilder
+
+
+@dataclass
+class LoopStats:
+    steps: int = 0
+    episodes: int = 0
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.steps / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> dict:
+        r = np.asarray(self.returns, np.float64)
+        return {"episodes": self.episodes, "steps": self.steps, "seconds": round(self.seconds, 3),
+                "env_steps_per_s": round(self.fps, 1),
+                "return_mean": float(r.mean()) if len(r) else None,
+                "return_std": float(r.std()) if len(r) else None,
+                "return_min": float(r.min()) if len(r) else None,
+                "return_max": float(r.max()) if len(r) else None}
+
+
+def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None = None,
+                 seed: int | None = None, on_episode: Callable[[Episode], None] | None = None,
+                 on_step: Callable[[LoopStats], None] | None = None) -> LoopStats:
+    """Step `vec` with `policy` until `episodes` finish or `steps` env steps are taken.
+
+    With `steps`, episodes still running at the end are kept, marked truncated (cut short,
+    not terminal). With `episodes`, exactly that many finished episodes are reported.
+    """
+    if (episodes is None) == (steps is None):
+        raise ValueError("give exactly one of episodes or steps")
+    keys = list(vec.obs_space)
+    stats = LoopStats()
+    start = time.perf_counter()
+    obs = vec.reset(seed)
+    builders: list[EpisodeBuilder | None] = [EpisodeBuilder(keys, -1 if seed is None else seed + i) for i in range(vec.num_envs)]
+    for i, b in enumerate(builders):
+        b.start({k: obs[k][i] for k in keys} | {"is_first": True})
+
+    def finish(i: int, cut: bool = False) -> None:
+        episode = builders[i].finish(cut=cut)
+        builders[i] = None  # the next step's is_first row starts this env's next episode
+        stats.episodes += 1
+        stats.returns.append(episode.ret)
+        stats.lengths.append(episode.length)
+        if on_episode:
+            on_episode(episode)
+
+    while True:
+        actions = policy.act(obs)
+        obs = vec.step(actions)
+        for i in range(vec.num_envs):
+            row = {k: obs[k][i] for k in keys}
+            if obs["is_first"][i]:  # gymnasium reset this env; its action was ignored
+                builders[i] = EpisodeBuilder(keys, -1)
+                builders[i].start(row | {"is_first": True})
+                continue
+            builders[i].add(actions[i], row | {"reward": obs["reward"][i],
+                                                "is_last": obs["is_last"][i],
+                                                "is_terminal": obs["is_terminal"][i]})
+            stats.steps += 1
+            if obs["is_last"][i]:
+                finish(i)
+                if episodes is not None and stats.episodes >= episodes:
+                    break
+        stats.seconds = time.perf_counter() - start
+        if on_step:
+            on_step(stats)
+        if episodes is not None and stats.episodes >= episodes:
+            break
+        if steps is not None and stats.steps >= steps:
+            for i, b in enumerate(builders):
+                if b is not None and len(b):
+                    finish(i, cut=True)
+            break
+    stats.seconds = time.perf_counter() - start
+    return stats

@@ -1,0 +1,18 @@
+"""User-facing failures: one line that names the problem and the fix."""
+from __future__ import annotations
+
+
+class WmtoolError(Exception):
+    """An error the CLI prints as one line (plus a hint) and exits 1 on.
+
+    Raise it for anything the user can fix: bad input, missing backends, foreign files.
+    Bugs stay ordinary exceptions so they keep their tracebacks.
+    """
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message

@@ -1,0 +1,21 @@
+"""Rich progress on stderr (stdout stays free for --json), silenced by --quiet."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+console = Console(stderr=True)
+
+
+def make_progress(quiet: bool = False) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+        TimeRemainingColumn(), console=console, disable=quiet, transient=False,
+        refresh_per_second=4)
+
+
+def info(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        console.print(message, highlight=False)

@@ -1,0 +1,44 @@
+"""Names -> implementations, imported lazily so `wmtool --help` stays fast.
+
+The CLI and engine look things up here and never branch on a suite or algorithm name.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Entry:
+    target: str  # "module:attribute"
+    summary: str
+    examples: tuple[str, ...] = ()
+
+    def load(self):
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+SUITES: dict[str, Entry] = {
+    "gym": Entry("wmtool.envs.factory:make_gym_suite",
+                 "any gymnasium id (classic control, Box2D, third-party via --env-import)",
+                 ("gym:CartPole-v1", "gym:Pendulum-v1", "gym:CarRacing-v3", "gym:LunarLander-v3")),
+    "dmc": Entry("wmtool.envs.factory:make_dmc_suite",
+                 "DeepMind Control Suite <domain>-<task>, --obs state|pixels|both",
+                 ("dmc:cartpole-balance", "dmc:cartpole-swingup", "dmc:walker-walk",
+                  "dmc:cheetah-run")),
+    "atari": Entry("wmtool.envs.factory:make_atari_suite",
+                   "Atari 2600 via ale-py's bundled ROMs (standard protocol, 64x64)",
+                   ("atari:pong", "atari:breakout", "atari:ms_pacman", "atari:boxing")),
+}
+
+# Filled by later issues: algorithm name -> Entry of its Agent factory.
+ALGOS: dict[str, Entry] = {}
+
+
+def lookup(table: dict[str, Entry], name: str, kind: str) -> Entry:
+    from wmtool.errors import WmtoolError
+
+    if name not in table:
+        raise WmtoolError(f"unknown {kind} '{name}'", f"valid: {', '.join(sorted(table))}")
+    return table[name]

@@ -67,9 +67,8 @@ def _open_h5(path: Path, mode: str, **kwargs):
         raise WmtoolError(f"{path}: no such file", "check the path") from None
     except OSError as exc:
         text = str(exc)
-        if "unable to lock file" in text:
-            raise WmtoolError(f"{path} is being written by another process",
-                              "wait for it to finish or write to another file") from None
+        if "unable to lock file" in text or "already open for write" in text:
+            raise _busy(path) from None
         if not h5py.is_hdf5(path):
             raise WmtoolError(f"{path} is not an HDF5 file",
                               "pass a .h5 file written by `wmtool collect`") from None
@@ -99,7 +98,16 @@ class EpisodeReader:
         self.path = Path(path)
         if not self.path.exists():
             raise WmtoolError(f"{self.path}: no such file", "check the path")
-        self._f = _open_h5(self.path, "r", libver="latest", swmr=True)
+        # SWMR read only while a writer holds the file (or died holding it): a SWMR reader
+        # retries failed metadata reads for a long time, which would hang on a corrupt file.
+        try:
+            self._swmr = writer_mark_set(self.path)
+        except ValueError:
+            raise WmtoolError(f"{self.path} is not an HDF5 file",
+                              "pass a .h5 file written by `wmtool collect`") from None
+        # locking=False matches the writer's flags (HDF5 refuses mixed flags in one process).
+        self._f = _open_h5(self.path, "r", locking=False,
+                           **({"libver": "latest", "swmr": True} if self._swmr else {}))
         try:
             _check_format(self._f, self.path)
             attrs = self._f.attrs
@@ -114,8 +122,9 @@ class EpisodeReader:
 
     def refresh(self) -> None:
         """Re-read the index (a writer may have committed more episodes)."""
-        for name in ("episodes", "reward", *(f"obs/{k}" for k in self.obs_space)):
-            self._f[name].refresh()
+        if self._swmr:
+            for name in ("episodes", "reward", *(f"obs/{k}" for k in self.obs_space)):
+                self._f[name].refresh()
         index = self._f["episodes"][()]
         obs_rows = min(self._f[f"obs/{k}"].shape[0] for k in self.obs_space)
         self.index = index[:valid_rows(index, obs_rows, self._f["reward"].shape[0])]
@@ -170,57 +179,90 @@ class EpisodeReader:
         self.close()
 
 
-class EpisodeWriter:
-    """Appends finished episodes to a store file, creating or recovering it as needed.
+def _busy(path: Path) -> WmtoolError:
+    return WmtoolError(f"{path} is being written by another process",
+                       "wait for it to finish or write to another file")
 
-    Holds a shared flock on the file while open: readers (shared) are welcome, another
-    writer (which needs an exclusive lock before it may clear a writer mark) is refused.
+
+class WriterLock:
+    """One writer per store file, across processes and within one.
+
+    A POSIX record lock on the file's first byte. HDF5 itself uses flock(), which does not
+    interact with it on Linux, and readers take no record lock, so a reader never looks like
+    a writer. A second writer must get this lock before it may clear a writer mark, so only
+    a dead writer's mark is ever cleared. POSIX locks are per process (and are dropped when
+    any descriptor of the file closes), hence the in-process registry, and the superblock
+    helpers reuse `file` instead of opening their own descriptor.
     """
+
+    _held: set[str] = set()
+
+    def __init__(self, path: Path):
+        self.key = os.path.realpath(path)
+        if self.key in WriterLock._held:
+            raise _busy(path)
+        self.file = open(path, "r+b")
+        try:
+            fcntl.lockf(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError:
+            self.file.close()
+            raise _busy(path) from None
+        WriterLock._held.add(self.key)
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+            WriterLock._held.discard(self.key)
+
+
+class EpisodeWriter:
+    """Appends finished episodes to a store file, creating or recovering it as needed."""
 
     def __init__(self, path: str | Path, env_id: str, obs_space: dict, act_space,
                  policy: str = "", image_chunk: int = 16, has_action: bool = True):
         self.path = Path(path)
         self.recovered_rows = 0
-        exists = self.path.exists() and self.path.stat().st_size > 0
-        if exists:
-            self._recover_if_crashed()
-            self._f = _open_h5(self.path, "a", libver="latest")
+        self._f = None
+        if self.path.exists() and self.path.stat().st_size > 0:
+            self._lock = WriterLock(self.path)
             try:
+                self._recover_if_crashed()
+                # locking=False: WriterLock is the writer's lock; HDF5's own flock would make
+                # a reader that happens to be opening the file look like a second writer.
+                self._f = _open_h5(self.path, "a", libver="latest", locking=False)
                 _check_format(self._f, self.path)
                 self._check_matches(env_id, obs_space, act_space)
                 self._trim_uncommitted()
-            except Exception:
-                self._f.close()
+            except BaseException:
+                self._abort()
                 raise
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = _h5().File(self.path, "w", libver="latest")
+            try:
+                self._f = _h5().File(self.path, "w-", libver="latest", locking=False)
+            except (FileExistsError, OSError):
+                raise _busy(self.path) from None
+            self._lock = WriterLock(self.path)
             self._create(env_id, obs_space, act_space, policy, image_chunk, has_action)
         self.obs_keys = list(spaces.loads_obs(self._f.attrs["obs_space"]))
         self._f.swmr_mode = True
-        self._lock_fd = os.open(self.path, os.O_RDONLY)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_SH)
         self.num_episodes = self._f["episodes"].shape[0]
 
     # -- opening -------------------------------------------------------------------------
+    def _abort(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        self._lock.release()
+
     def _recover_if_crashed(self) -> None:
         try:
-            marked = writer_mark_set(self.path)
+            if writer_mark_set(self._lock.file):
+                # We hold the writer lock, so whoever left the mark is dead: safe to clear.
+                clear_writer_mark(self._lock.file)
         except ValueError:
             raise WmtoolError(f"{self.path} is not an HDF5 file",
                               "choose another --out path; nothing was written") from None
-        if not marked:
-            return
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise WmtoolError(f"{self.path} is being written by another process",
-                              "wait for it to finish or write to another file") from None
-        try:
-            clear_writer_mark(self.path)  # the writer died (its lock is gone): safe to clear
-        finally:
-            os.close(fd)
 
     def _create(self, env_id, obs_space, act_space, policy, image_chunk, has_action) -> None:
         f = self._f
@@ -315,10 +357,8 @@ class EpisodeWriter:
         return self.num_episodes - 1
 
     def close(self) -> None:
-        if self._f:
-            self._f.close()
-            self._f = None
-            os.close(self._lock_fd)
+        if self._f is not None:
+            self._abort()
 
     def __enter__(self):
         return self

@@ -65,18 +65,41 @@ def _find_superblock(fh) -> int:
     raise ValueError("no HDF5 signature found")
 
 
-def writer_mark_set(path: str) -> bool:
+class _Opened:
+    """Use an already open binary file as is, or open (and later close) a path.
+
+    Callers that hold a POSIX lock on the file pass their open file: closing any other
+    descriptor of the file would silently release that lock.
+    """
+
+    def __init__(self, target, mode: str):
+        self.fh = target if hasattr(target, "seek") else open(target, mode)
+        self.owned = self.fh is not target
+
+    def __enter__(self):
+        return self.fh
+
+    def __exit__(self, *exc):
+        if self.owned:
+            self.fh.close()
+
+
+def writer_mark_set(target) -> bool:
     """True if the file says a writer still has it open (or was killed holding it)."""
-    with open(path, "rb") as fh:
+    with _Opened(target, "rb") as fh:
         base = _find_superblock(fh)
         fh.seek(base + 8)
-        version, _, _, flags = fh.read(4)
+        head = fh.read(4)
+    if len(head) < 4:
+        raise ValueError("truncated HDF5 superblock")
+    version, _, _, flags = head
     return version >= 2 and flags != 0
 
 
-def clear_writer_mark(path: str) -> bool:
+def clear_writer_mark(target) -> bool:
     """Clear a dead writer's mark; returns False when there was nothing to clear."""
-    with open(path, "r+b") as fh:
+    with _Opened(target, "r+b") as fh:
+        size = os.fstat(fh.fileno()).st_size
         base = _find_superblock(fh)
         fh.seek(base)
         head = bytearray(fh.read(12))
@@ -88,7 +111,7 @@ def clear_writer_mark(path: str) -> bool:
         body = bytearray(head + fh.read(4 * 8))
         base_addr, ext_addr, eoa, root = struct.unpack_from("<4Q", body, 12)
         body[11] = 0
-        real_end = os.path.getsize(path) - base_addr
+        real_end = size - base_addr
         struct.pack_into("<Q", body, 28, max(eoa, real_end))
         checksum = lookup3(bytes(body))
         fh.seek(base)

@@ -26,8 +26,12 @@ RENDER_HINT = ("set MUJOCO_GL=egl (Mesa's libEGL) or MUJOCO_GL=osmesa "
 def _import_suite():
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
-    from dm_control import suite
-
+    try:
+        from dm_control import suite
+    except Exception as exc:  # bad MUJOCO_GL values and missing GL libraries land here
+        backend = os.environ.get("MUJOCO_GL")
+        raise WmtoolError(f"dm_control cannot start with MUJOCO_GL={backend}: "
+                          f"{type(exc).__name__}: {exc}".splitlines()[0], RENDER_HINT) from exc
     return suite
 
 

@@ -75,6 +75,7 @@ class VecEnv:
         if self.num_envs == 1:
             self._vec = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.NEXT_STEP)
         else:
+            makers[0]().close()  # fail here, with a clear error, not inside a subprocess
             self._vec = AsyncVectorEnv(fns, context="spawn", shared_memory=False,
                                        autoreset_mode=AutoresetMode.NEXT_STEP)
         self._done = np.zeros(self.num_envs, bool)

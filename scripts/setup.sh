@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs wmtool and everything it needs into .venv, from nothing. Safe to rerun.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+# Headless MuJoCo rendering uses EGL through Mesa (MUJOCO_GL=egl, the default here).
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq libegl1 libegl-mesa0 libgl1-mesa-dri >/dev/null
+  else
+    echo "warning: libEGL not found; install Debian's libegl1 libegl-mesa0 libgl1-mesa-dri" \
+         "for dm_control pixels" >&2
+  fi
+fi
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# The pinned CPU build of torch first, so nothing later pulls a multi-GB CUDA build.
+.venv/bin/pip install -q torch==2.13.0
+.venv/bin/pip install -q -e ".[dev]"
+touch .venv/.installed

@@ -1,0 +1,65 @@
+import pickle
+
+import pytest
+
+from wmtool import config
+from wmtool.errors import WmtoolError
+
+
+def test_defaults_then_suite_recipe_then_set():
+    cfg = config.compose({"env": {"id": "dmc:walker-walk"}}, sets=["env.time_limit=50"])
+    assert cfg.env.id == "dmc:walker-walk"
+    assert cfg.env.action_repeat == 2  # from recipes/suite/dmc.yaml
+    assert cfg.env.time_limit == 50
+    assert cfg["env.atari.sticky"] == 0.25
+
+
+def test_set_wins_over_flags():
+    cfg = config.compose({"env": {"id": "gym:CartPole-v1", "obs": "state"}},
+                         sets=["env.obs=pixels"])
+    assert cfg.env.obs == "pixels"
+
+
+def test_unknown_key_names_close_valid_keys():
+    with pytest.raises(WmtoolError) as err:
+        config.compose(sets=["env.action_repaet=2"])
+    assert "env.action_repaet" in str(err.value) and "env.action_repeat" in str(err.value)
+
+
+def test_wrong_type_is_an_error_naming_the_expected_type():
+    with pytest.raises(WmtoolError, match="expected int"):
+        config.compose(sets=["env.action_repeat=two"])
+    with pytest.raises(WmtoolError, match="expected bool"):
+        config.compose(sets=["env.atari.gray=1"])
+    # ints are accepted where floats are expected, and converted
+    assert config.compose(sets=["env.atari.sticky=0"]).env.atari.sticky == 0.0
+
+
+def test_set_needs_key_equals_value():
+    with pytest.raises(WmtoolError, match="key=value"):
+        config.compose(sets=["env.action_repeat"])
+
+
+def test_config_is_frozen_picklable_and_saved_losslessly(tmp_path):
+    cfg = config.compose(sets=["env.size=[32,48]"])
+    with pytest.raises(TypeError):
+        cfg.seed = 3
+    assert pickle.loads(pickle.dumps(cfg)).to_dict() == cfg.to_dict()
+    cfg.save(tmp_path / "config.yaml")
+    again = config.load([("saved", config.read_yaml(tmp_path / "config.yaml"))])
+    assert again.to_dict() == cfg.to_dict()
+    assert again.env.size == (32, 48)
+
+
+def test_recipe_by_name_and_missing_recipe(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("env:\n  id: gym:Pendulum-v1\n  time_limit: 7\n")
+    cfg = config.compose(recipe=str(recipe))
+    assert cfg.env.id == "gym:Pendulum-v1" and cfg.env.time_limit == 7
+    with pytest.raises(WmtoolError, match="does not exist"):
+        config.compose(recipe="no_such_recipe")
+
+
+def test_unknown_size_preset():
+    with pytest.raises(WmtoolError, match="valid: debug"):
+        config.size_layer("huge")

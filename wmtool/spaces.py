@@ -28,11 +28,15 @@ class Space:
         return self.dtype == "uint8" and len(self.shape) == 3
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
+        return self.sample_batch(rng, 1)[0]
+
+    def sample_batch(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n uniform samples, stacked: (n, *shape)."""
         if self.discrete:
-            return np.asarray(rng.integers(self.n), dtype=self.dtype)
+            return rng.integers(self.n, size=n, dtype=self.dtype)
         low = -1.0 if self.low is None else self.low
         high = 1.0 if self.high is None else self.high
-        return rng.uniform(low, high, self.shape).astype(self.dtype)
+        return rng.uniform(low, high, (n, *self.shape)).astype(self.dtype)
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None} | {"shape": list(self.shape)}

@@ -50,6 +50,7 @@ def collect(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
+    from wmtool.data.background import BackgroundWriter
     from wmtool.data.store import EpisodeWriter, describe_spaces
     from wmtool.engine.loops import run_episodes
     from wmtool.envs.factory import make_env
@@ -71,15 +72,16 @@ def collect(
                   for _ in range(cfg.collect.workers)])
     try:
         act = make_policy(policy, vec.act_space, seed)
-        with EpisodeWriter(out, vec.env_id, vec.obs_space, vec.act_space, policy=policy,
-                           image_chunk=cfg.collect.image_chunk) as writer:
+        store = EpisodeWriter(out, vec.env_id, vec.obs_space, vec.act_space, policy=policy,
+                              image_chunk=cfg.collect.image_chunk)
+        with BackgroundWriter(store) as writer:
             start_episodes = writer.num_episodes
             info(f"collect {vec.env_id} -> {out} ({describe_spaces(vec.obs_space, vec.act_space)}; "
                  f"{cfg.collect.workers} worker(s); {start_episodes} episodes already in file)",
                  quiet)
-            if writer.recovered_rows:
+            if store.recovered_rows:
                 info(f"recovered {out} after an unclean stop: dropped "
-                     f"{writer.recovered_rows} rows of an unfinished episode", quiet)
+                     f"{store.recovered_rows} rows of an unfinished episode", quiet)
             total = episodes or steps
             with make_progress(quiet) as progress:
                 task = progress.add_task("collect", total=total, status="")
@@ -98,6 +100,7 @@ def collect(
                 stats = run_episodes(vec, act, episodes=episodes, steps=steps, seed=seed,
                                      on_episode=writer.add, on_step=on_step)
                 progress.update(task, completed=total)
+            writer.flush()
             result = {"out": str(out), "env": vec.env_id, "policy": policy,
                       "workers": cfg.collect.workers, "file_episodes": writer.num_episodes,
                       **stats.summary()}

@@ -44,20 +44,23 @@ class EpisodeBuilder:
     def __len__(self) -> int:
         return len(self._reward)
 
-    def start(self, step: dict) -> None:
-        assert step["is_first"], "an episode starts with a reset observation"
-        self._add_obs(step)
-
-    def add(self, action, step: dict) -> None:
-        self._action.append(np.asarray(action))
-        self._reward.append(step["reward"])
-        self._terminated.append(bool(step["is_terminal"]))
-        self._truncated.append(bool(step["is_last"] and not step["is_terminal"]))
-        self._add_obs(step)
-
-    def _add_obs(self, step: dict) -> None:
+    def start(self, obs: dict) -> None:
+        """The reset observation (obs keys; other keys are ignored)."""
         for key in self.obs_keys:
-            self._obs[key].append(step[key])
+            self._obs[key].append(obs[key])
+
+    def add(self, action, obs: dict, reward: float, last: bool, terminal: bool) -> None:
+        """One env step: the action taken and what the env returned for it."""
+        self._action.append(action)
+        self._reward.append(reward)
+        self._terminated.append(bool(terminal))
+        self._truncated.append(bool(last and not terminal))
+        for key in self.obs_keys:
+            self._obs[key].append(obs[key])
+
+    def add_step(self, action, step: dict) -> None:
+        """`add` from a step dict of the env contract (envs/base.py)."""
+        self.add(action, step, step["reward"], step["is_last"], step["is_terminal"])
 
     def finish(self, cut: bool = False) -> Episode:
         """Stack into an Episode; `cut` marks an episode stopped early as truncated."""

@@ -21,6 +21,7 @@ class LoopStats:
     returns: list[float] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    env_seconds: float = 0.0  # inside vec.reset/vec.step; the rest is policy, bookkeeping, I/O
 
     @property
     def fps(self) -> float:
@@ -30,6 +31,8 @@ class LoopStats:
         r = np.asarray(self.returns, np.float64)
         return {"episodes": self.episodes, "steps": self.steps, "seconds": round(self.seconds, 3),
                 "env_steps_per_s": round(self.fps, 1),
+                "env_time_fraction": round(self.env_seconds / self.seconds, 4)
+                if self.seconds > 0 else None,
                 "return_mean": float(r.mean()) if len(r) else None,
                 "return_std": float(r.std()) if len(r) else None,
                 "return_min": float(r.min()) if len(r) else None,
@@ -50,9 +53,11 @@ def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None 
     stats = LoopStats()
     start = time.perf_counter()
     obs = vec.reset(seed)
-    builders: list[EpisodeBuilder | None] = [EpisodeBuilder(keys, -1 if seed is None else seed + i) for i in range(vec.num_envs)]
+    stats.env_seconds = time.perf_counter() - start
+    builders: list[EpisodeBuilder | None] = [
+        EpisodeBuilder(keys, -1 if seed is None else seed + i) for i in range(vec.num_envs)]
     for i, b in enumerate(builders):
-        b.start({k: obs[k][i] for k in keys} | {"is_first": True})
+        b.start({k: obs[k][i] for k in keys})
 
     def finish(i: int, cut: bool = False) -> None:
         episode = builders[i].finish(cut=cut)
@@ -65,18 +70,20 @@ def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None 
 
     while True:
         actions = policy.act(obs)
+        tick = time.perf_counter()
         obs = vec.step(actions)
+        stats.env_seconds += time.perf_counter() - tick
+        first, last, terminal = obs["is_first"], obs["is_last"], obs["is_terminal"]
+        reward = obs["reward"]
         for i in range(vec.num_envs):
             row = {k: obs[k][i] for k in keys}
-            if obs["is_first"][i]:  # gymnasium reset this env; its action was ignored
+            if first[i]:  # this env was reset instead of stepped; its action was ignored
                 builders[i] = EpisodeBuilder(keys, -1)
-                builders[i].start(row | {"is_first": True})
+                builders[i].start(row)
                 continue
-            builders[i].add(actions[i], row | {"reward": obs["reward"][i],
-                                                "is_last": obs["is_last"][i],
-                                                "is_terminal": obs["is_terminal"][i]})
+            builders[i].add(actions[i], row, reward[i], last[i], terminal[i])
             stats.steps += 1
-            if obs["is_last"][i]:
+            if last[i]:
                 finish(i)
                 if episodes is not None and stats.episodes >= episodes:
                     break

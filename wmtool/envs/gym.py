@@ -90,10 +90,11 @@ class _ObsConverter:
             value = obs
             for step in path:
                 value = value[step]
+            # np.array copies: an env may hand out a buffer it overwrites on the next step
             if kind == "image":
-                out[key] = resize(np.asarray(value, dtype=np.uint8), self.size)
+                out[key] = resize(np.array(value, dtype=np.uint8), self.size)
             elif kind == "vector":
-                out[key] = np.asarray(value, dtype=np.float32).reshape(-1)
+                out[key] = np.array(value, dtype=np.float32).reshape(-1)
             else:
                 _, n, start = kind
                 onehot = np.zeros(n, np.float32)

@@ -1,0 +1,74 @@
+"""Write episodes from a background thread so compression overlaps env stepping.
+
+gzip of image chunks cost ~8% of Atari collection time when done inline. h5py releases the
+GIL while HDF5 writes (measured here: a busy main thread kept its full speed while another
+thread wrote compressed chunks), so a writer thread takes that work off the env loop's core.
+Only this thread touches the file while it runs. An episode is durable once the thread has
+committed it, a few milliseconds after it finished; `flush()` waits for that.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+
+from wmtool.data.episode import Episode
+from wmtool.data.store import EpisodeWriter
+
+_STOP = object()
+
+
+class BackgroundWriter:
+    def __init__(self, writer: EpisodeWriter, max_pending: int = 8):
+        self.writer = writer
+        self._queue: queue.Queue = queue.Queue(max_pending)  # bounds memory held in flight
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="episode-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:  # Linux: a thread id here sets that thread's niceness; the env loop comes first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP:
+                    return
+                if self._error is None:
+                    self.writer.add(item)
+            except BaseException as exc:  # reported to the caller on its next call
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def add(self, episode: Episode) -> None:
+        self._raise()
+        self._queue.put(episode)
+
+    def flush(self) -> None:
+        self._queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self.writer.close()
+        self._raise()
+
+    @property
+    def num_episodes(self) -> int:
+        return self.writer.num_episodes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -88,7 +88,8 @@ class DMCEnv(Env):
                               f"{type(exc).__name__}: {exc}".splitlines()[0], RENDER_HINT) from exc
 
     def _render(self) -> np.ndarray:
-        return self._camera_obj.render()
+        # render() returns a view of the camera's own buffer, overwritten by the next call
+        return self._camera_obj.render().copy()
 
     def _observe(self, timestep) -> dict[str, np.ndarray]:
         out = {}

@@ -204,3 +204,23 @@ def test_bad_files_give_one_line_errors(tmp_path, content, needle):
     with pytest.raises(WmtoolError):
         EpisodeWriter(path, "gym:Fake-v0", IMAGE, spaces.discrete(2))
     assert file_digest(path) == before  # never damaged further
+
+
+def test_background_writer_commits_batches_and_reports_errors(tmp_path):
+    from wmtool.data.background import BackgroundWriter
+
+    rng = np.random.default_rng(6)
+    episodes = [fake_episode(IMAGE, spaces.discrete(2), n, rng) for n in range(1, 30)]
+    with BackgroundWriter(EpisodeWriter(tmp_path / "b.h5", "gym:Fake-v0", IMAGE,
+                                        spaces.discrete(2))) as writer:
+        for ep in episodes:
+            writer.add(ep)
+        writer.flush()
+        assert writer.num_episodes == len(episodes)
+        bad = fake_episode(IMAGE, spaces.discrete(2), 4, rng)
+        bad.action = bad.action[:2]
+        writer.add(bad)
+        with pytest.raises(ValueError, match="needs 4"):
+            writer.flush()
+    with EpisodeReader(tmp_path / "b.h5") as r:  # the bad episode wrote nothing
+        assert [episode_digest(e) for e in r] == [episode_digest(e) for e in episodes]

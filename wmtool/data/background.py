@@ -19,7 +19,7 @@ _STOP = object()
 
 
 class BackgroundWriter:
-    def __init__(self, writer: EpisodeWriter, max_pending: int = 8):
+    def __init__(self, writer: EpisodeWriter, max_pending: int = 64):
         self.writer = writer
         self._queue: queue.Queue = queue.Queue(max_pending)  # bounds memory held in flight
         self._error: BaseException | None = None
@@ -32,16 +32,21 @@ class BackgroundWriter:
         except (AttributeError, OSError):
             pass
         while True:
-            item = self._queue.get()
+            batch = [self._queue.get()]
+            while not self._queue.empty():  # whatever piled up meanwhile: one commit
+                batch.append(self._queue.get())
+            stop = batch[-1] is _STOP
+            episodes = [item for item in batch if item is not _STOP]
             try:
-                if item is _STOP:
-                    return
-                if self._error is None:
-                    self.writer.add(item)
+                if episodes and self._error is None:
+                    self.writer.add_many(episodes)
             except BaseException as exc:  # reported to the caller on its next call
                 self._error = exc
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
+            if stop:
+                return
 
     def _raise(self) -> None:
         if self._error is not None:

@@ -1,0 +1,161 @@
+"""DreamerV3 actor-critic trained on imagined trajectories (2023 paper recipe).
+
+From every posterior state of a batch, imagine `horizon` steps with the actor inside the
+frozen world model; the critic (twohot over symlog bins, regularised towards a slow EMA copy)
+learns λ-returns; the actor maximises returns normalised by max(1, S), S the EMA of the
+5th-95th percentile range, with an entropy bonus: REINFORCE for discrete actions,
+backpropagation through the dynamics for continuous ones.
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from wmtool.nets.dists import BoundedNormal, OneHot, TwoHot
+from wmtool.nets.layers import MLP
+from wmtool.spaces import Space
+
+
+def lambda_return(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor,
+                  gamma: float, lam: float) -> torch.Tensor:
+    """R_t = r_t + γ c_t ((1-λ) v_{t+1} + λ R_{t+1}), R_H = v_H.
+
+    reward[t], cont[t]: the transition from state t to t+1 (t < H); value: (H+1, ...).
+    Returns (H, ...).
+    """
+    horizon = reward.shape[0]
+    out = [value[-1]]
+    for t in reversed(range(horizon)):
+        out.append(reward[t] + gamma * cont[t] * ((1 - lam) * value[t + 1] + lam * out[-1]))
+    return torch.stack(out[::-1][:-1])
+
+
+class ReturnNorm(nn.Module):
+    """S = EMA of Per(R, high) - Per(R, low); advantages are divided by max(1, S)."""
+
+    def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0,
+                 limit: float = 1.0):
+        super().__init__()
+        self.decay, self.q = decay, torch.tensor([low / 100, high / 100])
+        self.limit = limit
+        self.register_buffer("lo", torch.zeros(()))
+        self.register_buffer("hi", torch.zeros(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    def update(self, returns: torch.Tensor) -> None:
+        lo, hi = torch.quantile(returns.detach().float().flatten(), self.q.to(returns.device))
+        d = self.decay if self.count > 0 else 0.0  # first update takes the batch's value
+        self.lo.copy_(d * self.lo + (1 - d) * lo)
+        self.hi.copy_(d * self.hi + (1 - d) * hi)
+        self.count += 1
+
+    def scale(self) -> torch.Tensor:
+        return torch.clamp(self.hi - self.lo, min=self.limit)
+
+
+class ActorCritic(nn.Module):
+    def __init__(self, feat_dim: int, act_space: Space, cfg):
+        super().__init__()
+        self.cfg, self.act_space = cfg, act_space
+        m, a = cfg.model, cfg.actor
+        self.discrete = act_space.discrete
+        act_dim = act_space.n if self.discrete else int(act_space.shape[0])
+        self.actor = MLP(feat_dim, m.units, m.layers, out=act_dim * (1 if self.discrete else 2))
+        self.critic = MLP(feat_dim, m.units, m.layers, out=cfg.wm.bins, zero_out=True)
+        self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.twohot = TwoHot(cfg.wm.bins, -20.0, 20.0)
+        b = cfg.behavior
+        self.retnorm = ReturnNorm(b.retnorm_decay, b.retnorm_low, b.retnorm_high)
+
+    def dist(self, feat: torch.Tensor):
+        out = self.actor(feat)
+        if self.discrete:
+            return OneHot(out, self.cfg.actor.unimix)
+        mean, std = out.chunk(2, -1)
+        return BoundedNormal(mean, std, self.cfg.actor.min_std, self.cfg.actor.max_std)
+
+    def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
+        """Env-ready actions: indices for discrete spaces, [-1, 1] vectors for continuous."""
+        dist = self.dist(feat)
+        action = dist.mode() if mode == "greedy" else dist.sample()
+        if self.discrete:
+            return action.argmax(-1)
+        return action.clamp(-1.0, 1.0)
+
+    def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
+        net = self.slow_critic if slow else self.critic
+        return self.twohot.mean(net(feat))
+
+    def imagine(self, wm, start: dict, horizon: int):
+        """Roll the actor inside the world model from flattened start states.
+
+        Returns features (H+1, N, F), model-space actions (H, N, A) and their distributions'
+        log-probs/entropies. World-model parameters get no gradients; with continuous actions
+        the gradient of returns still flows through the dynamics to the actor.
+        """
+        feats, actions, logps, ents = [wm.features(start)], [], [], []
+        state = start
+        for _ in range(horizon):
+            dist = self.dist(feats[-1].detach() if self.discrete else feats[-1])
+            action = dist.sample()
+            if self.discrete:
+                action = action.detach()  # REINFORCE: no gradient through the sample
+            logps.append(dist.log_prob(action.detach()))
+            ents.append(dist.entropy())
+            state = wm.rssm.img_step(state, action)
+            feats.append(wm.features(state))
+            actions.append(action)
+        return torch.stack(feats), torch.stack(actions), torch.stack(logps), torch.stack(ents)
+
+    def loss(self, wm, start: dict, start_cont: torch.Tensor):
+        """Actor and critic losses from imagination starting at `start` (N states)."""
+        b = self.cfg.behavior
+        with frozen(wm):
+            feat, _, logp, ent = self.imagine(wm, start, b.horizon)
+            reward = wm.predict_reward(feat[1:])
+            cont = torch.cat([start_cont[None], wm.predict_cont(feat[1:])], 0)
+        with frozen(self.critic):  # the returns' bootstrap trains the actor, not the critic
+            value = self.value(feat)
+        ret = lambda_return(reward, cont[1:], value, b.gamma, b.lam)
+        weight = torch.cumprod(cont, 0).detach()[:-1]  # chance the trajectory is still alive
+        self.retnorm.update(ret)
+        scale = self.retnorm.scale()
+        adv = (ret - value[:-1].detach()) / scale
+        if self.discrete:
+            policy_loss = -logp * adv.detach()
+        else:
+            policy_loss = -adv
+        actor_loss = (weight * (policy_loss - self.cfg.actor.entropy * ent)).mean()
+        critic_feat = feat[:-1].detach()
+        logits = self.critic(critic_feat)
+        slow_target = self.value(critic_feat, slow=True).detach()
+        critic_loss = self.twohot.loss(logits, ret.detach())
+        critic_loss = critic_loss + self.cfg.critic.slowreg * self.twohot.loss(logits, slow_target)
+        critic_loss = (weight * critic_loss).mean()
+        metrics = {"actor/loss": actor_loss.detach(), "actor/entropy": ent.mean().detach(),
+                   "critic/loss": critic_loss.detach(), "critic/value": value.mean().detach(),
+                   "return/mean": ret.mean().detach(), "return/scale": scale.detach(),
+                   "imag/reward": reward.mean().detach()}
+        return actor_loss, critic_loss, metrics
+
+    @torch.no_grad()
+    def update_slow_critic(self) -> None:
+        rate = self.cfg.critic.slow_rate
+        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+            slow.lerp_(fast, rate)
+
+
+@contextmanager
+def frozen(module: nn.Module):
+    """No parameter gradients for `module` (activations still carry gradients through it)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for p in module.parameters():
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)

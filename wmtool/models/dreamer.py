@@ -1,0 +1,77 @@
+"""The Dreamer world model (DreamerV3 by default; V1/V2/PlaNet through configuration).
+
+Encoder (CNN for image keys, MLP for vector keys) -> RSSM -> heads: decoder, reward
+(twohot over symlog bins, zero-initialised), continue (Bernoulli). Loss = prediction
+(decoder + reward + continue) + KL with free bits and dyn/rep weights.
+Batches are [B, T] rows where row t holds obs_t, the action that led to it (`prev_action`,
+zero at episode starts), the reward received on arriving (`reward`), `is_first` and
+`is_terminal`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wmtool.models.rssm import RSSM, State, flat_action
+from wmtool.nets.dists import TwoHot, bernoulli_nll
+from wmtool.nets.layers import MLP, MultiDecoder, MultiEncoder, split_keys
+from wmtool.spaces import Space
+
+
+class WorldModel(nn.Module):
+    phases = ("joint",)
+    can_decode = True
+
+    def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
+        super().__init__()
+        self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
+        self.act_dim = act_space.n if act_space.discrete else int(act_space.shape[0])
+        m = cfg.model
+        self.encoder = MultiEncoder(obs_space, m.cnn_depth, m.units, m.layers)
+        r = cfg.rssm
+        self.rssm = RSSM(self.encoder.out_dim, self.act_dim, r.deter, r.hidden, r.stoch,
+                         r.classes, r.unimix, r.min_std)
+        feat = self.rssm.feat_dim
+        self.decoder = MultiDecoder(feat, obs_space, m.cnn_depth, m.units, m.layers)
+        self.twohot = TwoHot(cfg.wm.bins, -20.0, 20.0)
+        self.reward = MLP(feat, m.units, m.layers, out=cfg.wm.bins, zero_out=True)
+        self.cont = MLP(feat, m.units, m.layers, out=1)
+        self.input_keys = [k for part in split_keys(obs_space) for k in part]
+
+    def action_input(self, action: torch.Tensor) -> torch.Tensor:
+        return flat_action(action, self.act_space.n)
+
+    def observe(self, batch: dict, state: State | None = None) -> tuple[State, State]:
+        embed = self.encoder({k: batch[k] for k in self.input_keys})
+        return self.rssm.observe(embed, self.action_input(batch["prev_action"]),
+                                 batch["is_first"], state)
+
+    def features(self, state: State) -> torch.Tensor:
+        return self.rssm.features(state)
+
+    def predict_reward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.twohot.mean(self.reward(feat))
+
+    def predict_cont(self, feat: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.cont(feat).squeeze(-1))
+
+    def decode(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.decoder.decode(self.decoder(feat))
+
+    def loss(self, batch: dict, state: State | None = None, phase: str = "joint"):
+        """Returns (scalar loss, posterior states, metrics)."""
+        c = self.cfg.wm
+        post, prior = self.observe(batch, state)
+        feat = self.features(post)
+        losses = {f"rec_{k}": v for k, v in
+                  self.decoder.losses(self.decoder(feat), batch).items()}
+        losses["reward"] = self.twohot.loss(self.reward(feat), batch["reward"].float())
+        cont = 1.0 - batch["is_terminal"].float()
+        losses["cont"] = bernoulli_nll(self.cont(feat).squeeze(-1), cont)
+        kl, kl_metrics = self.rssm.kl_loss(post, prior, c.kl_free, c.kl_dyn, c.kl_rep)
+        losses["kl"] = kl
+        total = sum(v.mean() for v in losses.values())
+        metrics = {f"loss_{k}": v.mean().detach() for k, v in losses.items()}
+        metrics.update({k: v.detach() for k, v in kl_metrics.items()})
+        metrics["loss"] = total.detach()
+        return total, post, metrics

@@ -1,0 +1,119 @@
+"""Recurrent state-space model shared by PlaNet, Dreamer V1/V2/V3 (one file, configured).
+
+State: `deter` (GRU), `stoch` (categorical: vars x classes one-hots with straight-through
+gradients; Gaussian: a vector) and the statistics of its distribution (`logits`, or
+`mean`/`std`). `classes > 0` selects categorical latents (V2/V3), `classes == 0` Gaussian
+ones (PlaNet/V1).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wmtool.nets.dists import OneHot, categorical_kl, gaussian_kl
+from wmtool.nets.layers import Dense, NormGRUCell, init_fan_avg
+
+State = dict[str, torch.Tensor]
+
+
+class RSSM(nn.Module):
+    def __init__(self, embed_dim: int, act_dim: int, deter: int, hidden: int, stoch: int,
+                 classes: int, unimix: float = 0.01, min_std: float = 0.1):
+        super().__init__()
+        self.deter, self.stoch, self.classes = deter, stoch, classes
+        self.unimix, self.min_std = unimix, min_std
+        self.stoch_dim = stoch * classes if classes else stoch
+        stats = stoch * classes if classes else 2 * stoch
+        self.img_in = Dense(self.stoch_dim + act_dim, hidden)
+        self.gru = NormGRUCell(hidden, deter)
+        self.img_out = nn.Sequential(Dense(deter, hidden), nn.Linear(hidden, stats))
+        self.obs_out = nn.Sequential(Dense(deter + embed_dim, hidden), nn.Linear(hidden, stats))
+        init_fan_avg(self)
+        self.init_deter = nn.Parameter(torch.zeros(deter))  # learned initial state
+
+    @property
+    def feat_dim(self) -> int:
+        return self.deter + self.stoch_dim
+
+    # -- distributions ------------------------------------------------------------------
+    def _state(self, deter: torch.Tensor, stats: torch.Tensor, sample: bool) -> State:
+        if self.classes:
+            logits = stats.reshape(*stats.shape[:-1], self.stoch, self.classes)
+            dist = OneHot(logits, self.unimix)
+            stoch = dist.sample() if sample else dist.mode()
+            return {"deter": deter, "stoch": stoch, "logits": dist.logits}
+        mean, std = stats.chunk(2, -1)
+        std = 2 * torch.sigmoid(std / 2) + self.min_std
+        stoch = mean + std * torch.randn_like(mean) if sample else mean
+        return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}
+
+    def features(self, state: State) -> torch.Tensor:
+        stoch = state["stoch"]
+        if self.classes:
+            stoch = stoch.flatten(-2)
+        return torch.cat([state["deter"], stoch], -1)
+
+    def initial(self, batch: int) -> State:
+        deter = torch.tanh(self.init_deter).expand(batch, -1)
+        return self._state(deter, self.img_out(deter), sample=False)
+
+    # -- steps --------------------------------------------------------------------------
+    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
+        """Prior: predict the next state from the current one and an action."""
+        stoch = state["stoch"].flatten(-2) if self.classes else state["stoch"]
+        x = self.img_in(torch.cat([stoch, action], -1))
+        deter = self.gru(x, state["deter"])
+        return self._state(deter, self.img_out(deter), sample)
+
+    def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
+                 is_first: torch.Tensor, sample: bool = True) -> tuple[State, State]:
+        """Posterior and prior for one step; rows with is_first start from the initial state."""
+        if is_first.any():
+            keep = (~is_first).float()
+            init = self.initial(is_first.shape[0])
+            state = {k: torch.where(_expand(is_first, v), init[k], v) for k, v in state.items()}
+            prev_action = prev_action * keep[:, None]
+        prior = self.img_step(state, prev_action, sample)
+        stats = self.obs_out(torch.cat([prior["deter"], embed], -1))
+        return self._state(prior["deter"], stats, sample), prior
+
+    def observe(self, embed: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor,
+                state: State | None = None) -> tuple[State, State]:
+        """Posterior pass over [B, T] data; returns posterior and prior states stacked on T."""
+        batch, length = embed.shape[:2]
+        state = state if state is not None else self.initial(batch)
+        posts, priors = [], []
+        for t in range(length):
+            state, prior = self.obs_step(state, prev_action[:, t], embed[:, t], is_first[:, t])
+            posts.append(state)
+            priors.append(prior)
+        stack = lambda seq: {k: torch.stack([s[k] for s in seq], 1) for k in seq[0]}
+        return stack(posts), stack(priors)
+
+    # -- losses -------------------------------------------------------------------------
+    def kl(self, lhs: State, rhs: State) -> torch.Tensor:
+        if self.classes:
+            return categorical_kl(lhs["logits"], rhs["logits"])
+        return gaussian_kl(lhs["mean"], lhs["std"], rhs["mean"], rhs["std"])
+
+    def kl_loss(self, post: State, prior: State, free: float, dyn_scale: float,
+                rep_scale: float) -> tuple[torch.Tensor, dict]:
+        """dyn: KL[sg(q) || p] trains the prior; rep: KL[q || sg(p)] the posterior; each
+        clipped below at `free` nats (free bits) and weighted (DreamerV3: 0.5 and 0.1)."""
+        sg = lambda s: {k: v.detach() for k, v in s.items()}
+        dyn = self.kl(sg(post), prior)
+        rep = self.kl(post, sg(prior))
+        loss = dyn_scale * torch.clamp(dyn, min=free) + rep_scale * torch.clamp(rep, min=free)
+        return loss, {"kl_dyn": dyn.mean(), "kl_rep": rep.mean()}
+
+
+def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(mask.shape + (1,) * (like.dim() - 1))
+
+
+def flat_action(action: torch.Tensor, n: int | None) -> torch.Tensor:
+    """Discrete indices -> one-hot floats; continuous actions pass through."""
+    if n is None:
+        return action.float()
+    return F.one_hot(action.long(), n).float()

@@ -32,8 +32,11 @@ SUITES: dict[str, Entry] = {
                    ("atari:pong", "atari:breakout", "atari:ms_pacman", "atari:boxing")),
 }
 
-# Filled by later issues: algorithm name -> Entry of its Agent factory.
-ALGOS: dict[str, Entry] = {}
+# Algorithm name -> builder of (world model, behaviour, optimiser groups); see engine/agent.py.
+ALGOS: dict[str, Entry] = {
+    "dreamerv3": Entry("wmtool.models.dreamer_algo:build_dreamerv3",
+                       "DreamerV3 (2023 paper code): RSSM 32x32 categorical + actor-critic"),
+}
 
 
 def lookup(table: dict[str, Entry], name: str, kind: str) -> Entry:

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from wmtool.cli import collect, data, envs, recipes
+from wmtool.cli import collect, data, envs, eval, recipes, train
 from wmtool.cli.common import DEBUG
 
 app = typer.Typer(
@@ -17,6 +17,8 @@ app = typer.Typer(
     help="World-model reinforcement learning from the command line. "
          "Add --debug to any command for full tracebacks.")
 app.command("collect", help=collect.HELP, epilog=collect.EXAMPLES)(collect.collect)
+app.command("train", help=train.HELP, epilog=train.EXAMPLES)(train.train)
+app.command("eval", help=eval.HELP, epilog=eval.EXAMPLES)(eval.eval_)
 app.command("envs", help=envs.HELP, epilog=envs.EXAMPLES)(envs.envs)
 app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")

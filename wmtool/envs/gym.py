@@ -28,7 +28,13 @@ def import_modules(modules: list[str] | tuple[str, ...]) -> None:
 
 
 def make_gym(task: str, **kwargs):
+    import os
+
     import gymnasium
+
+    # pygame-based renderers: no window, no audio, no "XDG_RUNTIME_DIR" complaint on stderr
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     try:
         return gymnasium.make(task, **kwargs)

@@ -1,0 +1,90 @@
+"""Checkpoints: atomic, self-describing, and loadable with torch.load(weights_only=True).
+
+Contents: format + version, wmtool version, algorithm, resolved config, spaces, step
+counters, model weights (world model, behaviour incl. slow critic and return normaliser),
+optimiser states and RNG states (python, numpy, torch). A checkpoint from a stranger cannot
+run code: only tensors and plain containers are ever unpickled.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wmtool import __version__, spaces
+from wmtool.errors import WmtoolError
+
+FORMAT = "wmtool-checkpoint"
+FORMAT_VERSION = 1
+
+
+def rng_state(replay_rng: np.random.Generator | None = None) -> dict:
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": [name, keys.tolist(), pos, has_gauss, gauss],  # plain types only
+             "torch": torch.get_rng_state()}
+    if replay_rng is not None:
+        state["replay"] = replay_rng.bit_generator.state
+    return state
+
+
+def restore_rng(state: dict, replay_rng: np.random.Generator | None = None) -> None:
+    random.setstate(_tuples(state["python"]))
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if replay_rng is not None and "replay" in state:
+        replay_rng.bit_generator.state = state["replay"]
+
+
+def _tuples(x):
+    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def save(path: str | Path, agent, counters: dict, replay_rng=None) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "wmtool_version": __version__,
+        "algo": agent.algo, "config": agent.cfg.to_dict(), "counters": dict(counters),
+        "obs_space": spaces.dumps(agent.obs_space), "act_space": spaces.dumps(agent.act_space),
+        "model": agent.state_dict(),
+        "optimizers": {name: opt.state_dict() for name, opt in agent.optims.items()},
+        "rng": rng_state(replay_rng),
+    }
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    return path
+
+
+def load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise WmtoolError(f"{path}: no such checkpoint", "check the path or the run directory")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        reason = "it holds objects other than tensors and plain containers" \
+            if "Weights only load failed" in str(exc) else type(exc).__name__
+        raise WmtoolError(f"{path} is not a loadable checkpoint ({reason})",
+                          "pass a .pt file written by `wmtool train`") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise WmtoolError(f"{path} is not a wmtool checkpoint (no format='{FORMAT}')",
+                          "pass a .pt file written by `wmtool train`")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise WmtoolError(f"{path} has checkpoint format {payload['format_version']}; this "
+                          f"wmtool reads up to {FORMAT_VERSION}", "upgrade wmtool")
+    return payload
+
+
+def restore_agent(agent, payload: dict) -> None:
+    agent.load_state_dict(payload["model"])
+    for name, opt in agent.optims.items():
+        opt.load_state_dict(payload["optimizers"][name])

@@ -1,0 +1,111 @@
+"""`wmtool train`: train a world-model agent online, from a dataset, or resume a run."""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmtool import config, rundir
+from wmtool.cli.common import (EnvImportOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt, SetOpt,
+                               command, emit_json, env_flags)
+from wmtool.errors import WmtoolError
+from wmtool.progress import info, make_progress
+
+HELP = "Train a world model and its behaviour: online in an env, or offline from --data."
+EXAMPLES = """Examples:
+
+  wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 600 --set train.prefill=300 --set train.train_ratio=32 --run-dir runs/demo
+
+  wmtool train --resume runs/demo --quiet
+
+  wmtool collect --env gym:CartPole-v1 --episodes 10 --out data/cp.h5 --quiet
+
+  wmtool train --algo dreamerv3 --data data/cp.h5 --size debug --steps 20 --run-dir runs/offline --json
+"""
+
+
+def _resume_conflicts(saved: config.Config, flags: dict, sets: list[str], recipe, size) -> list:
+    if recipe or size:
+        return ["--recipe" if recipe else "--size"]
+    requested = config.load([("saved", saved.to_dict()), ("flags", flags)], sets)
+    old, new = config.flatten(saved.to_dict()), config.flatten(requested.to_dict())
+    return [f"{k}={new[k]!r} (saved {old[k]!r})" for k in new if new[k] != old[k]]
+
+
+@command
+def train(
+    algo: Annotated[Optional[str], typer.Option(help="algorithm, e.g. dreamerv3")] = None,
+    env: Annotated[Optional[str], typer.Option("--env", "-e", help="SUITE:TASK (see `wmtool envs`)")] = None,
+    size: Annotated[Optional[str], typer.Option(help="size preset: debug, xs, s, m, l, xl")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="env steps (offline: updates)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/...)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="train offline from this HDF5 dataset")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue this run directory")] = None,
+    obs: ObsOpt = None,
+    env_import: EnvImportOpt = None,
+    recipe: RecipeOpt = None,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    from wmtool.engine.session import TrainSession
+
+    flags = env_flags(env, obs, env_import)
+    if seed is not None:
+        flags["seed"] = seed
+    if steps is not None:
+        flags["train"] = {"steps": steps}
+    sets = list(set_ or ())
+    if resume is not None:
+        meta = rundir.read_meta(resume)
+        if algo and algo != meta["algo"]:
+            raise WmtoolError(f"--algo {algo} conflicts with the run's algorithm {meta['algo']}",
+                              "drop --algo when resuming")
+        if data and str(data) != meta.get("data"):
+            raise WmtoolError("--data conflicts with the resumed run", "drop --data when resuming")
+        saved = rundir.load_config(resume)
+        conflicts = _resume_conflicts(saved, flags, sets, recipe, size)
+        if conflicts:
+            raise WmtoolError(f"--resume {resume}: flags conflict with the saved config: "
+                              f"{', '.join(conflicts)}",
+                              "the saved config wins: drop those flags, or start a new run")
+        session = TrainSession.resume(resume, quiet)
+    else:
+        if not algo:
+            raise WmtoolError("--algo is required for a new run", "e.g. --algo dreamerv3")
+        if not env and not data:
+            raise WmtoolError("give --env (online training) or --data FILE.h5 (offline)")
+        cfg = config.compose(flags, recipe, sets, algo=algo, size=size)
+        session = TrainSession.create(algo, cfg, run_dir, data, bool(env), quiet)
+    try:
+        with make_progress(quiet) as progress:
+            task = progress.add_task("train", total=session.total, status="")
+            last = [0.0]
+
+            def show(counters):
+                now = time.perf_counter()
+                if now - last[0] < 0.5:
+                    return
+                last[0] = now
+                progress.update(task, completed=min(session.clock(), session.total),
+                                status=session.status())
+
+            session.trainer.on_progress = show
+            result = session.run()
+            progress.update(task, completed=session.total, status=session.status())
+    finally:
+        session.close()
+    if json_:
+        emit_json(result)
+    else:
+        info(f"done: {result['env_steps']} env steps, {result['updates']} updates, "
+             f"{result['episodes']} episodes; run directory {result['run_dir']}", quiet)
+        if result.get("eval"):
+            e = result["eval"]
+            info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
+                 f"± {e['return_std']:.1f}", quiet)
+    return result

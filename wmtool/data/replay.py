@@ -1,0 +1,87 @@
+"""In-memory replay: every finished episode as rows of one timeline, sequences sampled from it.
+
+Row t of an episode holds obs_t, the action that led to it (`prev_action`, zero at t=0), the
+reward received on arriving (`reward`), `is_first` (t=0) and `is_terminal`. Sampled sequences
+may span an episode boundary; `is_first` inside a sequence makes the model restart its
+latent state there. The HDF5 store is the durable copy; this is rebuilt from it on resume.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from wmtool.data.episode import Episode
+from wmtool.spaces import Space
+
+
+def episode_rows(ep: Episode, act_space: Space) -> dict[str, np.ndarray]:
+    n = ep.length
+    prev_action = np.zeros((n + 1, *act_space.shape), act_space.dtype)
+    if ep.action is not None:
+        prev_action[1:] = ep.action
+    reward = np.zeros(n + 1, np.float32)
+    reward[1:] = ep.reward
+    is_first = np.zeros(n + 1, bool)
+    is_first[0] = True
+    is_terminal = np.zeros(n + 1, bool)
+    is_terminal[1:] = ep.terminated
+    return {**ep.obs, "prev_action": prev_action, "reward": reward, "is_first": is_first,
+            "is_terminal": is_terminal}
+
+
+class Replay:
+    def __init__(self, obs_space: dict[str, Space], act_space: Space, capacity: int,
+                 seed: int = 0):
+        self.obs_space, self.act_space, self.capacity = obs_space, act_space, capacity
+        self.rng = np.random.default_rng(seed)
+        self.columns: dict[str, np.ndarray] = {}
+        self.size = 0
+        self.episode_lengths: list[int] = []  # rows per episode still held, oldest first
+        self.episodes_added = 0
+
+    @staticmethod
+    def bytes_per_step(obs_space: dict[str, Space], act_space: Space) -> int:
+        total = sum(int(np.prod(s.shape)) * np.dtype(s.dtype).itemsize for s in obs_space.values())
+        total += max(1, int(np.prod(act_space.shape))) * np.dtype(act_space.dtype).itemsize
+        return total + 4 + 2  # reward, is_first, is_terminal
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, episode: Episode) -> None:
+        rows = episode_rows(episode, self.act_space)
+        n = len(rows["reward"])
+        if not self.columns:
+            self.columns = {k: np.empty((max(1024, 2 * n), *v.shape[1:]), v.dtype)
+                            for k, v in rows.items()}
+        if self.size + n > len(self.columns["reward"]):
+            grow = max(self.size + n, 2 * len(self.columns["reward"]))
+            for k, v in self.columns.items():
+                bigger = np.empty((grow, *v.shape[1:]), v.dtype)
+                bigger[:self.size] = v[:self.size]
+                self.columns[k] = bigger
+        for k, v in rows.items():
+            self.columns[k][self.size:self.size + n] = v
+        self.size += n
+        self.episode_lengths.append(n)
+        self.episodes_added += 1
+        self._evict()
+
+    def _evict(self) -> None:
+        drop = 0
+        while self.size - drop > self.capacity and len(self.episode_lengths) > 1:
+            drop += self.episode_lengths.pop(0)
+        if drop:
+            for k, v in self.columns.items():
+                v[:self.size - drop] = v[drop:self.size].copy()
+            self.size -= drop
+
+    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+        if self.size < length:
+            raise ValueError(f"replay holds {self.size} steps, fewer than one sequence ({length})")
+        starts = self.rng.integers(0, self.size - length + 1, batch)
+        index = starts[:, None] + np.arange(length)[None]
+        return {k: v[index] for k, v in self.columns.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Contents as arrays (for checks that resumed replay equals the saved one)."""
+        return {k: v[:self.size] for k, v in self.columns.items()}

@@ -1,0 +1,103 @@
+"""Agent = world model + behaviour + optimisers: `train_step`, `policy`, `state_dict`."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmtool.errors import WmtoolError
+from wmtool.registry import ALGOS, lookup
+from wmtool.spaces import Space
+
+
+class NonFiniteLoss(WmtoolError):
+    pass
+
+
+def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
+
+
+class Agent(nn.Module):
+    def __init__(self, algo: str, obs_space: dict[str, Space], act_space: Space, cfg,
+                 device: str = "cpu"):
+        super().__init__()
+        self.algo, self.cfg, self.device = algo, cfg, device
+        self.obs_space, self.act_space = obs_space, act_space
+        build = lookup(ALGOS, algo, "--algo").load()
+        self.wm, self.behavior, groups = build(obs_space, act_space, cfg)
+        # groups: name -> (parameters, lr, eps, clip), one Adam optimiser each
+        self.clips = {name: clip for name, (_, _, _, clip) in groups.items()}
+        self.params = {name: list(params) for name, (params, _, _, _) in groups.items()}
+        self.optims = {name: torch.optim.Adam(self.params[name], lr=lr, eps=eps)
+                       for name, (_, lr, eps, _) in groups.items()}
+        self.to(device)
+        self.amp = bool(cfg.train.amp)
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = {name: sum(p.numel() for p in ps) for name, ps in self.params.items()}
+        for name, module in self.wm.named_children():
+            counts[f"wm.{name}"] = sum(p.numel() for p in module.parameters())
+        counts["total"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return counts
+
+    def _autocast(self):
+        return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.amp)
+
+    def _step(self, names: list[str], loss: torch.Tensor) -> dict[str, float]:
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) in {'/'.join(names)}",
+                                "the run stopped; the last checkpoint is intact — lower the "
+                                "learning rate or check the data")
+        for name in names:
+            self.optims[name].zero_grad(set_to_none=True)
+        loss.backward()
+        norms = {}
+        for name in names:
+            norms[f"train/{name}/grad_norm"] = float(
+                nn.utils.clip_grad_norm_(self.params[name], self.clips[name]))
+            self.optims[name].step()
+        return norms
+
+    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+        data = to_tensors(batch, self.device)
+        with self._autocast():
+            wm_loss, post, wm_metrics = self.wm.loss(data)
+        metrics = self._step(["wm"], wm_loss)
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+        start_cont = 1.0 - data["is_terminal"].flatten().float()
+        with self._autocast():
+            actor_loss, critic_loss, beh_metrics = self.behavior.loss(self.wm, start, start_cont)
+        metrics.update(self._step(["actor", "critic"], actor_loss + critic_loss))
+        self.behavior.update_slow_critic()
+        metrics.update({f"train/wm/{k}": float(v) for k, v in wm_metrics.items()})
+        metrics.update({f"train/{k}": float(v) for k, v in beh_metrics.items()})
+        return metrics
+
+    @torch.no_grad()
+    def policy_step(self, obs: dict[str, np.ndarray], carry, mode: str = "sample"):
+        """One acting step for K envs; carry = (latent state, previous action) or None."""
+        data = to_tensors({k: obs[k] for k in self.wm.input_keys}, self.device)
+        is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device)
+        k = is_first.shape[0]
+        if carry is None:
+            state = self.wm.rssm.initial(k)
+            prev = torch.zeros(k, self.wm.act_dim, device=self.device)
+        else:
+            state, prev = carry
+        embed = self.wm.encoder(data)
+        sample = mode != "greedy"
+        state, _ = self.wm.rssm.obs_step(state, prev, embed, is_first, sample=sample)
+        action = self.behavior.act(self.wm.features(state), mode)
+        return action.cpu().numpy(), (state, self.wm.action_input(action))
+
+
+class AgentPolicy:
+    """The `policy.act(obs)` interface of engine/loops.py, keeping the agent's carry."""
+
+    def __init__(self, agent: Agent, mode: str = "sample"):
+        self.agent, self.mode, self.carry = agent, mode, None
+
+    def act(self, obs: dict) -> np.ndarray:
+        action, self.carry = self.agent.policy_step(obs, self.carry, self.mode)
+        return action.astype(self.agent.act_space.dtype)

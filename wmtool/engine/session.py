@@ -1,0 +1,147 @@
+"""A training run from start to finish: directory, env, agent, trainer; fresh or resumed."""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+
+from wmtool import ckpt, rundir, spaces
+from wmtool.data.replay import Replay
+from wmtool.data.store import EpisodeReader
+from wmtool.engine.agent import Agent
+from wmtool.engine.train import Trainer, evaluate, updates_per_env_step
+from wmtool.envs.factory import make_env
+from wmtool.envs.vector import VecEnv
+from wmtool.errors import WmtoolError
+from wmtool.progress import info
+from wmtool.runtime import default_run_dir, seed_everything, setup_torch
+
+STORE = Path("replay") / "episodes.h5"
+
+
+def make_vec(cfg, count: int) -> VecEnv:
+    return VecEnv([functools.partial(make_env, cfg.env, None) for _ in range(count)])
+
+
+class TrainSession:
+    def __init__(self, algo: str, cfg, run_dir: Path, meta: dict, quiet: bool):
+        self.algo, self.cfg, self.run_dir, self.meta, self.quiet = algo, cfg, run_dir, meta, quiet
+        self.data = Path(meta["data"]) if meta.get("data") else None
+        self.has_env = bool(meta.get("env"))
+        seed_everything(cfg.seed)
+        device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
+        self.vec = self.eval_vec = None
+        if self.data is None:
+            self.vec = make_vec(cfg, cfg.train.envs)
+            obs_space, act_space = self.vec.obs_space, self.vec.act_space
+        else:
+            with EpisodeReader(self.data) as reader:
+                if not reader.has_action:
+                    raise WmtoolError(f"{self.data} has no actions",
+                                      f"{algo} needs actions; collect with `wmtool collect`")
+                obs_space, act_space = reader.obs_space, reader.act_space
+        if self.has_env and self.eval_vec is None:
+            self.eval_vec = make_vec(cfg, 1)
+            if self.data is not None and (self.eval_vec.obs_space, self.eval_vec.act_space) != \
+                    (obs_space, act_space):
+                raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
+                                  "evaluate in the env the data was collected from")
+        self.agent = Agent(algo, obs_space, act_space, cfg, device)
+        self.trainer = Trainer(self.agent, run_dir, quiet=quiet)
+        self.trainer.online = self.data is None
+        if self.eval_vec is not None:
+            self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
+                                                      cfg.train.eval_episodes)
+        self._announce(device, threads, obs_space, act_space)
+        self.started = time.perf_counter()
+
+    # -- construction ----------------------------------------------------------------------
+    @classmethod
+    def create(cls, algo, cfg, run_dir, data, has_env, quiet):
+        env_id = cfg.env.id if has_env else ""
+        label = env_id or f"data:{Path(data).stem}"
+        path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)
+        meta = {"algo": algo, "env": env_id, "data": str(data) if data else None,
+                "mode": "offline" if data else "online"}
+        rundir.create(path, cfg, meta)
+        return cls(algo, cfg, path, meta, quiet)
+
+    @classmethod
+    def resume(cls, path: Path, quiet: bool):
+        meta = rundir.read_meta(path)
+        cfg = rundir.load_config(path)
+        payload = ckpt.load(rundir.latest_checkpoint(path))
+        session = cls(meta["algo"], cfg, Path(path), meta, quiet)
+        session.trainer.restore(payload)
+        if session.data is None and (path / STORE).exists():
+            with EpisodeReader(path / STORE) as reader:
+                for episode in reader:
+                    session.trainer.replay.add(episode)
+                session.trainer.counters["episodes"] = len(reader)
+        info(f"resumed {path} at {session.trainer.counters}", quiet)
+        rundir.update_meta(path, status="running")
+        return session
+
+    def _announce(self, device, threads, obs_space, act_space) -> None:
+        cfg, counts = self.cfg, self.agent.parameter_counts()
+        info(f"run {self.run_dir}: {self.algo} on {self.meta.get('env') or self.data} "
+             f"({self.meta['mode']})", self.quiet)
+        info(f"device {device}, {threads} torch threads; "
+             f"{spaces.dumps(obs_space)} -> {spaces.dumps(act_space)}", self.quiet)
+        info("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), self.quiet)
+        rows = min(cfg.train.replay_capacity, cfg.train.steps + cfg.train.prefill)
+        per_step = Replay.bytes_per_step(obs_space, act_space)
+        info(f"replay: up to {rows:,} steps x {per_step:,} B = {rows * per_step / 2**20:,.1f} MiB "
+             "in memory", self.quiet)
+        if self.data is None:
+            info(f"train ratio {cfg.train.train_ratio:g} replayed steps per env step / "
+                 f"(batch {cfg.train.batch} x length {cfg.train.length}) = "
+                 f"{updates_per_env_step(cfg):.4g} updates per env step", self.quiet)
+
+    # -- running ---------------------------------------------------------------------------
+    @property
+    def total(self) -> int:
+        return self.cfg.train.steps
+
+    def clock(self) -> int:
+        c = self.trainer.counters
+        return c["env_steps"] if self.data is None else c["updates"]
+
+    def status(self) -> str:
+        c, elapsed = self.trainer.counters, time.perf_counter() - self.started
+        recent = self.trainer.returns[-10:]
+        last = f"return {np.mean(recent):.1f}" if recent else "return -"
+        return f"{c['updates']} upd ({c['updates'] / max(elapsed, 1e-9):.2f}/s)  {last}"
+
+    def run(self) -> dict:
+        try:
+            if self.data is None:
+                self.trainer.train_online(self.vec, self.run_dir / STORE, self.cfg.env.id)
+            else:
+                self.trainer.train_offline(self.data)
+        except KeyboardInterrupt:
+            self.trainer.save()
+            rundir.update_meta(self.run_dir, status="interrupted")
+            raise
+        except Exception:
+            rundir.update_meta(self.run_dir, status="failed")
+            raise
+        result = {"run_dir": str(self.run_dir), "algo": self.algo, **self.trainer.counters,
+                  "seconds": round(time.perf_counter() - self.started, 2),
+                  "return_recent": float(np.mean(self.trainer.returns[-10:]))
+                  if self.trainer.returns else None}
+        if self.eval_vec is not None and self.cfg.train.eval_episodes > 0:
+            result["eval"] = evaluate(self.agent, self.eval_vec, self.cfg.train.eval_episodes)
+            self.trainer.logger.log(self.clock(), {f"eval/{k}": v
+                                                   for k, v in result["eval"].items()})
+        rundir.update_meta(self.run_dir, status="finished",
+                           last_eval=result.get("eval", {}).get("return_mean"))
+        return result
+
+    def close(self) -> None:
+        self.trainer.close()
+        for vec in (self.vec, self.eval_vec):
+            if vec is not None:
+                vec.close()

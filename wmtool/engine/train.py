@@ -1,0 +1,172 @@
+"""Training schedules on top of the one env loop (engine/loops.py): online and offline.
+
+Online: random prefill, then acting and learning interleaved by the train ratio, whose unit
+is replayed steps per env step; one update replays batch x length steps, so updates per env
+step = train_ratio / (batch * length). Every finished episode goes to the run's HDF5 store
+(durable) and to the in-memory replay (sampled). Offline: replay comes from a dataset and
+`train.steps` counts updates; no environment is stepped unless evaluating.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from wmtool import ckpt
+from wmtool.behavior.random import RandomPolicy
+from wmtool.data.background import BackgroundWriter
+from wmtool.data.replay import Replay
+from wmtool.data.store import EpisodeReader, EpisodeWriter
+from wmtool.engine.agent import Agent, AgentPolicy
+from wmtool.engine.loops import LoopStats, run_episodes
+from wmtool.logger import Logger
+
+
+def updates_per_env_step(cfg) -> float:
+    return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length)
+
+
+def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int | None = None,
+             on_frame: Callable[[np.ndarray], None] | None = None) -> dict:
+    """Score the agent in the real env; `on_frame` sees each observation batch."""
+    policy = AgentPolicy(agent, mode)
+    if on_frame is not None:
+        inner = policy.act
+
+        def act(obs):
+            on_frame(obs)
+            return inner(obs)
+
+        policy.act = act
+    stats = run_episodes(vec, policy, episodes=episodes, seed=seed)
+    r = np.asarray(stats.returns)
+    return {"episodes": len(r), "return_mean": float(r.mean()), "return_std": float(r.std()),
+            "return_min": float(r.min()), "return_max": float(r.max()),
+            "length_mean": float(np.mean(stats.lengths))}
+
+
+class Trainer:
+    def __init__(self, agent: Agent, run_dir: Path, counters: dict | None = None,
+                 quiet: bool = False):
+        self.agent, self.cfg, self.run_dir = agent, agent.cfg, Path(run_dir)
+        self.replay = Replay(agent.obs_space, agent.act_space, self.cfg.train.replay_capacity,
+                             self.cfg.seed)
+        self.counters = counters or {"env_steps": 0, "updates": 0, "episodes": 0}
+        self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict())
+        self.pending = defaultdict(list)  # metrics since the last log row
+        self.returns: list[float] = []
+        self.last_log = self.last_ckpt = self.last_eval = 0
+        self.started = time.perf_counter()
+        self.quiet = quiet
+        self.evaluator: Callable[[], dict] | None = None
+        self.on_progress: Callable[[dict], None] | None = None
+        self.online = True  # the schedule's clock: env steps online, updates offline
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def save(self) -> Path:
+        path = ckpt.save(self.ckpt_dir / "latest.pt", self.agent, self.counters, self.replay.rng)
+        step = self.counters["env_steps"] or self.counters["updates"]
+        ckpt.save(self.ckpt_dir / f"step_{step:09d}.pt", self.agent, self.counters,
+                  self.replay.rng)
+        return path
+
+    def restore(self, payload: dict) -> None:
+        ckpt.restore_agent(self.agent, payload)
+        ckpt.restore_rng(payload["rng"], self.replay.rng)
+        self.counters.update(payload["counters"])
+        self.last_log = self.last_ckpt = self.last_eval = self._clock()
+
+    def _clock(self) -> int:
+        return self.counters["env_steps"] if self.online else self.counters["updates"]
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def on_episode(self, episode) -> None:
+        self.replay.add(episode)
+        self.counters["episodes"] += 1
+        self.returns.append(episode.ret)
+        self.pending["episode/return"].append(episode.ret)
+        self.pending["episode/length"].append(episode.length)
+
+    def update(self) -> None:
+        batch = self.replay.sample(self.cfg.train.batch, self.cfg.train.length)
+        for key, value in self.agent.train_step(batch).items():
+            self.pending[key].append(value)
+        self.counters["updates"] += 1
+
+    def periodic(self) -> None:
+        t, c = self._clock(), self.cfg.train
+        if t - self.last_log >= c.log_every:
+            self.last_log = t
+            row = {k: float(np.mean(v)) for k, v in self.pending.items()}
+            elapsed = time.perf_counter() - self.started
+            row.update({"fps/env": self.counters["env_steps"] / elapsed,
+                        "fps/updates": self.counters["updates"] / elapsed,
+                        "counters/updates": self.counters["updates"],
+                        "counters/episodes": self.counters["episodes"],
+                        "counters/env_steps": self.counters["env_steps"]})
+            self.logger.log(t, row)
+            self.pending.clear()
+        if c.eval_every and self.evaluator and t - self.last_eval >= c.eval_every:
+            self.last_eval = t
+            result = self.evaluator()
+            self.logger.log(t, {f"eval/{k}": v for k, v in result.items()})
+        if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
+            self.last_ckpt = t
+            self.save()
+        if self.on_progress:
+            self.on_progress(self.counters)
+
+    # -- schedules -------------------------------------------------------------------------
+    def train_online(self, vec, store_path: Path, env_id: str) -> None:
+        cfg = self.cfg.train
+        store = EpisodeWriter(store_path, env_id, vec.obs_space, vec.act_space,
+                              policy=self.agent.algo)
+        with BackgroundWriter(store) as writer:
+            def on_episode(episode):
+                writer.add(episode)
+                self.on_episode(episode)
+
+            base = self.counters["env_steps"]
+            if base < cfg.prefill:
+                def on_prefill(stats: LoopStats):
+                    self.counters["env_steps"] = base + stats.steps
+                    if self.on_progress:
+                        self.on_progress(self.counters)
+
+                run_episodes(vec, RandomPolicy(vec.act_space, self.cfg.seed),
+                             steps=cfg.prefill - base, seed=self.cfg.seed,
+                             on_episode=on_episode, on_step=on_prefill)
+                base = self.counters["env_steps"]
+            ratio = updates_per_env_step(self.cfg)
+
+            def on_step(stats: LoopStats):
+                self.counters["env_steps"] = base + stats.steps
+                due = int((self.counters["env_steps"] - cfg.prefill) * ratio)
+                while self.counters["updates"] < due and len(self.replay) >= cfg.length:
+                    self.update()
+                self.periodic()
+
+            remaining = cfg.steps - base
+            if remaining > 0:
+                run_episodes(vec, AgentPolicy(self.agent, "sample"), steps=remaining,
+                             seed=self.cfg.seed + 1, on_episode=on_episode, on_step=on_step)
+        self.save()
+
+    def train_offline(self, data: Path) -> None:
+        self.online = False
+        with EpisodeReader(data) as reader:
+            for episode in reader:
+                self.replay.add(episode)
+        while self.counters["updates"] < self.cfg.train.steps:
+            self.update()
+            self.periodic()
+        self.save()
+
+    def close(self) -> None:
+        self.logger.close()

@@ -77,10 +77,9 @@ def train(
     else:
         if not algo:
             raise WmtoolError("--algo is required for a new run", "e.g. --algo dreamerv3")
-        if not env and not data:
-            raise WmtoolError("give --env (online training) or --data FILE.h5 (offline)")
         cfg = config.compose(flags, recipe, sets, algo=algo, size=size)
-        session = TrainSession.create(algo, cfg, run_dir, data, bool(env), quiet)
+        # online runs use env.id (flag, recipe or --set); offline runs evaluate only with --env
+        session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None, quiet)
     try:
         with make_progress(quiet) as progress:
             task = progress.add_task("train", total=session.total, status="")

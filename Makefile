@@ -9,8 +9,7 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
 
 demo: setup
-	$(BIN)/wmtool collect --env dmc:cartpole-swingup --obs pixels --episodes 4 --out data/demo.h5
-	$(BIN)/wmtool data info data/demo.h5
+	$(BIN)/wmtool train --algo dreamerv3 --recipe dreamerv3__gym_cartpole_demo --size debug --run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
 	$(BIN)/python -m pytest -q

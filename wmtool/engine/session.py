@@ -54,6 +54,9 @@ class TrainSession:
         if self.eval_vec is not None:
             self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
                                                       cfg.train.eval_episodes)
+        self.trainer.on_eval = lambda step, r: info(
+            f"eval at {step:,} {'env steps' if self.data is None else 'updates'}: return "
+            f"{r['return_mean']:.1f} ± {r['return_std']:.1f} ({r['episodes']} episodes)", quiet)
         self._announce(device, threads, obs_space, act_space)
         self.started = time.perf_counter()
 

@@ -63,6 +63,7 @@ class Trainer:
         self.quiet = quiet
         self.evaluator: Callable[[], dict] | None = None
         self.on_progress: Callable[[dict], None] | None = None
+        self.on_eval: Callable[[int, dict], None] | None = None
         self.online = True  # the schedule's clock: env steps online, updates offline
 
     @property
@@ -116,6 +117,8 @@ class Trainer:
             self.last_eval = t
             result = self.evaluator()
             self.logger.log(t, {f"eval/{k}": v for k, v in result.items()})
+            if self.on_eval:
+                self.on_eval(t, result)
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
             self.save()

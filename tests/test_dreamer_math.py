@@ -96,6 +96,10 @@ def test_kl_free_bits_and_balancing():
         lg.grad = None
     rssm.kl_loss(post, prior, free=0.1, dyn_scale=1.0, rep_scale=0.0)[0].backward()
     assert torch.allclose(prior_logits.grad * 0.5, g_prior) and post_logits.grad.abs().sum() == 0
+    for lg in (post_logits, prior_logits):
+        lg.grad = None
+    rssm.kl_loss(post, prior, free=0.1, dyn_scale=0.0, rep_scale=1.0)[0].backward()
+    assert torch.allclose(post_logits.grad * 0.1, g_post) and prior_logits.grad.abs().sum() == 0
     # below the free bits the loss is constant and passes no gradient
     for lg in (post_logits, prior_logits):
         lg.grad = None

@@ -1,7 +1,6 @@
 import json
 import os
 
-import pytest
 
 from wmtool import config
 from wmtool.logger import Logger

@@ -14,7 +14,7 @@ from conftest import BIN, run_wmtool
 from wmtool import ckpt, config
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
-from wmtool.engine.agent import Agent, NonFiniteLoss
+from wmtool.engine.agent import NonFiniteLoss
 from wmtool.engine.session import TrainSession
 
 FAST = ["--size", "debug", "--set", "train.batch=4", "--set", "train.length=16",

@@ -60,7 +60,7 @@ class ActorCritic(nn.Module):
     def __init__(self, feat_dim: int, act_space: Space, cfg):
         super().__init__()
         self.cfg, self.act_space = cfg, act_space
-        m, a = cfg.model, cfg.actor
+        m = cfg.model
         self.discrete = act_space.discrete
         act_dim = act_space.n if self.discrete else int(act_space.shape[0])
         self.actor = MLP(feat_dim, m.units, m.layers, out=act_dim * (1 if self.discrete else 2))
@@ -117,8 +117,16 @@ class ActorCritic(nn.Module):
             feat, _, logp, ent = self.imagine(wm, start, b.horizon)
             reward = wm.predict_reward(feat[1:])
             cont = torch.cat([start_cont[None], wm.predict_cont(feat[1:])], 0)
-        with frozen(self.critic):  # the returns' bootstrap trains the actor, not the critic
-            value = self.value(feat)
+        if self.discrete:
+            # REINFORCE needs no gradient through the values: one critic pass serves both
+            # the returns (detached) and the critic's own loss (its first H rows).
+            logits = self.critic(feat.detach())
+            value = self.twohot.mean(logits).detach()
+            logits = logits[:-1]
+        else:
+            with frozen(self.critic):  # the returns' bootstrap trains the actor, not the critic
+                value = self.value(feat)
+            logits = self.critic(feat[:-1].detach())
         ret = lambda_return(reward, cont[1:], value, b.gamma, b.lam)
         weight = torch.cumprod(cont, 0).detach()[:-1]  # chance the trajectory is still alive
         self.retnorm.update(ret)
@@ -129,9 +137,7 @@ class ActorCritic(nn.Module):
         else:
             policy_loss = -adv
         actor_loss = (weight * (policy_loss - self.cfg.actor.entropy * ent)).mean()
-        critic_feat = feat[:-1].detach()
-        logits = self.critic(critic_feat)
-        slow_target = self.value(critic_feat, slow=True).detach()
+        slow_target = self.value(feat[:-1].detach(), slow=True).detach()
         critic_loss = self.twohot.loss(logits, ret.detach())
         critic_loss = critic_loss + self.cfg.critic.slowreg * self.twohot.loss(logits, slow_target)
         critic_loss = (weight * critic_loss).mean()

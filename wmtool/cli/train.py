@@ -1,7 +1,6 @@
 """`wmtool train`: train a world-model agent online, from a dataset, or resume a run."""
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 from typing import Annotated, Optional

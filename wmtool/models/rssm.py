@@ -67,11 +67,13 @@ class RSSM(nn.Module):
         return self._state(deter, self.img_out(deter), sample)
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
-                 is_first: torch.Tensor, sample: bool = True) -> tuple[State, State]:
-        """Posterior and prior for one step; rows with is_first start from the initial state."""
+                 is_first: torch.Tensor, sample: bool = True,
+                 init: State | None = None) -> tuple[State, State]:
+        """Posterior and prior for one step; rows with is_first start from the initial state
+        (`init`, when the caller already computed it for this batch)."""
         if is_first.any():
             keep = (~is_first).float()
-            init = self.initial(is_first.shape[0])
+            init = init if init is not None else self.initial(is_first.shape[0])
             state = {k: torch.where(_expand(is_first, v), init[k], v) for k, v in state.items()}
             prev_action = prev_action * keep[:, None]
         prior = self.img_step(state, prev_action, sample)
@@ -82,10 +84,12 @@ class RSSM(nn.Module):
                 state: State | None = None) -> tuple[State, State]:
         """Posterior pass over [B, T] data; returns posterior and prior states stacked on T."""
         batch, length = embed.shape[:2]
-        state = state if state is not None else self.initial(batch)
+        init = self.initial(batch)  # once per pass, not at every episode start inside it
+        state = state if state is not None else init
         posts, priors = [], []
         for t in range(length):
-            state, prior = self.obs_step(state, prev_action[:, t], embed[:, t], is_first[:, t])
+            state, prior = self.obs_step(state, prev_action[:, t], embed[:, t], is_first[:, t],
+                                         init=init)
             posts.append(state)
             priors.append(prior)
         stack = lambda seq: {k: torch.stack([s[k] for s in seq], 1) for k in seq[0]}

@@ -99,10 +99,13 @@ class ActorCritic(nn.Module):
         feats, actions, logps, ents = [wm.features(start)], [], [], []
         state = start
         for _ in range(horizon):
-            dist = self.dist(feats[-1].detach() if self.discrete else feats[-1])
+            # the actor sees sg(state): returns reach it only through the actions it takes
+            dist = self.dist(feats[-1].detach())
             action = dist.sample()
             if self.discrete:
                 action = action.detach()  # REINFORCE: no gradient through the sample
+            else:  # keep |a| <= 1 like the env does, scaling rather than clipping the gradient
+                action = action / torch.clamp(action.abs().detach(), min=1.0)
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
             state = wm.rssm.img_step(state, action)

@@ -1,6 +1,8 @@
 """Rich progress on stderr (stdout stays free for --json), silenced by --quiet."""
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
@@ -19,3 +21,16 @@ def make_progress(quiet: bool = False) -> Progress:
 def info(message: str, quiet: bool = False) -> None:
     if not quiet:
         console.print(message, highlight=False)
+
+
+def throttled(fn, interval: float):
+    """Call `fn` at most once per `interval` seconds: redraws must not slow hot loops."""
+    last = [float("-inf")]
+
+    def call(*args):
+        now = time.perf_counter()
+        if now - last[0] >= interval:
+            last[0] = now
+            fn(*args)
+
+    return call

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,7 +11,7 @@ from wmtool import config
 from wmtool.cli.common import (EnvImportOpt, EnvOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt,
                                SeedOpt, SetOpt, command, emit_json, env_flags)
 from wmtool.errors import WmtoolError
-from wmtool.progress import info, make_progress
+from wmtool.progress import info, make_progress, throttled
 
 HELP = "Run a policy in an environment and write its episodes to an HDF5 file."
 EXAMPLES = """Examples:
@@ -85,20 +84,15 @@ def collect(
             total = episodes or steps
             with make_progress(quiet) as progress:
                 task = progress.add_task("collect", total=total, status="")
-                last = [0.0]
 
-                def on_step(stats):
-                    now = time.perf_counter()
-                    if now - last[0] < 0.25:
-                        return
-                    last[0] = now
+                def show(stats):
                     done = stats.episodes if episodes else stats.steps
                     mean = sum(stats.returns[-20:]) / max(1, len(stats.returns[-20:]))
                     progress.update(task, completed=min(done, total), status=(
                         f"{stats.episodes} ep  {stats.fps:,.0f} steps/s  return {mean:.1f}"))
 
                 stats = run_episodes(vec, act, episodes=episodes, steps=steps, seed=seed,
-                                     on_episode=writer.add, on_step=on_step)
+                                     on_episode=writer.add, on_step=throttled(show, 0.25))
                 progress.update(task, completed=total)
             writer.flush()
             result = {"out": str(out), "env": vec.env_id, "policy": policy,

@@ -1,7 +1,6 @@
 """`wmtool train`: train a world-model agent online, from a dataset, or resume a run."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +10,7 @@ from wmtool import config, rundir
 from wmtool.cli.common import (EnvImportOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt, SetOpt,
                                command, emit_json, env_flags)
 from wmtool.errors import WmtoolError
-from wmtool.progress import info, make_progress
+from wmtool.progress import info, make_progress, throttled
 
 HELP = "Train a world model and its behaviour: online in an env, or offline from --data."
 EXAMPLES = """Examples:
@@ -82,17 +81,12 @@ def train(
     try:
         with make_progress(quiet) as progress:
             task = progress.add_task("train", total=session.total, status="")
-            last = [0.0]
 
             def show(counters):
-                now = time.perf_counter()
-                if now - last[0] < 0.5:
-                    return
-                last[0] = now
                 progress.update(task, completed=min(session.clock(), session.total),
                                 status=session.status())
 
-            session.trainer.on_progress = show
+            session.trainer.on_progress = throttled(show, 0.5)
             result = session.run()
             progress.update(task, completed=session.total, status=session.status())
     finally:

@@ -13,23 +13,26 @@ class Entry:
     target: str  # "module:attribute"
     summary: str
     examples: tuple[str, ...] = ()
+    tasks: str = ""  # "module:function" listing every task of an env suite
 
-    def load(self):
-        module, _, attr = self.target.partition(":")
+    def load(self, target: str | None = None):
+        module, _, attr = (target or self.target).partition(":")
         return getattr(importlib.import_module(module), attr)
 
 
 SUITES: dict[str, Entry] = {
     "gym": Entry("wmtool.envs.factory:make_gym_suite",
                  "any gymnasium id (classic control, Box2D, third-party via --env-import)",
-                 ("gym:CartPole-v1", "gym:Pendulum-v1", "gym:CarRacing-v3", "gym:LunarLander-v3")),
+                 ("gym:CartPole-v1", "gym:Pendulum-v1", "gym:CarRacing-v3", "gym:LunarLander-v3"),
+                 "wmtool.envs.gym:all_ids"),
     "dmc": Entry("wmtool.envs.factory:make_dmc_suite",
                  "DeepMind Control Suite <domain>-<task>, --obs state|pixels|both",
                  ("dmc:cartpole-balance", "dmc:cartpole-swingup", "dmc:walker-walk",
-                  "dmc:cheetah-run")),
+                  "dmc:cheetah-run"), "wmtool.envs.dmc:all_tasks"),
     "atari": Entry("wmtool.envs.factory:make_atari_suite",
                    "Atari 2600 via ale-py's bundled ROMs (standard protocol, 64x64)",
-                   ("atari:pong", "atari:breakout", "atari:ms_pacman", "atari:boxing")),
+                   ("atari:pong", "atari:breakout", "atari:ms_pacman", "atari:boxing"),
+                   "wmtool.envs.atari:all_games"),
 }
 
 # Algorithm name -> builder of (world model, behaviour, optimiser groups); see engine/agent.py.

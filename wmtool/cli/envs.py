@@ -14,24 +14,12 @@ HELP = "List environment suites with example ids, or every task of one suite."
 EXAMPLES = "Examples:\n\n  wmtool envs\n\n  wmtool envs --suite dmc --json"
 
 
-def suite_tasks(suite: str) -> list[str]:
-    if suite == "dmc":  # suite listings are data, not behaviour: one small table
-        from wmtool.envs.dmc import all_tasks
-        return all_tasks()
-    if suite == "atari":
-        from wmtool.envs.atari import all_games
-        return all_games()
-    import gymnasium
-
-    return sorted(k for k in gymnasium.registry if not k.startswith("ALE/"))
-
-
 @command
 def envs(suite: Annotated[Optional[str], typer.Option(help="list every task of this suite")] = None,
          json_: JsonOpt = False):
     if suite:
-        lookup(SUITES, suite, "env suite")
-        tasks = [f"{suite}:{t}" for t in suite_tasks(suite)]
+        entry = lookup(SUITES, suite, "env suite")
+        tasks = [f"{suite}:{t}" for t in entry.load(entry.tasks)()]
         if json_:
             emit_json({"suite": suite, "tasks": tasks})
         else:

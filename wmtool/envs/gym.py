@@ -47,6 +47,13 @@ def make_gym(task: str, **kwargs):
         raise WmtoolError(f"gymnasium could not make '{task}': {exc}") from exc
 
 
+def all_ids() -> list[str]:
+    """Registered gymnasium ids, without ALE's (those are the atari suite)."""
+    import gymnasium
+
+    return sorted(k for k in gymnasium.registry if not k.startswith("ALE/"))
+
+
 def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if frame.shape[:2] == tuple(size):
         return frame

@@ -158,7 +158,8 @@ class Trainer:
             remaining = cfg.steps - base
             if remaining > 0:
                 run_episodes(vec, AgentPolicy(self.agent, "sample"), steps=remaining,
-                             seed=self.cfg.seed + 1, on_episode=on_episode, on_step=on_step)
+                             seed=self.cfg.seed + 1 + base,  # a resumed run meets new starts
+                             on_episode=on_episode, on_step=on_step)
         self.save()
 
     def train_offline(self, data: Path) -> None:

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 import traceback
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -73,9 +72,3 @@ def env_flags(env: str | None, obs: str | None, env_import: list[str] | None) ->
     if env_import:
         layer["imports"] = list(env_import)
     return {"env": layer} if layer else {}
-
-
-def existing_file(path: Path) -> Path:
-    if not path.exists():
-        raise WmtoolError(f"{path}: no such file", "check the path")
-    return path

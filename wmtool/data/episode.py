@@ -5,7 +5,7 @@ observation, then per step the action taken and what the env returned.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,7 +20,6 @@ class Episode:
     terminated: np.ndarray              # (T,) bool: a true terminal, bootstrapping stops
     truncated: np.ndarray               # (T,) bool: cut by a time limit, never a terminal
     seed: int = -1
-    meta: dict = field(default_factory=dict)
 
     @property
     def length(self) -> int:
@@ -57,10 +56,6 @@ class EpisodeBuilder:
         self._truncated.append(bool(last and not terminal))
         for key in self.obs_keys:
             self._obs[key].append(obs[key])
-
-    def add_step(self, action, step: dict) -> None:
-        """`add` from a step dict of the env contract (envs/base.py)."""
-        self.add(action, step, step["reward"], step["is_last"], step["is_terminal"])
 
     def finish(self, cut: bool = False) -> Episode:
         """Stack into an Episode; `cut` marks an episode stopped early as truncated."""

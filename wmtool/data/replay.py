@@ -36,7 +36,6 @@ class Replay:
         self.columns: dict[str, np.ndarray] = {}
         self.size = 0
         self.episode_lengths: list[int] = []  # rows per episode still held, oldest first
-        self.episodes_added = 0
 
     @staticmethod
     def bytes_per_step(obs_space: dict[str, Space], act_space: Space) -> int:
@@ -63,7 +62,6 @@ class Replay:
             self.columns[k][self.size:self.size + n] = v
         self.size += n
         self.episode_lengths.append(n)
-        self.episodes_added += 1
         self._evict()
 
     def _evict(self) -> None:

@@ -63,3 +63,12 @@ def test_recipe_by_name_and_missing_recipe(tmp_path):
 def test_unknown_size_preset():
     with pytest.raises(WmtoolError, match="valid: debug"):
         config.size_layer("huge")
+
+
+def test_exponent_without_dot_is_a_float_for_float_keys():
+    # YAML 1.1 reads 3e-4 as a string; users write learning rates that way
+    cfg = config.compose(sets=["actor.lr=3e-4", "wm.lr=1E-3"])
+    assert cfg.actor.lr == pytest.approx(3e-4) and isinstance(cfg.actor.lr, float)
+    assert cfg.wm.lr == pytest.approx(1e-3)
+    with pytest.raises(WmtoolError, match="expected float"):
+        config.compose(sets=["actor.lr=fast"])

@@ -92,6 +92,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _yaml11_float(value: Any) -> Any:
+    """YAML 1.1 reads `3e-4` (no dot) as a string; a float key takes it as the number."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     if default is None or value is None:
         return value
@@ -100,6 +110,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
+        value = _yaml11_float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, (list, tuple)):

@@ -84,7 +84,11 @@ def load(path: str | Path) -> dict:
     return payload
 
 
-def restore_agent(agent, payload: dict) -> None:
+def restore_agent(agent, payload: dict, optimizers: bool = True) -> None:
+    if payload.get("algo", agent.algo) != agent.algo:
+        raise WmtoolError(f"checkpoint is for --algo {payload['algo']}, not {agent.algo}",
+                          "load it into a run of the same algorithm")
     agent.load_state_dict(payload["model"])
-    for name, opt in agent.optims.items():
-        opt.load_state_dict(payload["optimizers"][name])
+    if optimizers:
+        for name, opt in agent.optims.items():
+            opt.load_state_dict(payload["optimizers"][name])

@@ -14,6 +14,7 @@ class Entry:
     summary: str
     examples: tuple[str, ...] = ()
     tasks: str = ""  # "module:function" listing every task of an env suite
+    acting: str = ""  # algorithms: "module:function" agent -> standalone greedy policy module
 
     def load(self, target: str | None = None):
         module, _, attr = (target or self.target).partition(":")
@@ -38,7 +39,8 @@ SUITES: dict[str, Entry] = {
 # Algorithm name -> builder of (world model, behaviour, optimiser groups); see engine/agent.py.
 ALGOS: dict[str, Entry] = {
     "dreamerv3": Entry("wmtool.models.dreamer_algo:build_dreamerv3",
-                       "DreamerV3 (2023 paper code): RSSM 32x32 categorical + actor-critic"),
+                       "DreamerV3 (2023 paper code): RSSM 32x32 categorical + actor-critic",
+                       acting="wmtool.models.dreamer_algo:acting_policy"),
 }
 
 

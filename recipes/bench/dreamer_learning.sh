@@ -1,24 +1,38 @@
 #!/usr/bin/env bash
-# DreamerV3 learning benchmark: DMC from state on this CPU, one run per seed, one after the
-# other (never in parallel: two cores). Prints wall-clock, env steps, updates and the final
-# greedy evaluation (10 episodes) per seed, then the mean.
+# DreamerV3 learning benchmark: DMC from state on this CPU with the shipped recipe
+# (recipes/exp/dreamerv3__dmc_proprio_cpu.yaml). Prints, per seed, wall-clock minutes, env
+# steps, updates and the final greedy evaluation (10 episodes), then the mean; per-eval
+# curves are in each run's metrics.jsonl (`wmtool compare` draws them).
 # Usage: recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
+# JOBS=2 runs two seeds at a time with one torch thread each (the 2-core machine stays
+# full); the default runs them one after the other with the recipe's threads.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 task=${1:-cartpole-balance}; shift || true
 seeds=${*:-0 1 2}
 out=${OUT:-runs/bench}
-echo "machine: $(nproc) cores, $(date -u +%F), recipe dreamerv3__dmc_proprio_cpu, task $task"
-printf '%-6s %10s %10s %9s %14s\n' seed minutes env_steps updates eval_return
-for seed in $seeds; do
-  dir="$out/dreamerv3-$task-$seed-$(date +%s)"
+jobs=${JOBS:-1}
+threads=$([ "$jobs" -gt 1 ] && echo 1 || echo 0)
+echo "machine: $(nproc) cores, $(date -u +%F), recipe dreamerv3__dmc_proprio_cpu, task $task, $jobs at a time"
+run_seed() {
+  local seed=$1 dir="$out/dreamerv3-$task-$1-$(date +%s)"
+  local json
   json=$(.venv/bin/wmtool train --algo dreamerv3 --recipe dreamerv3__dmc_proprio_cpu \
-         --env "dmc:$task" --seed "$seed" --run-dir "$dir" --json --quiet)
+         --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
+         --json --quiet)
   .venv/bin/python - "$json" "$seed" <<'PY'
 import json, sys
 r, seed = json.loads(sys.argv[1]), sys.argv[2]
 e = r["eval"]
 print(f"{seed:<6} {r['seconds'] / 60:>10.1f} {r['env_steps']:>10} {r['updates']:>9} "
-      f"{e['return_mean']:>8.1f} ± {e['return_std']:.1f}")
+      f"{e['return_mean']:>8.1f} ± {e['return_std']:.1f}  {r['run_dir']}")
 PY
+}
+printf '%-6s %10s %10s %9s %14s\n' seed minutes env_steps updates eval_return
+running=0
+for seed in $seeds; do
+  run_seed "$seed" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then wait -n; running=$((running - 1)); fi
 done
+wait

@@ -96,11 +96,11 @@ class ActorCritic(nn.Module):
         log-probs/entropies. World-model parameters get no gradients; with continuous actions
         the gradient of returns still flows through the dynamics to the actor.
         """
-        feats, actions, logps, ents = [wm.features(start)], [], [], []
-        state = start
-        for _ in range(horizon):
+        logps, ents = [], []
+
+        def act(feat: torch.Tensor, t: int) -> torch.Tensor:
             # the actor sees sg(state): returns reach it only through the actions it takes
-            dist = self.dist(feats[-1].detach())
+            dist = self.dist(feat.detach())
             action = dist.sample()
             if self.discrete:
                 action = action.detach()  # REINFORCE: no gradient through the sample
@@ -108,10 +108,10 @@ class ActorCritic(nn.Module):
                 action = action / torch.clamp(action.abs().detach(), min=1.0)
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
-            state = wm.rssm.img_step(state, action)
-            feats.append(wm.features(state))
-            actions.append(action)
-        return torch.stack(feats), torch.stack(actions), torch.stack(logps), torch.stack(ents)
+            return action
+
+        states, actions = wm.imagine(start, act, horizon)
+        return wm.features(states), actions, torch.stack(logps), torch.stack(ents)
 
     def loss(self, wm, start: dict, start_cont: torch.Tensor):
         """Actor and critic losses from imagination starting at `start` (N states)."""

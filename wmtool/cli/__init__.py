@@ -9,7 +9,8 @@ import sys
 
 import typer
 
-from wmtool.cli import collect, data, envs, eval, recipes, train
+from wmtool.cli import (collect, data, dream, envs, eval, export, imagine, recipes, runs,
+                        train)
 from wmtool.cli.common import DEBUG
 
 app = typer.Typer(
@@ -19,6 +20,11 @@ app = typer.Typer(
 app.command("collect", help=collect.HELP, epilog=collect.EXAMPLES)(collect.collect)
 app.command("train", help=train.HELP, epilog=train.EXAMPLES)(train.train)
 app.command("eval", help=eval.HELP, epilog=eval.EXAMPLES)(eval.eval_)
+app.command("dream", help=dream.HELP, epilog=dream.EXAMPLES)(dream.dream)
+app.command("imagine", help=imagine.HELP, epilog=imagine.EXAMPLES)(imagine.imagine)
+app.command("export", help=export.HELP, epilog=export.EXAMPLES)(export.export)
+app.command("runs", help=runs.RUNS_HELP, epilog=runs.RUNS_EXAMPLES)(runs.runs)
+app.command("compare", help=runs.COMPARE_HELP, epilog=runs.COMPARE_EXAMPLES)(runs.compare)
 app.command("envs", help=envs.HELP, epilog=envs.EXAMPLES)(envs.envs)
 app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")

@@ -72,3 +72,23 @@ def env_flags(env: str | None, obs: str | None, env_import: list[str] | None) ->
     if env_import:
         layer["imports"] = list(env_import)
     return {"env": layer} if layer else {}
+
+
+def run_with_progress(session, label: str, quiet: bool) -> dict:
+    """Run a TrainSession under a Rich progress bar (steps or updates, rate, ETA); close it."""
+    from wmtool.progress import make_progress, throttled
+
+    try:
+        with make_progress(quiet) as progress:
+            task = progress.add_task(label, total=session.total, status="")
+
+            def show(counters):
+                progress.update(task, completed=min(session.clock(), session.total),
+                                status=session.status())
+
+            session.trainer.on_progress = throttled(show, 0.5)
+            result = session.run()
+            progress.update(task, completed=session.total, status=session.status())
+    finally:
+        session.close()
+    return result

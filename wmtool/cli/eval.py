@@ -33,47 +33,29 @@ def eval_(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    from wmtool import ckpt, config, rundir
-    from wmtool.engine.agent import Agent
+    from wmtool.engine.loading import load_run
     from wmtool.engine.session import make_vec
     from wmtool.engine.train import evaluate
-    from wmtool.runtime import setup_torch
     from wmtool.video import write_video
 
     if mode not in ("greedy", "sample"):
         raise WmtoolError(f"--mode {mode}: unknown", "use greedy or sample")
     if episodes < 1:
         raise WmtoolError("--episodes must be at least 1")
-    meta = rundir.read_meta(run)
-    cfg = rundir.load_config(run)
-    env_id = env or meta.get("env")
-    if not env_id:
-        raise WmtoolError(f"{run} was trained offline without an env", "pass --env SUITE:TASK")
-    payload = ckpt.load(checkpoint or rundir.latest_checkpoint(run))
-    device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
-    sets = {"env": {"id": env_id}}
-    from wmtool import spaces
-
-    record_render = video is not None and "image" not in spaces.loads_obs(payload["obs_space"])
-    if record_render:  # vector-observation agent: render frames beside what it observes
-        sets["env"]["obs"] = "both"
-    eval_cfg = config.load([("run", cfg.to_dict()), ("eval", sets)])
+    loaded = load_run(run, checkpoint, optimizers=False)
+    # a vector-observation agent's video: render frames beside what it observes
+    record_render = video is not None and "image" not in loaded.agent.obs_space
+    eval_cfg = loaded.env_config(env, **({"obs": "both"} if record_render else {}))
+    env_id = eval_cfg.env.id
     vec = make_vec(eval_cfg, 1)
     try:
-        obs_space = spaces.loads_obs(payload["obs_space"])
-        act_space = spaces.loads_act(payload["act_space"])
-        if {k: vec.obs_space[k] for k in obs_space if k in vec.obs_space} != obs_space or \
-                vec.act_space != act_space:
-            raise WmtoolError(f"{env_id} does not match the spaces the agent was trained on",
-                              "evaluate in the training env")
-        agent = Agent(meta["algo"], obs_space, act_space, cfg, device)
-        ckpt.restore_agent(agent, payload)
-        agent.eval()
+        loaded.check_spaces(vec.obs_space, vec.act_space, env_id)
         frames = []
-        result = evaluate(agent, vec, episodes, mode, seed,
+        result = evaluate(loaded.agent, vec, episodes, mode, seed,
                           on_frame=(lambda obs: frames.append(obs["image"][0])) if video else None)
     finally:
         vec.close()
+    payload = loaded.payload
     result.update({"run": str(run), "env": env_id, "mode": mode,
                    "checkpoint_env_steps": payload["counters"].get("env_steps"),
                    "checkpoint_updates": payload["counters"].get("updates")})

@@ -8,9 +8,9 @@ import typer
 
 from wmtool import config, rundir
 from wmtool.cli.common import (EnvImportOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt, SetOpt,
-                               command, emit_json, env_flags)
+                               command, emit_json, env_flags, run_with_progress)
 from wmtool.errors import WmtoolError
-from wmtool.progress import info, make_progress, throttled
+from wmtool.progress import info
 
 HELP = "Train a world model and its behaviour: online in an env, or offline from --data."
 EXAMPLES = """Examples:
@@ -78,19 +78,7 @@ def train(
         cfg = config.compose(flags, recipe, sets, algo=algo, size=size)
         # online runs use env.id (flag, recipe or --set); offline runs evaluate only with --env
         session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None, quiet)
-    try:
-        with make_progress(quiet) as progress:
-            task = progress.add_task("train", total=session.total, status="")
-
-            def show(counters):
-                progress.update(task, completed=min(session.clock(), session.total),
-                                status=session.status())
-
-            session.trainer.on_progress = throttled(show, 0.5)
-            result = session.run()
-            progress.update(task, completed=session.total, status=session.status())
-    finally:
-        session.close()
+    result = run_with_progress(session, "train", quiet)
     if json_:
         emit_json(result)
     else:

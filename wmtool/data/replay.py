@@ -80,6 +80,23 @@ class Replay:
         index = starts[:, None] + np.arange(length)[None]
         return {k: v[index] for k, v in self.columns.items()}
 
+    def sample_within_episodes(self, batch: int, length: int, rng: np.random.Generator,
+                               tries: int = 100) -> dict[str, np.ndarray] | None:
+        """Sequences that never restart an episode after their first row (None if none found).
+        Takes its own generator so that looking at the model never changes training."""
+        if self.size < length:
+            return None
+        is_first = self.columns["is_first"]
+        found = np.empty(0, np.int64)
+        for _ in range(tries):
+            starts = rng.integers(0, self.size - length + 1, batch)
+            inside = ~is_first[starts[:, None] + np.arange(1, length)[None]].any(1)
+            found = np.concatenate([found, starts[inside]])[:batch]
+            if len(found) == batch:
+                index = found[:, None] + np.arange(length)[None]
+                return {k: v[index] for k, v in self.columns.items()}
+        return None
+
     def state(self) -> dict[str, np.ndarray]:
         """Contents as arrays (for checks that resumed replay equals the saved one)."""
         return {k: v[:self.size] for k, v in self.columns.items()}

@@ -34,6 +34,18 @@ class Agent(nn.Module):
         self.to(device)
         self.amp = bool(cfg.train.amp)
 
+    def reset_behavior(self) -> None:
+        """Fresh behaviour weights and optimiser state; the world model is kept."""
+        build = lookup(ALGOS, self.algo, "--algo").load()
+        _, self.behavior, groups = build(self.obs_space, self.act_space, self.cfg)
+        self.behavior.to(self.device)
+        owned = {id(p) for p in self.behavior.parameters()}
+        for name, (params, lr, eps, _) in groups.items():
+            params = list(params)
+            if all(id(p) in owned for p in params):
+                self.params[name] = params
+                self.optims[name] = torch.optim.Adam(params, lr=lr, eps=eps)
+
     def parameter_counts(self) -> dict[str, int]:
         counts = {name: sum(p.numel() for p in ps) for name, ps in self.params.items()}
         for name, module in self.wm.named_children():
@@ -59,11 +71,19 @@ class Agent(nn.Module):
             self.optims[name].step()
         return norms
 
-    def train_step(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, np.ndarray],
+                   world_model: bool = True) -> dict[str, float]:
+        """One update of the world model (unless `world_model` is False: then it is only
+        used, frozen, as in `wmtool imagine`) and of the behaviour from its posteriors."""
         data = to_tensors(batch, self.device)
-        with self._autocast():
-            wm_loss, post, wm_metrics = self.wm.loss(data)
-        metrics = self._step(["wm"], wm_loss)
+        metrics, wm_metrics = {}, {}
+        if world_model:
+            with self._autocast():
+                wm_loss, post, wm_metrics = self.wm.loss(data)
+            metrics = self._step(["wm"], wm_loss)
+        else:
+            with self._autocast(), torch.no_grad():
+                post, _ = self.wm.observe(data)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - data["is_terminal"].flatten().float()
         with self._autocast():

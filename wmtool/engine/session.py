@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wmtool import ckpt, rundir, spaces
+from wmtool import ckpt, config, rundir, spaces
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent
@@ -51,6 +51,7 @@ class TrainSession:
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
         self.trainer = Trainer(self.agent, run_dir, quiet=quiet)
         self.trainer.online = self.data is None
+        self.trainer.world_model = meta["mode"] != "imagine"
         if self.eval_vec is not None:
             self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
                                                       cfg.train.eval_episodes)
@@ -70,6 +71,37 @@ class TrainSession:
                 "mode": "offline" if data else "online"}
         rundir.create(path, cfg, meta)
         return cls(algo, cfg, path, meta, quiet)
+
+    @classmethod
+    def imagine(cls, source: Path, run_dir: Path | None, data: Path | None, env: str | None,
+                sets: list[str], steps: int, eval_every: int, eval_episodes: int,
+                from_scratch: bool, quiet: bool):
+        """A new run that trains behaviour inside `source`'s frozen world model, from real
+        start states of `data` (default: the source's replay or dataset); no env steps."""
+        meta = rundir.read_meta(source)
+        data = data or (source / STORE if (source / STORE).exists() else meta.get("data"))
+        if not data:
+            raise WmtoolError(f"{source} has no replay to start imagination from",
+                              "pass --data FILE.h5")
+        env_id = env or meta.get("env") or ""
+        layers = [("source", rundir.load_config(source).to_dict()),
+                  ("imagine", {"train": {"steps": steps, "eval_every": eval_every,
+                                         "eval_episodes": eval_episodes,
+                                         "log_every": max(1, steps // 20),
+                                         "checkpoint_every": max(1, steps // 4)},
+                               "dream": {"every": 0},  # the model is frozen: nothing new to see
+                               **({"env": {"id": env_id}} if env_id else {})})]
+        cfg = config.load(layers, sets)
+        path = Path(run_dir) if run_dir else Path(f"{source}-imagine")
+        payload = ckpt.load(rundir.latest_checkpoint(source))
+        meta = {"algo": meta["algo"], "env": env_id, "data": str(data), "mode": "imagine",
+                "source": str(source), "from_scratch": from_scratch}
+        rundir.create(path, cfg, meta)
+        session = cls(meta["algo"], cfg, path, meta, quiet)
+        ckpt.restore_agent(session.agent, payload)
+        if from_scratch:
+            session.agent.reset_behavior()
+        return session
 
     @classmethod
     def resume(cls, path: Path, quiet: bool):

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
-from wmtool import ckpt
+from wmtool import ckpt, rundir
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader, EpisodeWriter
 from wmtool.engine.agent import Agent, AgentPolicy
+from wmtool.engine.dream import open_loop
 from wmtool.engine.loops import LoopStats, run_episodes
 from wmtool.logger import Logger
 
@@ -58,13 +60,15 @@ class Trainer:
         self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict())
         self.pending = defaultdict(list)  # metrics since the last log row
         self.returns: list[float] = []
-        self.last_log = self.last_ckpt = self.last_eval = 0
+        self.last_log = self.last_ckpt = self.last_eval = self.last_dream = 0
+        self.dream_rng = np.random.default_rng(self.cfg.seed + 7)
         self.started = time.perf_counter()
         self.quiet = quiet
         self.evaluator: Callable[[], dict] | None = None
         self.on_progress: Callable[[dict], None] | None = None
         self.on_eval: Callable[[int, dict], None] | None = None
         self.online = True  # the schedule's clock: env steps online, updates offline
+        self.world_model = True  # False: `wmtool imagine`, behaviour only in a frozen model
 
     @property
     def ckpt_dir(self) -> Path:
@@ -75,13 +79,14 @@ class Trainer:
         step = self.counters["env_steps"] or self.counters["updates"]
         ckpt.save(self.ckpt_dir / f"step_{step:09d}.pt", self.agent, self.counters,
                   self.replay.rng)
+        rundir.update_meta(self.run_dir, counters=dict(self.counters))  # for `wmtool runs`
         return path
 
     def restore(self, payload: dict) -> None:
         ckpt.restore_agent(self.agent, payload)
         ckpt.restore_rng(payload["rng"], self.replay.rng)
         self.counters.update(payload["counters"])
-        self.last_log = self.last_ckpt = self.last_eval = self._clock()
+        self.last_log = self.last_ckpt = self.last_eval = self.last_dream = self._clock()
 
     def _clock(self) -> int:
         return self.counters["env_steps"] if self.online else self.counters["updates"]
@@ -96,7 +101,7 @@ class Trainer:
 
     def update(self) -> None:
         batch = self.replay.sample(self.cfg.train.batch, self.cfg.train.length)
-        for key, value in self.agent.train_step(batch).items():
+        for key, value in self.agent.train_step(batch, self.world_model).items():
             self.pending[key].append(value)
         self.counters["updates"] += 1
 
@@ -119,11 +124,34 @@ class Trainer:
             self.logger.log(t, {f"eval/{k}": v for k, v in result.items()})
             if self.on_eval:
                 self.on_eval(t, result)
+        d = self.cfg.dream
+        if d.every and t - self.last_dream >= d.every:
+            self.last_dream = t
+            self.logger.log(t, self.dream_errors())
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
             self.save()
         if self.on_progress:
             self.on_progress(self.counters)
+
+    def dream_errors(self) -> dict[str, float]:
+        """Open-loop prediction error at 1, H/2 and H steps ahead (and the mean over 1..H),
+        per observation key and reward, on replay windows; never touches training's RNGs."""
+        d = self.cfg.dream
+        if not getattr(self.agent.wm, "can_decode", False):
+            return {}
+        batch = self.replay.sample_within_episodes(d.sequences, d.context + d.horizon,
+                                                   self.dream_rng)
+        if batch is None:
+            return {}
+        with torch.random.fork_rng():
+            errors = open_loop(self.agent, batch, d.context).errors()
+        row = {}
+        for key, per_step in errors.items():
+            for h in sorted({1, (len(per_step) + 1) // 2, len(per_step)}):
+                row[f"dream/{key}/error_h{h}"] = per_step[h - 1]
+            row[f"dream/{key}/error_mean"] = float(np.mean(per_step))
+        return row
 
     # -- schedules -------------------------------------------------------------------------
     def train_online(self, vec, store_path: Path, env_id: str) -> None:

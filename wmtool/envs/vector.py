@@ -68,6 +68,8 @@ class _Make:
 
 
 class VecEnv:
+    steps_taken = 0  # real env steps this process took, all VecEnvs together
+
     def __init__(self, makers: list[Callable[[], Env]]):
         from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 
@@ -80,6 +82,7 @@ class VecEnv:
                                        shared_memory=False,
                                        autoreset_mode=AutoresetMode.NEXT_STEP)
         self._done = np.zeros(self.num_envs, bool)
+        self.steps_taken_here = 0
         self.obs_space, self.act_space, self.env_id = self._vec.call("wmtool_spaces")[0]
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
@@ -92,6 +95,8 @@ class VecEnv:
 
     def step(self, actions: np.ndarray) -> dict[str, Any]:
         obs, reward, terminated, truncated, _ = self._vec.step(actions)
+        VecEnv.steps_taken += self.num_envs
+        self.steps_taken_here += self.num_envs
         first = self._done.copy()
         last = np.asarray(terminated | truncated, bool)
         self._done = last

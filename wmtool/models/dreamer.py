@@ -9,6 +9,8 @@ zero at episode starts), the reward received on arriving (`reward`), `is_first` 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -48,6 +50,16 @@ class WorldModel(nn.Module):
 
     def features(self, state: State) -> torch.Tensor:
         return self.rssm.features(state)
+
+    def imagine(self, start: State, act: Callable[[torch.Tensor, int], torch.Tensor],
+                horizon: int, sample: bool = True) -> tuple[State, torch.Tensor]:
+        """Roll the prior forward from `start`: act(features, t) gives the model-space action
+        taken at step t. Returns states stacked on a new first axis (H+1) and actions (H)."""
+        states, actions = [start], []
+        for t in range(horizon):
+            actions.append(act(self.features(states[-1]), t))
+            states.append(self.rssm.img_step(states[-1], actions[-1], sample))
+        return {k: torch.stack([s[k] for s in states]) for k in start}, torch.stack(actions)
 
     def predict_reward(self, feat: torch.Tensor) -> torch.Tensor:
         return self.twohot.mean(self.reward(feat))

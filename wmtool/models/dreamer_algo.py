@@ -1,6 +1,9 @@
 """`--algo dreamerv3`: builds the world model, the actor-critic and their optimiser groups."""
 from __future__ import annotations
 
+import torch
+from torch import nn
+
 from wmtool.behavior.actor_critic import ActorCritic
 from wmtool.models.dreamer import WorldModel
 
@@ -14,3 +17,39 @@ def build_dreamerv3(obs_space, act_space, cfg):
         "critic": (behavior.critic.parameters(), cfg.critic.lr, cfg.critic.eps, cfg.critic.clip),
     }
     return wm, behavior, groups
+
+
+class ActingPolicy(nn.Module):
+    """Greedy acting for one env step, as a standalone module (`wmtool export`).
+
+    forward(*observations in `obs_keys` order, deter, stoch, prev_action, is_first)
+      -> (action, deter, stoch, prev_action): feed the last three back next step; on the
+    first step pass zeros and is_first=1. Branch-free, so it traces to TorchScript and ONNX.
+    Discrete actions come out as int64 indices, continuous ones in [-1, 1].
+    """
+
+    def __init__(self, agent):
+        super().__init__()
+        self.wm, self.behavior = agent.wm, agent.behavior
+        self.obs_keys = list(agent.wm.input_keys)
+
+    def carry_shapes(self) -> dict[str, list[int]]:
+        rssm = self.wm.rssm
+        stoch = [rssm.stoch, rssm.classes] if rssm.classes else [rssm.stoch]
+        return {"deter": [rssm.deter], "stoch": stoch, "prev_action": [self.wm.act_dim]}
+
+    def forward(self, *inputs: torch.Tensor):
+        n = len(self.obs_keys)
+        obs = dict(zip(self.obs_keys, inputs[:n]))
+        deter, stoch, prev_action, is_first = inputs[n:]
+        rssm = self.wm.rssm
+        state, prev_action = rssm.restart({"deter": deter, "stoch": stoch}, prev_action,
+                                          is_first.bool())
+        prior = rssm.img_step(state, prev_action, sample=False)
+        post = rssm.posterior(prior, self.wm.encoder(obs), sample=False)
+        action = self.behavior.act(self.wm.features(post), "greedy")
+        return action, post["deter"], post["stoch"], self.wm.action_input(action)
+
+
+def acting_policy(agent) -> ActingPolicy:
+    return ActingPolicy(agent)

@@ -71,14 +71,21 @@ class RSSM(nn.Module):
                  init: State | None = None) -> tuple[State, State]:
         """Posterior and prior for one step; rows with is_first start from the initial state
         (`init`, when the caller already computed it for this batch)."""
-        if is_first.any():
-            keep = (~is_first).float()
-            init = init if init is not None else self.initial(is_first.shape[0])
-            state = {k: torch.where(_expand(is_first, v), init[k], v) for k, v in state.items()}
-            prev_action = prev_action * keep[:, None]
+        if is_first.any():  # most steps start no episode: skip the masking work
+            state, prev_action = self.restart(state, prev_action, is_first, init)
         prior = self.img_step(state, prev_action, sample)
+        return self.posterior(prior, embed, sample), prior
+
+    def restart(self, state: State, prev_action: torch.Tensor, is_first: torch.Tensor,
+                init: State | None = None) -> tuple[State, torch.Tensor]:
+        """Rows with is_first get the initial state and a zero previous action."""
+        init = init if init is not None else self.initial(is_first.shape[0])
+        state = {k: torch.where(_expand(is_first, v), init[k], v) for k, v in state.items()}
+        return state, prev_action * (~is_first).to(prev_action.dtype)[:, None]
+
+    def posterior(self, prior: State, embed: torch.Tensor, sample: bool = True) -> State:
         stats = self.obs_out(torch.cat([prior["deter"], embed], -1))
-        return self._state(prior["deter"], stats, sample), prior
+        return self._state(prior["deter"], stats, sample)
 
     def observe(self, embed: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor,
                 state: State | None = None) -> tuple[State, State]:

@@ -1,0 +1,119 @@
+"""`wmtool dream`: show what a world model believes (open-loop predictions, free dreams)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json
+from wmtool.errors import WmtoolError
+from wmtool.progress import info
+
+HELP = ("Show what a world model believes: observe real steps, then predict with the real "
+        "actions (open loop: truth / prediction / error) or let the policy act inside the "
+        "model (--free).")
+EXAMPLES = """Examples:
+
+  wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 600 --set train.prefill=300 --set train.train_ratio=32 --run-dir runs/dr --quiet
+
+  wmtool dream --run runs/dr --render videos/dr.mp4 --plot videos/dr.png --context 8 --horizon 8 --json
+
+  wmtool dream --run runs/dr --free --render videos/dr_free.gif --context 8 --horizon 12 --sequences 2
+"""
+
+
+@command
+def dream(
+    run: Annotated[Path, typer.Option(help="run directory made by `wmtool train`")],
+    render: Annotated[Optional[Path], typer.Option(help="video to write (.mp4 or .gif)")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="still picture to write (.png)")] = None,
+    free: Annotated[bool, typer.Option("--free", help="the policy acts inside the model")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="real episodes from this HDF5 file "
+                                                 "(default: fresh episodes in the run's env)")] = None,
+    env: Annotated[Optional[str], typer.Option(help="env for fresh episodes (default: the run's)")] = None,
+    context: Annotated[Optional[int], typer.Option(help="real steps observed first")] = None,
+    horizon: Annotated[Optional[int], typer.Option(help="steps predicted after the context")] = None,
+    sequences: Annotated[Optional[int], typer.Option(help="sequences side by side")] = None,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
+    seed: Annotated[int, typer.Option(help="seed of episodes, windows and model samples")] = 0,
+    fps: Annotated[int, typer.Option(help="video frames per second")] = 8,
+    scale: Annotated[int, typer.Option(help="image upscaling factor in the video")] = 2,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    import time
+
+    import numpy as np
+    import torch
+
+    from wmtool.engine.dream import free_dream, open_loop, sample_sequences
+    from wmtool.engine.loading import load_run
+    from wmtool.render import dream_frames, dream_still
+    from wmtool.video import write_video
+
+    for name, path, suffixes in (("--render", render, (".mp4", ".gif")), ("--plot", plot, (".png",))):
+        if path is not None and path.suffix.lower() not in suffixes:
+            raise WmtoolError(f"{name} {path}: unknown format", f"use {' or '.join(suffixes)}")
+    loaded = load_run(run, checkpoint, optimizers=False)
+    d = loaded.cfg.dream
+    context, horizon = context or d.context, horizon or d.horizon
+    sequences = sequences or d.sequences
+    if min(context, horizon, sequences, fps, scale) < 1:
+        raise WmtoolError("--context, --horizon, --sequences, --fps and --scale must be >= 1")
+    started = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    length = context + (0 if free else horizon)
+    episodes = _episodes(loaded, data, env, sequences * max(length, 1), seed)
+    batch = sample_sequences(episodes, loaded.agent.act_space, sequences, max(length, 1), rng)
+    result_dream = (free_dream(loaded.agent, batch, context, horizon) if free
+                    else open_loop(loaded.agent, batch, context))
+    errors = result_dream.errors()
+    result = {"run": str(run), "kind": "free" if free else "open-loop", "context": context,
+              "horizon": horizon, "sequences": sequences, "error": errors,
+              "reward_pred_mean": float(result_dream.reward_pred[:, context:].mean())}
+    if render is not None:
+        frames = dream_frames(result_dream, scale)
+        write_video(render, frames, fps=fps)
+        result.update(video=str(render), video_frames=len(frames),
+                      video_size=[int(frames.shape[1]), int(frames.shape[2])])
+    if plot is not None:
+        result["plot"] = str(dream_still(result_dream, plot, scale))
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    if json_:
+        emit_json(result)
+    else:
+        for key, per_step in errors.items():
+            info(f"{key}: error 1 step ahead {per_step[0]:.4g}, {len(per_step)} steps ahead "
+                 f"{per_step[-1]:.4g}", quiet)
+        for key in ("video", "plot"):
+            if key in result:
+                info(f"wrote {result[key]}", quiet)
+    return result
+
+
+def _episodes(loaded, data: Path | None, env: str | None, steps: int, seed: int) -> list:
+    """Real episodes: from a dataset, or played now in the env with the run's policy."""
+    if data is not None:
+        from wmtool.data.store import EpisodeReader
+
+        with EpisodeReader(data) as reader:
+            if not reader.has_action:
+                raise WmtoolError(f"{data} has no actions", "open-loop prediction needs actions")
+            loaded.check_spaces(reader.obs_space, reader.act_space, str(data))
+            return list(reader)
+    from wmtool.engine.agent import AgentPolicy
+    from wmtool.engine.loops import run_episodes
+    from wmtool.engine.session import make_vec
+
+    vec = make_vec(loaded.env_config(env), 1)
+    try:
+        loaded.check_spaces(vec.obs_space, vec.act_space, env or loaded.env_id)
+        found = []
+        run_episodes(vec, AgentPolicy(loaded.agent, "sample"), steps=steps, seed=seed,
+                     on_episode=found.append)
+        return found
+    finally:
+        vec.close()
+

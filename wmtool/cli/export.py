@@ -1,0 +1,51 @@
+"""`wmtool export`: a run's policy or weights as a file others load without wmtool."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json
+from wmtool.progress import info
+
+HELP = ("Export a run: the greedy acting policy (encoder + recurrent state + actor) as "
+        "TorchScript or ONNX, or all weights as safetensors; the spec rides along as metadata.")
+EXAMPLES = """Examples:
+
+  wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 600 --set train.prefill=300 --set train.train_ratio=32 --run-dir runs/ex --quiet
+
+  wmtool export --run runs/ex --format torchscript --out exports/cartpole.pt --json
+
+  wmtool export --run runs/ex --format onnx --out exports/cartpole.onnx
+
+  wmtool export --run runs/ex --format safetensors --out exports/cartpole.safetensors
+
+See examples/run_exported.py for running an exported policy with only torch or onnxruntime.
+"""
+
+
+@command
+def export(
+    run: Annotated[Path, typer.Option(help="run directory made by `wmtool train`")],
+    format_: Annotated[str, typer.Option("--format", help="torchscript | onnx | safetensors")],
+    out: Annotated[Path, typer.Option(help="file to write")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    from wmtool.engine.loading import load_run
+    from wmtool.errors import WmtoolError
+    from wmtool.export import FORMATS, export as write
+
+    if format_ not in FORMATS:  # before loading anything
+        raise WmtoolError(f"--format {format_}: unknown", f"use one of {', '.join(FORMATS)}")
+    loaded = load_run(run, checkpoint, optimizers=False)
+    meta = write(loaded, format_, out)
+    result = {"run": str(run), "format": format_, "out": str(out),
+              "bytes": out.stat().st_size, "metadata": meta}
+    if json_:
+        emit_json(result)
+    else:
+        info(f"wrote {out} ({format_}, {result['bytes']:,} bytes)", quiet)
+    return result

@@ -1,0 +1,66 @@
+"""`wmtool imagine`: train behaviour purely inside a run's frozen world model."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from wmtool.cli.common import JsonOpt, QuietOpt, SetOpt, command, emit_json, run_with_progress
+from wmtool.errors import WmtoolError
+from wmtool.progress import info
+
+HELP = ("Train behaviour purely inside a run's frozen world model, from real start states "
+        "(the run's replay or --data), with no env steps; evaluates in the real env at the end.")
+EXAMPLES = """Examples:
+
+  wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 600 --set train.prefill=300 --set train.train_ratio=32 --run-dir runs/im --quiet
+
+  wmtool imagine --run runs/im --steps 50 --run-dir runs/im-behaviour --eval-episodes 3 --json
+
+  wmtool imagine --run runs/im --steps 50 --from-scratch --run-dir runs/im-scratch --set actor.lr=1e-4 --quiet
+"""
+
+
+@command
+def imagine(
+    run: Annotated[Path, typer.Option(help="run whose world model to use (made by `wmtool train`)")],
+    steps: Annotated[int, typer.Option(help="behaviour updates")] = 1000,
+    run_dir: Annotated[Optional[Path], typer.Option(help="new run directory (default RUN-imagine)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="start states from this HDF5 dataset")] = None,
+    env: Annotated[Optional[str], typer.Option(help="env to evaluate in (default: the run's)")] = None,
+    eval_every: Annotated[int, typer.Option(help="updates between evaluations (0: only at the end)")] = 0,
+    eval_episodes: Annotated[int, typer.Option(help="episodes per evaluation (0: none)")] = 10,
+    from_scratch: Annotated[bool, typer.Option("--from-scratch", help="start the behaviour from fresh weights")] = False,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    quiet: QuietOpt = False,
+):
+    from wmtool.engine.session import TrainSession
+    from wmtool.envs.vector import VecEnv
+
+    if steps < 1 or eval_every < 0 or eval_episodes < 0:
+        raise WmtoolError("--steps must be >= 1, --eval-every and --eval-episodes >= 0")
+    session = TrainSession.imagine(run, run_dir, data, env, list(set_ or ()), steps, eval_every,
+                                   eval_episodes, from_scratch, quiet)
+    env_steps_before = VecEnv.steps_taken
+    result = run_with_progress(session, "imagine", quiet)
+    eval_steps = session.eval_vec.steps_taken_here if session.eval_vec is not None else 0
+    result["env_steps_training"] = VecEnv.steps_taken - env_steps_before - eval_steps
+    result["env_steps_evaluation"] = eval_steps
+    cfg = session.cfg.train
+    result["imagined_steps"] = result["updates"] * cfg.batch * cfg.length * session.cfg.behavior.horizon
+    result["imagined_steps_per_s"] = round(result["imagined_steps"] / max(result["seconds"], 1e-9))
+    result["source"] = str(run)
+    if json_:
+        emit_json(result)
+    else:
+        info(f"done: {result['updates']} behaviour updates, {result['imagined_steps']:,} imagined "
+             f"steps ({result['imagined_steps_per_s']:,}/s), "
+             f"{result['env_steps_training']} env steps for training; "
+             f"run directory {result['run_dir']}", quiet)
+        if result.get("eval"):
+            e = result["eval"]
+            info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
+                 f"± {e['return_std']:.1f}", quiet)
+    return result

@@ -1,0 +1,126 @@
+"""What a world model believes, as arrays: open-loop predictions and free-running dreams.
+
+Open loop: observe `context` real steps, then predict `horizon` more from the real actions
+alone; the gap to the truth, per step ahead, is the model's accuracy against how far it
+dreams. Free dream: from the same real start, the policy acts inside the model only.
+Works through the WorldModel interface (observe / imagine / features / decode /
+predict_reward / predict_cont), so every algorithm that decodes gets it for free.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from wmtool.data.episode import Episode
+from wmtool.data.replay import episode_rows
+from wmtool.engine.agent import to_tensors
+from wmtool.errors import WmtoolError
+
+
+@dataclass
+class Dream:
+    """Arrays over (sequence, step); steps < context were observed, the rest predicted."""
+    context: int
+    truth: dict[str, np.ndarray]          # obs key -> (N, T, ...); empty for free dreams' future
+    pred: dict[str, np.ndarray]           # obs key -> (N, T, ...), decoded
+    reward_truth: np.ndarray | None       # (N, T)
+    reward_pred: np.ndarray               # (N, T)
+    cont_pred: np.ndarray                 # (N, T)
+    image_keys: list[str] = field(default_factory=list)
+    vector_keys: list[str] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.reward_pred.shape[1]
+
+    def errors(self) -> dict[str, list[float]]:
+        """Mean squared error per predicted step (images in [0, 1] units, vectors raw),
+        and the reward's absolute error."""
+        out = {}
+        if self.reward_truth is None or self.reward_truth.shape[1] != self.length:
+            return out  # a free dream has no truth past its context
+        for key in self.truth:
+            t, p = self.truth[key].astype(np.float64), self.pred[key].astype(np.float64)
+            if key in self.image_keys:
+                t, p = t / 255.0, p / 255.0
+            sq = (t - p) ** 2
+            out[key] = sq.reshape(*sq.shape[:2], -1).mean((0, 2))[self.context:].tolist()
+        if self.reward_truth is not None:
+            err = np.abs(self.reward_truth - self.reward_pred)
+            out["reward"] = err.mean(0)[self.context:].tolist()
+        return out
+
+
+def sample_sequences(episodes: list[Episode], act_space, count: int, length: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`count` windows of `length` rows, each inside one episode (no restarts mid-window)."""
+    usable = [ep for ep in episodes if ep.length + 1 >= length]
+    if not usable:
+        longest = max((ep.length + 1 for ep in episodes), default=0)
+        raise WmtoolError(f"no episode has {length} steps (longest: {longest})",
+                          "lower --context/--horizon or use longer episodes")
+    windows = []
+    for i in rng.integers(0, len(usable), count):
+        rows = episode_rows(usable[i], act_space)
+        start = int(rng.integers(0, len(rows["reward"]) - length + 1))
+        windows.append({k: v[start:start + length] for k, v in rows.items()})
+    return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
+
+
+def _check_can_decode(wm) -> None:
+    if not getattr(wm, "can_decode", False):
+        raise WmtoolError(f"{type(wm).__name__} has no decoder, so it cannot show observations",
+                          "dream works with world models that reconstruct observations")
+
+
+def _heads(wm, feat: torch.Tensor) -> tuple[dict, np.ndarray, np.ndarray]:
+    pred = {k: v.float().cpu().numpy() for k, v in wm.decode(feat).items()}
+    reward = wm.predict_reward(feat).float().cpu().numpy()
+    cont = wm.predict_cont(feat).float().cpu().numpy()
+    return pred, reward, cont
+
+
+def _assemble(wm, post_feat: torch.Tensor, dream_feat: torch.Tensor, context: int):
+    """Posterior reconstructions of the context, then the dream; arrays (N, T, ...)."""
+    feat = torch.cat([post_feat, dream_feat[1:].transpose(0, 1)], 1)
+    pred, reward, cont = _heads(wm, feat)
+    for key in wm.decoder.image_keys:
+        pred[key] = pred[key].astype(np.uint8)
+    return pred, reward, cont
+
+
+@torch.no_grad()
+def open_loop(agent, batch: dict[str, np.ndarray], context: int) -> Dream:
+    """Observe batch[:, :context], then predict the rest from the recorded actions."""
+    wm = agent.wm
+    _check_can_decode(wm)
+    data = to_tensors(batch, agent.device)
+    length = data["reward"].shape[1]
+    post, _ = wm.observe({k: v[:, :context] for k, v in data.items()})
+    start = {k: v[:, -1] for k, v in post.items()}
+    actions = wm.action_input(data["prev_action"][:, context:]).transpose(0, 1)
+    states, _ = wm.imagine(start, lambda feat, t: actions[t], length - context)
+    pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states), context)
+    keys = wm.decoder.image_keys + wm.decoder.vector_keys
+    return Dream(context, {k: batch[k] for k in keys}, pred, batch["reward"], reward, cont,
+                 list(wm.decoder.image_keys), list(wm.decoder.vector_keys))
+
+
+@torch.no_grad()
+def free_dream(agent, batch: dict[str, np.ndarray], context: int, horizon: int,
+               mode: str = "sample") -> Dream:
+    """Observe batch[:, :context], then let the policy act inside the model for `horizon`."""
+    wm = agent.wm
+    _check_can_decode(wm)
+    data = to_tensors(batch, agent.device)
+    post, _ = wm.observe({k: v[:, :context] for k, v in data.items()})
+    start = {k: v[:, -1] for k, v in post.items()}
+    act = lambda feat, t: wm.action_input(agent.behavior.act(feat, mode))
+    states, _ = wm.imagine(start, act, horizon)
+    pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states), context)
+    keys = wm.decoder.image_keys + wm.decoder.vector_keys
+    return Dream(context, {k: batch[k][:, :context] for k in keys}, pred,
+                 batch["reward"][:, :context], reward, cont,
+                 list(wm.decoder.image_keys), list(wm.decoder.vector_keys))

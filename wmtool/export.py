@@ -7,6 +7,7 @@ tensors plus a JSON header.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,8 @@ def acting_module(agent) -> torch.nn.Module:
     if not entry.acting:
         raise WmtoolError(f"--algo {agent.algo} has no standalone acting policy to export",
                           "export --format safetensors for its weights")
-    return entry.load(entry.acting)(agent).eval()
+    # frozen: the exported graph then returns plain tensors, not ones that require grad
+    return entry.load(entry.acting)(agent).eval().requires_grad_(False)
 
 
 def example_inputs(module, agent, batch: int = 1) -> tuple[torch.Tensor, ...]:
@@ -49,10 +51,10 @@ def metadata(loaded, module=None) -> dict:
     if module is not None:
         carry = module.carry_shapes()
         meta.update(inputs=[*module.obs_keys, *carry, "is_first"],
-                    outputs=["action", "deter", "stoch", "prev_action"],
+                    outputs=["action", "next_deter", "next_stoch", "next_prev_action"],
                     carry_shapes=carry,
-                    usage="first step: zeros for the carry and is_first=True; then feed the "
-                          "returned deter, stoch, prev_action back in with is_first=False")
+                    usage="first step: zeros for the carry and is_first=True; then feed next_deter, "
+                          "next_stoch, next_prev_action back in with is_first=False")
     return meta
 
 
@@ -69,6 +71,7 @@ def export(loaded, fmt: str, out: Path) -> dict:
     tmp = out.with_name(f".{out.name}.tmp")
     with torch.no_grad():
         if fmt == "torchscript":
+            warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
             traced = torch.jit.trace(module, inputs, check_trace=False)
             torch.jit.save(traced, str(tmp), _extra_files={METADATA_KEY: json.dumps(meta)})
         else:
@@ -83,6 +86,8 @@ def _onnx(module, inputs, meta: dict, path: Path) -> None:
     except ImportError:
         raise WmtoolError("ONNX export needs the onnx package", "pip install onnx") from None
     names = meta["inputs"]
+    # the TorchScript-based exporter: the torch.export one failed on this graph (torch 2.13)
+    warnings.filterwarnings("ignore", "You are using the legacy", DeprecationWarning)
     axes = {name: {0: "batch"} for name in [*names, *meta["outputs"]]}
     torch.onnx.export(module, inputs, str(path), input_names=names,
                       output_names=meta["outputs"], dynamic_axes=axes, dynamo=False)

@@ -23,7 +23,7 @@ class ActingPolicy(nn.Module):
     """Greedy acting for one env step, as a standalone module (`wmtool export`).
 
     forward(*observations in `obs_keys` order, deter, stoch, prev_action, is_first)
-      -> (action, deter, stoch, prev_action): feed the last three back next step; on the
+      -> (action, next deter, next stoch, next prev_action): feed the last three back; on the
     first step pass zeros and is_first=1. Branch-free, so it traces to TorchScript and ONNX.
     Discrete actions come out as int64 indices, continuous ones in [-1, 1].
     """

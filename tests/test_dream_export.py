@@ -254,3 +254,34 @@ def test_bad_inputs_give_one_line_errors(runs, tmp_path, args, needle):
     assert res.returncode == 1, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], res.stderr
+
+
+def test_models_without_a_decoder_get_a_clear_error(runs):
+    from wmtool.engine.dream import open_loop
+    from wmtool.engine.loading import load_run
+    from wmtool.errors import WmtoolError
+
+    agent = load_run(runs / "trained").agent
+    agent.wm.can_decode = False  # what a decoder-free model (TD-MPC2) declares
+    batch = {"prev_action": np.zeros((1, 4), np.int64)}
+    with pytest.raises(WmtoolError, match="has no decoder"):
+        open_loop(agent, batch, context=2)
+
+
+def test_dream_windows_never_cross_an_episode_start():
+    from wmtool.data.episode import Episode
+    from wmtool.data.replay import Replay
+    from wmtool import spaces
+
+    obs_space, act_space = {"vector": spaces.vector(1)}, spaces.discrete(2)
+    replay = Replay(obs_space, act_space, 10_000)
+    for length in (3, 40, 5, 60, 2):
+        replay.add(Episode({"vector": np.arange(length + 1, dtype=np.float32)[:, None]},
+                           np.zeros(length, np.int64), np.ones(length, np.float32),
+                           np.zeros(length, bool), np.zeros(length, bool)))
+    rng = np.random.default_rng(0)
+    batch = replay.sample_within_episodes(64, 20, rng)
+    assert batch is not None and not batch["is_first"][:, 1:].any()
+    # consecutive rows of one episode: the observation counts up by one
+    assert (np.diff(batch["vector"][..., 0], axis=1) == 1).all()
+    assert replay.sample_within_episodes(4, 80, rng) is None  # no episode is that long

@@ -92,3 +92,13 @@ def run_with_progress(session, label: str, quiet: bool) -> dict:
     finally:
         session.close()
     return result
+
+
+def report_eval(result: dict, quiet: bool) -> None:
+    """The final greedy evaluation of a training-like command, one line."""
+    from wmtool.progress import info
+
+    e = result.get("eval")
+    if e:
+        info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
+             f"± {e['return_std']:.1f}", quiet)

@@ -65,8 +65,8 @@ def dream(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     length = context + (0 if free else horizon)
-    episodes = _episodes(loaded, data, env, sequences * max(length, 1), seed)
-    batch = sample_sequences(episodes, loaded.agent.act_space, sequences, max(length, 1), rng)
+    episodes = _episodes(loaded, data, env, sequences * length, seed)
+    batch = sample_sequences(episodes, loaded.agent.act_space, sequences, length, rng)
     result_dream = (free_dream(loaded.agent, batch, context, horizon) if free
                     else open_loop(loaded.agent, batch, context))
     errors = result_dream.errors()

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from wmtool.cli.common import JsonOpt, QuietOpt, SetOpt, command, emit_json, run_with_progress
+from wmtool.cli.common import (JsonOpt, QuietOpt, SetOpt, command, emit_json, report_eval,
+                               run_with_progress)
 from wmtool.errors import WmtoolError
 from wmtool.progress import info
 
@@ -59,8 +60,5 @@ def imagine(
              f"steps ({result['imagined_steps_per_s']:,}/s), "
              f"{result['env_steps_training']} env steps for training; "
              f"run directory {result['run_dir']}", quiet)
-        if result.get("eval"):
-            e = result["eval"]
-            info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
-                 f"± {e['return_std']:.1f}", quiet)
+        report_eval(result, quiet)
     return result

@@ -8,7 +8,8 @@ import typer
 
 from wmtool import config, rundir
 from wmtool.cli.common import (EnvImportOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt, SetOpt,
-                               command, emit_json, env_flags, run_with_progress)
+                               command, emit_json, env_flags, report_eval,
+                               run_with_progress)
 from wmtool.errors import WmtoolError
 from wmtool.progress import info
 
@@ -84,8 +85,5 @@ def train(
     else:
         info(f"done: {result['env_steps']} env steps, {result['updates']} updates, "
              f"{result['episodes']} episodes; run directory {result['run_dir']}", quiet)
-        if result.get("eval"):
-            e = result["eval"]
-            info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
-                 f"± {e['return_std']:.1f}", quiet)
+        report_eval(result, quiet)
     return result

@@ -82,7 +82,7 @@ def _heads(wm, feat: torch.Tensor) -> tuple[dict, np.ndarray, np.ndarray]:
     return pred, reward, cont
 
 
-def _assemble(wm, post_feat: torch.Tensor, dream_feat: torch.Tensor, context: int):
+def _assemble(wm, post_feat: torch.Tensor, dream_feat: torch.Tensor):
     """Posterior reconstructions of the context, then the dream; arrays (N, T, ...)."""
     feat = torch.cat([post_feat, dream_feat[1:].transpose(0, 1)], 1)
     pred, reward, cont = _heads(wm, feat)
@@ -102,7 +102,7 @@ def open_loop(agent, batch: dict[str, np.ndarray], context: int) -> Dream:
     start = {k: v[:, -1] for k, v in post.items()}
     actions = wm.action_input(data["prev_action"][:, context:]).transpose(0, 1)
     states, _ = wm.imagine(start, lambda feat, t: actions[t], length - context)
-    pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states), context)
+    pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states))
     keys = wm.decoder.image_keys + wm.decoder.vector_keys
     return Dream(context, {k: batch[k] for k in keys}, pred, batch["reward"], reward, cont,
                  list(wm.decoder.image_keys), list(wm.decoder.vector_keys))
@@ -119,7 +119,7 @@ def free_dream(agent, batch: dict[str, np.ndarray], context: int, horizon: int,
     start = {k: v[:, -1] for k, v in post.items()}
     act = lambda feat, t: wm.action_input(agent.behavior.act(feat, mode))
     states, _ = wm.imagine(start, act, horizon)
-    pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states), context)
+    pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states))
     keys = wm.decoder.image_keys + wm.decoder.vector_keys
     return Dream(context, {k: batch[k][:, :context] for k in keys}, pred,
                  batch["reward"][:, :context], reward, cont,

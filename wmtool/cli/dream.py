@@ -57,8 +57,9 @@ def dream(
             raise WmtoolError(f"{name} {path}: unknown format", f"use {' or '.join(suffixes)}")
     loaded = load_run(run, checkpoint, optimizers=False)
     d = loaded.cfg.dream
-    context, horizon = context or d.context, horizon or d.horizon
-    sequences = sequences or d.sequences
+    pick = lambda flag, default: default if flag is None else flag
+    context, horizon = pick(context, d.context), pick(horizon, d.horizon)
+    sequences = pick(sequences, d.sequences)
     if min(context, horizon, sequences, fps, scale) < 1:
         raise WmtoolError("--context, --horizon, --sequences, --fps and --scale must be >= 1")
     started = time.perf_counter()

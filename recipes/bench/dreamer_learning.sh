@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # DreamerV3 learning benchmark: DMC from state on this CPU with the shipped recipe
 # (recipes/exp/dreamerv3__dmc_proprio_cpu.yaml). Prints, per seed, wall-clock minutes, env
-# steps, updates and the final greedy evaluation (10 episodes), then the mean; per-eval
-# curves are in each run's metrics.jsonl (`wmtool compare` draws them).
+# steps, updates and the final greedy evaluation (10 episodes), then every evaluation on the
+# way with its minute (`wmtool compare` draws the curves).
 # Usage: recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
 # JOBS=2 runs two seeds at a time with one torch thread each (the 2-core machine stays
 # full); the default runs them one after the other with the recipe's threads.
@@ -26,6 +26,11 @@ r, seed = json.loads(sys.argv[1]), sys.argv[2]
 e = r["eval"]
 print(f"{seed:<6} {r['seconds'] / 60:>10.1f} {r['env_steps']:>10} {r['updates']:>9} "
       f"{e['return_mean']:>8.1f} ± {e['return_std']:.1f}  {r['run_dir']}")
+rows = [json.loads(line) for line in open(f"{r['run_dir']}/metrics.jsonl")]
+start = rows[-1]["time"] - r["seconds"]  # the last row is logged as the run ends
+curve = [f"{row['step']}:{row['eval/return_mean']:.0f}@{(row['time'] - start) / 60:.0f}min"
+         for row in rows if "eval/return_mean" in row]
+print(f"       evals (env steps:return@minute) {' '.join(curve)}")
 PY
 }
 printf '%-6s %10s %10s %9s %14s\n' seed minutes env_steps updates eval_return

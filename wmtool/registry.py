@@ -41,6 +41,8 @@ ALGOS: dict[str, Entry] = {
     "dreamerv3": Entry("wmtool.models.dreamer_algo:build_dreamerv3",
                        "DreamerV3 (2023 paper code): RSSM 32x32 categorical + actor-critic",
                        acting="wmtool.models.dreamer_algo:acting_policy"),
+    "worldmodels": Entry("wmtool.models.worldmodels_algo:build_worldmodels",
+                         "World Models (2018): VAE + MDN-RNN, linear controller by CMA-ES"),
 }
 
 

@@ -150,6 +150,19 @@ class ActorCritic(nn.Module):
                    "imag/reward": reward.mean().detach()}
         return actor_loss, critic_loss, metrics
 
+    def imagined_per_update(self) -> int:
+        t = self.cfg.train
+        return t.batch * t.length * self.cfg.behavior.horizon
+
+    def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
+        """One actor-critic update (`step(groups, loss)` is the agent's optimiser step)."""
+        with autocast():
+            actor_loss, critic_loss, metrics = self.loss(wm, start, start_cont)
+        out = step(["actor", "critic"], actor_loss + critic_loss)
+        self.update_slow_critic()
+        out.update({f"train/{k}": float(v) for k, v in metrics.items()})
+        return out
+
     @torch.no_grad()
     def update_slow_critic(self) -> None:
         rate = self.cfg.critic.slow_rate

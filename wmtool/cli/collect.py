@@ -21,15 +21,22 @@ EXAMPLES = """Examples:
   wmtool collect --env dmc:cartpole-swingup --obs pixels --steps 2000 --workers 2 --out data/swingup.h5 --json
 
   wmtool collect --env atari:pong --steps 500 --out data/pong.h5 --quiet
+
+  wmtool collect --env gym:CarRacing-v3 --policy brownian --episodes 1 --set env.time_limit=200 --out data/car.h5 --quiet
 """
 
 
-def make_policy(name: str, act_space, seed: int):
-    if name == "random":
-        from wmtool.behavior.random import RandomPolicy
+POLICIES = {"random": "wmtool.behavior.random:RandomPolicy",
+            "brownian": "wmtool.behavior.brownian:BrownianPolicy"}
 
-        return RandomPolicy(act_space, seed)
-    raise WmtoolError(f"unknown --policy '{name}'", "valid: random")
+
+def make_policy(name: str, act_space, seed: int):
+    import importlib
+
+    if name not in POLICIES:
+        raise WmtoolError(f"unknown --policy '{name}'", f"valid: {', '.join(POLICIES)}")
+    module, _, attr = POLICIES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)(act_space, seed)
 
 
 @command
@@ -39,7 +46,9 @@ def collect(
     episodes: Annotated[Optional[int], typer.Option(help="stop after this many episodes")] = None,
     steps: Annotated[Optional[int], typer.Option(help="stop after this many env steps")] = None,
     seed: SeedOpt = 0,
-    policy: Annotated[str, typer.Option(help="policy that acts: random")] = "random",
+    policy: Annotated[str, typer.Option(
+        help="policy that acts: random (uniform) or brownian (smooth random walk, continuous "
+             "actions; World Models' data)")] = "random",
     workers: Annotated[Optional[int], typer.Option(
         help="parallel environment processes (default: collect.workers)")] = None,
     obs: ObsOpt = None,

@@ -20,19 +20,23 @@ EXAMPLES = """Examples:
   wmtool imagine --run runs/im --steps 50 --run-dir runs/im-behaviour --eval-episodes 3 --json
 
   wmtool imagine --run runs/im --steps 50 --from-scratch --run-dir runs/im-scratch --set actor.lr=1e-4 --quiet
+
+  wmtool imagine --run runs/wm --steps 3 --temperature 1.15 --set controller.popsize=8 --set controller.rollouts=2 --set controller.horizon=50 --eval-episodes 1 --run-dir runs/wm-dream
 """
 
 
 @command
 def imagine(
     run: Annotated[Path, typer.Option(help="run whose world model to use (made by `wmtool train`)")],
-    steps: Annotated[int, typer.Option(help="behaviour updates")] = 1000,
+    steps: Annotated[int, typer.Option(help="behaviour updates (CMA-ES: generations)")] = 1000,
     run_dir: Annotated[Optional[Path], typer.Option(help="new run directory (default RUN-imagine)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="start states from this HDF5 dataset")] = None,
     env: Annotated[Optional[str], typer.Option(help="env to evaluate in (default: the run's)")] = None,
     eval_every: Annotated[int, typer.Option(help="updates between evaluations (0: only at the end)")] = 0,
     eval_episodes: Annotated[int, typer.Option(help="episodes per evaluation (0: none)")] = 10,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="start the behaviour from fresh weights")] = False,
+    temperature: Annotated[Optional[float], typer.Option(
+        help="World Models: MDN sampling temperature tau of the dream (sets mdnrnn.temperature)")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -42,15 +46,15 @@ def imagine(
 
     if steps < 1 or eval_every < 0 or eval_episodes < 0:
         raise WmtoolError("--steps must be >= 1, --eval-every and --eval-episodes >= 0")
-    session = TrainSession.imagine(run, run_dir, data, env, list(set_ or ()), steps, eval_every,
+    sets = list(set_ or ()) + ([f"mdnrnn.temperature={temperature}"] if temperature is not None else [])
+    session = TrainSession.imagine(run, run_dir, data, env, sets, steps, eval_every,
                                    eval_episodes, from_scratch, quiet)
     env_steps_before = VecEnv.steps_taken
     result = run_with_progress(session, "imagine", quiet)
     eval_steps = session.eval_vec.steps_taken_here if session.eval_vec is not None else 0
     result["env_steps_training"] = VecEnv.steps_taken - env_steps_before - eval_steps
     result["env_steps_evaluation"] = eval_steps
-    cfg = session.cfg.train
-    result["imagined_steps"] = result["updates"] * cfg.batch * cfg.length * session.cfg.behavior.horizon
+    result["imagined_steps"] = result["updates"] * session.agent.behavior.imagined_per_update()
     result["imagined_steps_per_s"] = round(result["imagined_steps"] / max(result["seconds"], 1e-9))
     result["source"] = str(run)
     if json_:

@@ -23,6 +23,10 @@ EXAMPLES = """Examples:
   wmtool collect --env gym:CartPole-v1 --episodes 10 --out data/cp.h5 --quiet
 
   wmtool train --algo dreamerv3 --data data/cp.h5 --size debug --steps 20 --run-dir runs/offline --json
+
+  wmtool collect --env gym:CarRacing-v3 --policy brownian --episodes 2 --set env.time_limit=100 --out data/car.h5 --quiet
+
+  wmtool train --algo worldmodels --data data/car.h5 --size debug --set vae.steps=20 --set mdnrnn.steps=10 --run-dir runs/wm --quiet
 """
 
 
@@ -44,6 +48,8 @@ def train(
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/...)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="train offline from this HDF5 dataset")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="continue this run directory")] = None,
+    phase: Annotated[Optional[list[str]], typer.Option(
+        help="train only this phase of a staged model (repeatable), e.g. vae, mdnrnn")] = None,
     obs: ObsOpt = None,
     env_import: EnvImportOpt = None,
     recipe: RecipeOpt = None,
@@ -72,13 +78,14 @@ def train(
             raise WmtoolError(f"--resume {resume}: flags conflict with the saved config: "
                               f"{', '.join(conflicts)}",
                               "the saved config wins: drop those flags, or start a new run")
-        session = TrainSession.resume(resume, quiet)
+        session = TrainSession.resume(resume, quiet, phase)
     else:
         if not algo:
             raise WmtoolError("--algo is required for a new run", "e.g. --algo dreamerv3")
         cfg = config.compose(flags, recipe, sets, algo=algo, size=size)
         # online runs use env.id (flag, recipe or --set); offline runs evaluate only with --env
-        session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None, quiet)
+        session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None, quiet,
+                                      phase)
     result = run_with_progress(session, "train", quiet)
     if json_:
         emit_json(result)

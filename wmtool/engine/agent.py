@@ -50,6 +50,10 @@ class Agent(nn.Module):
         counts = {name: sum(p.numel() for p in ps) for name, ps in self.params.items()}
         for name, module in self.wm.named_children():
             counts[f"wm.{name}"] = sum(p.numel() for p in module.parameters())
+        owned = {id(p) for ps in self.params.values() for p in ps}
+        evolved = [p for p in self.behavior.parameters() if p.requires_grad and id(p) not in owned]
+        if evolved:  # a behaviour no optimiser trains (World Models' controller)
+            counts["behavior"] = sum(p.numel() for p in evolved)
         counts["total"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return counts
 
@@ -71,27 +75,28 @@ class Agent(nn.Module):
             self.optims[name].step()
         return norms
 
-    def train_step(self, batch: dict[str, np.ndarray],
-                   world_model: bool = True) -> dict[str, float]:
-        """One update of the world model (unless `world_model` is False: then it is only
-        used, frozen, as in `wmtool imagine`) and of the behaviour from its posteriors."""
+    def train_step(self, batch: dict[str, np.ndarray], world_model: bool = True,
+                   phase: str | None = None) -> dict[str, float]:
+        """One update of the world model in `phase` (default: its first), then of the
+        behaviour from the posteriors if it learns in that phase. With `world_model` False
+        the model is only used, frozen, and the behaviour learns (`wmtool imagine`)."""
         data = to_tensors(batch, self.device)
-        metrics, wm_metrics = {}, {}
+        phase = phase or self.wm.phases[0]
+        metrics: dict[str, float] = {}
         if world_model:
             with self._autocast():
-                wm_loss, post, wm_metrics = self.wm.loss(data)
-            metrics = self._step(["wm"], wm_loss)
+                loss, groups, post, wm_metrics = self.wm.loss(data, phase=phase)
+            metrics = self._step(groups, loss)
+            metrics.update({f"train/{groups[0]}/{k}": float(v) for k, v in wm_metrics.items()})
+            if phase not in self.wm.behavior_phases:
+                return metrics
         else:
             with self._autocast(), torch.no_grad():
                 post, _ = self.wm.observe(data)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - data["is_terminal"].flatten().float()
-        with self._autocast():
-            actor_loss, critic_loss, beh_metrics = self.behavior.loss(self.wm, start, start_cont)
-        metrics.update(self._step(["actor", "critic"], actor_loss + critic_loss))
-        self.behavior.update_slow_critic()
-        metrics.update({f"train/wm/{k}": float(v) for k, v in wm_metrics.items()})
-        metrics.update({f"train/{k}": float(v) for k, v in beh_metrics.items()})
+        metrics.update(self.behavior.learn(self.wm, start, start_cont, self._step,
+                                           self._autocast))
         return metrics
 
     @torch.no_grad()
@@ -101,13 +106,11 @@ class Agent(nn.Module):
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device)
         k = is_first.shape[0]
         if carry is None:
-            state = self.wm.rssm.initial(k)
+            state = self.wm.initial(k)
             prev = torch.zeros(k, self.wm.act_dim, device=self.device)
         else:
             state, prev = carry
-        embed = self.wm.encoder(data)
-        sample = mode != "greedy"
-        state, _ = self.wm.rssm.obs_step(state, prev, embed, is_first, sample=sample)
+        state = self.wm.filter_step(state, prev, data, is_first, sample=mode != "greedy")
         action = self.behavior.act(self.wm.features(state), mode)
         return action.cpu().numpy(), (state, self.wm.action_input(action))
 

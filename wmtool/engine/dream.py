@@ -86,7 +86,7 @@ def _assemble(wm, post_feat: torch.Tensor, dream_feat: torch.Tensor):
     """Posterior reconstructions of the context, then the dream; arrays (N, T, ...)."""
     feat = torch.cat([post_feat, dream_feat[1:].transpose(0, 1)], 1)
     pred, reward, cont = _heads(wm, feat)
-    for key in wm.decoder.image_keys:
+    for key in wm.decoded_keys[0]:
         pred[key] = pred[key].astype(np.uint8)
     return pred, reward, cont
 
@@ -103,9 +103,9 @@ def open_loop(agent, batch: dict[str, np.ndarray], context: int) -> Dream:
     actions = wm.action_input(data["prev_action"][:, context:]).transpose(0, 1)
     states, _ = wm.imagine(start, lambda feat, t: actions[t], length - context)
     pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states))
-    keys = wm.decoder.image_keys + wm.decoder.vector_keys
-    return Dream(context, {k: batch[k] for k in keys}, pred, batch["reward"], reward, cont,
-                 list(wm.decoder.image_keys), list(wm.decoder.vector_keys))
+    images, vectors = wm.decoded_keys
+    return Dream(context, {k: batch[k] for k in images + vectors}, pred, batch["reward"],
+                 reward, cont, images, vectors)
 
 
 @torch.no_grad()
@@ -120,7 +120,6 @@ def free_dream(agent, batch: dict[str, np.ndarray], context: int, horizon: int,
     act = lambda feat, t: wm.action_input(agent.behavior.act(feat, mode))
     states, _ = wm.imagine(start, act, horizon)
     pred, reward, cont = _assemble(wm, wm.features(post), wm.features(states))
-    keys = wm.decoder.image_keys + wm.decoder.vector_keys
-    return Dream(context, {k: batch[k][:, :context] for k in keys}, pred,
-                 batch["reward"][:, :context], reward, cont,
-                 list(wm.decoder.image_keys), list(wm.decoder.vector_keys))
+    images, vectors = wm.decoded_keys
+    return Dream(context, {k: batch[k][:, :context] for k in images + vectors}, pred,
+                 batch["reward"][:, :context], reward, cont, images, vectors)

@@ -49,6 +49,16 @@ class TrainSession:
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
                                   "evaluate in the env the data was collected from")
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
+        if self.data is None and len(self.agent.wm.phases) > 1:
+            raise WmtoolError(f"{algo} trains in stages ({', '.join(self.agent.wm.phases)}) "
+                              "from a dataset, not online",
+                              f"`wmtool collect --out FILE.h5`, then `wmtool train --algo {algo} "
+                              "--data FILE.h5`")
+        self.phases = meta.get("phases")
+        valid = self.agent.wm.phases
+        if self.phases and not set(self.phases) <= set(valid):
+            raise WmtoolError(f"--phase {','.join(self.phases)}: {algo} has phases "
+                              f"{', '.join(valid)}", f"pass one of {', '.join(valid)}")
         self.trainer = Trainer(self.agent, run_dir, quiet=quiet)
         self.trainer.online = self.data is None
         self.trainer.world_model = meta["mode"] != "imagine"
@@ -63,12 +73,12 @@ class TrainSession:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
-    def create(cls, algo, cfg, run_dir, data, has_env, quiet):
+    def create(cls, algo, cfg, run_dir, data, has_env, quiet, phases=None):
         env_id = cfg.env.id if has_env else ""
         label = env_id or f"data:{Path(data).stem}"
         path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)
         meta = {"algo": algo, "env": env_id, "data": str(data) if data else None,
-                "mode": "offline" if data else "online"}
+                "mode": "offline" if data else "online", "phases": phases}
         rundir.create(path, cfg, meta)
         return cls(algo, cfg, path, meta, quiet)
 
@@ -104,8 +114,11 @@ class TrainSession:
         return session
 
     @classmethod
-    def resume(cls, path: Path, quiet: bool):
+    def resume(cls, path: Path, quiet: bool, phases: list[str] | None = None):
         meta = rundir.read_meta(path)
+        if phases:  # e.g. `--phase mdnrnn` after a run that trained only the VAE
+            meta["phases"] = phases
+            rundir.update_meta(path, phases=phases)
         cfg = rundir.load_config(path)
         payload = ckpt.load(rundir.latest_checkpoint(path))
         session = cls(meta["algo"], cfg, Path(path), meta, quiet)
@@ -138,7 +151,10 @@ class TrainSession:
     # -- running ---------------------------------------------------------------------------
     @property
     def total(self) -> int:
-        return self.cfg.train.steps
+        if self.data is None:
+            return self.cfg.train.steps
+        return sum(steps for phase, steps, _, _ in self.trainer.schedule()
+                   if not self.phases or phase in self.phases)
 
     def clock(self) -> int:
         c = self.trainer.counters
@@ -155,7 +171,7 @@ class TrainSession:
             if self.data is None:
                 self.trainer.train_online(self.vec, self.run_dir / STORE, self.cfg.env.id)
             else:
-                self.trainer.train_offline(self.data)
+                self.trainer.train_offline(self.data, self.phases)
         except KeyboardInterrupt:
             self.trainer.save()
             rundir.update_meta(self.run_dir, status="interrupted")

@@ -99,9 +99,10 @@ class Trainer:
         self.pending["episode/return"].append(episode.ret)
         self.pending["episode/length"].append(episode.length)
 
-    def update(self) -> None:
-        batch = self.replay.sample(self.cfg.train.batch, self.cfg.train.length)
-        for key, value in self.agent.train_step(batch, self.world_model).items():
+    def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
+        c = self.cfg.train
+        rows = self.replay.sample(batch or c.batch, length or c.length)
+        for key, value in self.agent.train_step(rows, self.world_model, phase).items():
             self.pending[key].append(value)
         self.counters["updates"] += 1
 
@@ -190,14 +191,30 @@ class Trainer:
                              on_episode=on_episode, on_step=on_step)
         self.save()
 
-    def train_offline(self, data: Path) -> None:
+    def schedule(self) -> list[tuple[str, int, int, int]]:
+        """(phase, updates, batch, length) in order; `imagine` has one behaviour phase."""
+        c = self.cfg.train
+        if not self.world_model:
+            return [("behavior", c.steps, c.batch, c.length)]
+        return self.agent.wm.schedule()
+
+    def train_offline(self, data: Path, phases: list[str] | None = None) -> None:
+        """Each phase in turn (all, or those in `phases`), from where a resumed run stopped."""
         self.online = False
         with EpisodeReader(data) as reader:
             for episode in reader:
                 self.replay.add(episode)
-        while self.counters["updates"] < self.cfg.train.steps:
-            self.update()
-            self.periodic()
+        schedule = self.schedule()
+        for phase, steps, batch, length in schedule:
+            if phases and phase not in phases:
+                continue
+            counter = "updates" if len(schedule) == 1 else f"updates/{phase}"
+            self.counters.setdefault(counter, 0)
+            while self.counters[counter] < steps:
+                self.update(phase, batch, length)
+                if counter != "updates":
+                    self.counters[counter] += 1
+                self.periodic()
         self.save()
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from wmtool.spaces import Space
 
 class WorldModel(nn.Module):
     phases = ("joint",)
+    behavior_phases = ("joint",)  # the actor-critic learns alongside the model
     can_decode = True
 
     def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
@@ -42,6 +43,24 @@ class WorldModel(nn.Module):
 
     def action_input(self, action: torch.Tensor) -> torch.Tensor:
         return flat_action(action, self.act_space.n)
+
+    @property
+    def decoded_keys(self) -> tuple[list[str], list[str]]:
+        return list(self.decoder.image_keys), list(self.decoder.vector_keys)
+
+    def initial(self, batch: int) -> State:
+        return self.rssm.initial(batch)
+
+    def filter_step(self, state: State, prev_action: torch.Tensor, obs: dict,
+                    is_first: torch.Tensor, sample: bool = True) -> State:
+        """Acting: the posterior after one more real observation."""
+        state, _ = self.rssm.obs_step(state, prev_action, self.encoder(obs), is_first, sample)
+        return state
+
+    def schedule(self) -> list[tuple[str, int, int, int]]:
+        """(phase, updates, batch, length) of offline training."""
+        t = self.cfg.train
+        return [("joint", t.steps, t.batch, t.length)]
 
     def observe(self, batch: dict, state: State | None = None) -> tuple[State, State]:
         embed = self.encoder({k: batch[k] for k in self.input_keys})
@@ -71,7 +90,7 @@ class WorldModel(nn.Module):
         return self.decoder.decode(self.decoder(feat))
 
     def loss(self, batch: dict, state: State | None = None, phase: str = "joint"):
-        """Returns (scalar loss, posterior states, metrics)."""
+        """Returns (scalar loss, optimiser groups to step, posterior states, metrics)."""
         c = self.cfg.wm
         post, prior = self.observe(batch, state)
         feat = self.features(post)
@@ -86,4 +105,4 @@ class WorldModel(nn.Module):
         metrics = {f"loss_{k}": v.mean().detach() for k, v in losses.items()}
         metrics.update({k: v.detach() for k, v in kl_metrics.items()})
         metrics["loss"] = total.detach()
-        return total, post, metrics
+        return total, ["wm"], post, metrics

@@ -1,0 +1,223 @@
+"""World Models: MDN maths, VAE KL, the controller and CMA-ES, and the staged CLI pipeline."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_wmtool
+from wmtool import config, rundir
+from wmtool.behavior.brownian import BrownianPolicy
+from wmtool.behavior.cmaes import CMAES
+from wmtool.engine.agent import Agent
+from wmtool.errors import WmtoolError
+from wmtool.models.worldmodels import vae_kl
+from wmtool.nets.mdn import MDN
+from wmtool import spaces
+
+CAR_OBS = {"image": spaces.image(64, 64, 3)}
+CAR_ACT = spaces.continuous(3)
+
+
+def mdn_params(logits, mean, log_std):
+    """(D, K) arrays -> the flat (3 * D * K) head output MDN expects."""
+    return torch.tensor(np.stack([logits, mean, log_std], 1), dtype=torch.float64).flatten()
+
+
+def test_mdn_log_likelihood_matches_a_hand_computed_mixture():
+    # one dimension, two components: pi = softmax([0, ln 3]) = (0.25, 0.75)
+    params = mdn_params([[0.0, math.log(3.0)]], [[-1.0, 2.0]], [[0.0, math.log(0.5)]])
+    x = 0.5
+    gauss = lambda m, s: math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+    expected = math.log(0.25 * gauss(-1.0, 1.0) + 0.75 * gauss(2.0, 0.5))
+    mdn = MDN(params[None], mixtures=2)
+    assert mdn.log_prob(torch.tensor([[x]], dtype=torch.float64)).item() == pytest.approx(expected)
+    assert mdn.nll(torch.tensor([[x]], dtype=torch.float64)).item() == pytest.approx(-expected)
+
+
+def test_mdn_temperature_sharpens_or_flattens_samples():
+    torch.manual_seed(0)
+    # two components at -3 and +3, weights 0.2 / 0.8, std 0.5; 20k draws
+    params = mdn_params([[math.log(0.2), math.log(0.8)]], [[-3.0, 3.0]], [[math.log(0.5)] * 2])
+    mdn = MDN(params.float().expand(20000, -1), mixtures=2)
+    cold, unit, hot = (mdn.sample(t) for t in (0.1, 1.0, 2.0))
+    # at tau=1 the mixture weights are respected; logits / 0.1 all but removes the minor mode
+    assert (unit < 0).float().mean().item() == pytest.approx(0.2, abs=0.02)
+    assert (cold < 0).float().mean().item() < 0.01
+    assert (hot < 0).float().mean().item() > 0.3  # logits / 2 flattens towards 0.5
+    # the noise scales with sqrt(tau): spread around the major mode's mean
+    major = lambda s: s[s > 0] - 3.0
+    assert major(cold).std().item() == pytest.approx(0.5 * math.sqrt(0.1), rel=0.1)
+    assert major(hot).std().item() == pytest.approx(0.5 * math.sqrt(2.0), rel=0.1)
+    greedy = mdn.sample(greedy=True)
+    assert torch.all(greedy == 3.0)
+
+
+def test_vae_kl_closed_form_and_floor():
+    mu = torch.tensor([[1.0, -2.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)]])
+    # KL(N(mu, s^2) || N(0, 1)) = 0.5 (s^2 + mu^2 - 1 - ln s^2), summed over dimensions
+    expected = 0.5 * (1 + 1 - 1 - 0) + 0.5 * (4 + 4 - 1 - math.log(4.0))
+    assert vae_kl(mu, logvar, floor=0.0).item() == pytest.approx(expected)
+    assert vae_kl(mu, logvar, floor=10.0).item() == 10.0  # below the floor: no pull to N(0,1)
+    assert vae_kl(torch.zeros(1, 2), torch.zeros(1, 2), floor=0.0).item() == 0.0
+
+
+def worldmodels_agent(*sets, size=None):
+    cfg = config.compose({"env": {"id": "gym:CarRacing-v3"}}, algo="worldmodels", size=size,
+                         sets=list(sets))
+    return Agent("worldmodels", CAR_OBS, CAR_ACT, cfg)
+
+
+def test_paper_sizes_and_the_controllers_867_parameters():
+    agent = worldmodels_agent()
+    counts = agent.parameter_counts()
+    assert counts["behavior"] == (32 + 256) * 3 + 3 == 867
+    assert agent.wm.z_dim == 32 and agent.wm.mdnrnn.hidden == 256
+    assert agent.wm.mdnrnn.mixtures == 5
+    cfg = agent.cfg
+    assert (cfg.vae.lr, cfg.vae.kl_tolerance, cfg.mdnrnn.lr, cfg.mdnrnn.clip) == (1e-4, 0.5, 1e-3, 1.0)
+    assert (cfg.controller.popsize, cfg.controller.sigma, cfg.controller.rollouts) == (64, 0.1, 16)
+    # the VAE reconstructs 64x64x3 frames through a 32-d code
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    mu, logvar = agent.wm.vae.encode(frames)
+    assert mu.shape == logvar.shape == (2, 32)
+    assert agent.wm.vae.decode(mu).shape == (2, 64, 64, 3)
+
+
+def test_cmaes_improves_a_quadratic_and_resumes_from_its_buffers():
+    target = np.linspace(-1, 1, 10)
+    fitness = lambda xs: -((xs - target) ** 2).sum(1)
+    np.random.seed(0)
+    es = CMAES(10, popsize=12, sigma=0.3, seed=0)
+    first = None
+    for _ in range(30):
+        xs = es.ask(np.zeros(10))
+        f = fitness(xs)
+        first = f.mean() if first is None else first
+        es.tell(xs, f)
+    assert fitness(es.mean.numpy()[None])[0] > 0.05 * first  # far closer than the start
+    # a fresh strategy rebuilt from the saved buffers continues where this one stopped
+    resumed = CMAES(10, popsize=12, sigma=0.3, seed=0)
+    resumed.load_state_dict(es.state_dict())
+    live, rebuilt = es.strategy(None), resumed.strategy(None)
+    assert np.allclose(rebuilt.mean, live.mean) and rebuilt.sigma == pytest.approx(live.sigma)
+    assert np.allclose(rebuilt.sm.C, live.sm.C)
+    assert rebuilt.countiter == live.countiter == 30
+    before = fitness(resumed.mean.numpy()[None])[0]
+    for _ in range(20):
+        xs = resumed.ask(None)
+        resumed.tell(xs, fitness(xs))
+    assert fitness(resumed.mean.numpy()[None])[0] > before
+
+
+def test_cmaes_in_the_dream_improves_a_known_objective():
+    """The dream's reward is rigged to the LSTM state's first unit after the action: CMA-ES,
+    scoring candidates only inside the model, must find actions that raise it."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    agent = worldmodels_agent("controller.popsize=16", "controller.rollouts=2",
+                              "controller.horizon=5", "controller.sigma=0.5", size="debug")
+    wm, controller = agent.wm, agent.behavior
+    with torch.no_grad():
+        wm.mdnrnn.reward.weight.zero_()
+        wm.mdnrnn.reward.bias.zero_()
+        wm.mdnrnn.reward.weight[0, wm.z_dim] = 3.0  # symlog-space reward = 3 h_0
+        wm.mdnrnn.done.bias.fill_(-20.0)  # never ends
+        wm.mdnrnn.cell.weight_ih[:, wm.z_dim:] *= 20  # the action moves h strongly
+    start = {k: v.repeat(8, 1) for k, v in wm.initial(1).items()}
+    score = lambda: controller.dream_returns(wm, start, controller.flat().detach()
+                                             .expand(8, -1), 5).mean().item()
+    before = score()
+    for _ in range(15):
+        metrics = controller.learn(wm, start, None, None,
+                                   lambda: torch.autocast("cpu", enabled=False))
+    assert metrics["train/cmaes/generation"] == 15
+    assert score() > before + 1.0
+
+
+def test_brownian_actions_are_smooth_bounded_and_reset_per_episode():
+    policy = BrownianPolicy(CAR_ACT, seed=0)
+    first = np.array([True, True])
+    actions = [policy.act({"is_first": first})]
+    for _ in range(200):
+        actions.append(policy.act({"is_first": np.array([False, False])}))
+    a = np.stack(actions)
+    steps = np.abs(np.diff(a, axis=0))
+    uniform = np.abs(np.diff(np.random.default_rng(0).uniform(-1, 1, a.shape), axis=0))
+    assert a.min() >= -1 and a.max() <= 1
+    assert steps.mean() < 0.2 * uniform.mean()  # a random walk, not white noise
+    assert a[:, 0].std() > 0.1  # but it does wander
+    restarted = policy.act({"is_first": np.array([True, False])})
+    assert abs(restarted[1] - a[-1, 1]).max() < 0.5  # env 1 continues its walk
+    with pytest.raises(WmtoolError, match="continuous"):
+        BrownianPolicy(spaces.discrete(4))
+
+
+@pytest.fixture(scope="module")
+def car_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("car") / "car.h5"
+    r = run_wmtool("collect", "--env", "gym:CarRacing-v3", "--policy", "brownian",
+                   "--episodes", "3", "--set", "env.time_limit=40", "--out", path, "--quiet",
+                   "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["policy"] == "brownian"
+    return path
+
+
+@pytest.mark.slow
+def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli):
+    run = tmp_path / "wm"
+    base = ["--size", "debug", "--set", "runtime.threads=1", "--set", "train.log_every=5",
+            "--quiet", "--json"]
+    r = cli("train", "--algo", "worldmodels", "--data", car_data, "--phase", "vae",
+                   "--set", "vae.steps=30", "--set", "mdnrnn.steps=20", "--run-dir", run, *base)
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["updates/vae"] == 30 and "updates/mdnrnn" not in out
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    vae_loss = [row["train/vae/loss"] for row in rows if "train/vae/loss" in row]
+    assert vae_loss[-1] < vae_loss[0]
+    r = cli("train", "--resume", run, "--phase", "mdnrnn", "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert (out["updates/vae"], out["updates/mdnrnn"]) == (30, 20)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    assert any("train/mdnrnn/loss_z_nll" in row for row in rows)
+
+    dream = tmp_path / "dream"
+    r = cli("imagine", "--run", run, "--steps", "2", "--temperature", "1.15",
+                   "--set", "controller.popsize=6", "--set", "controller.rollouts=2",
+                   "--set", "controller.horizon=10", "--env", "gym:CarRacing-v3",
+                   "--set", "env.time_limit=30", "--eval-episodes", "1", "--run-dir", dream,
+                   "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["updates"] == 2 and out["env_steps_training"] == 0
+    assert out["imagined_steps"] == 2 * 6 * 2 * 10
+    assert out["eval"]["episodes"] == 1 and out["eval"]["length_mean"] == 30
+    assert rundir.load_config(dream).mdnrnn.temperature == 1.15
+
+    r = cli("eval", "--run", dream, "--episodes", "1", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["length_mean"] == 30
+    video = tmp_path / "open.mp4"
+    r = cli("dream", "--run", run, "--data", car_data, "--render", video,
+                   "--context", "4", "--horizon", "4", "--sequences", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert set(json.loads(r.stdout)["error"]) == {"image", "reward"}
+    import imageio.v3 as iio
+    assert iio.imread(video).shape[0] == 8
+
+
+def test_worldmodels_refuses_online_training_and_steps(tmp_path, car_data, cli):
+    r = cli("train", "--algo", "worldmodels", "--env", "gym:CarRacing-v3", "--size",
+                   "debug", "--run-dir", tmp_path / "online", "--quiet")
+    assert r.exit_code == 1 and "from a dataset" in r.stderr and "--data" in r.stderr
+    r = cli("train", "--algo", "worldmodels", "--data", car_data, "--size", "debug",
+                   "--steps", "10", "--run-dir", tmp_path / "steps", "--quiet")
+    assert r.exit_code == 1 and "vae.steps" in r.stderr
+    r = cli("train", "--algo", "worldmodels", "--data", car_data, "--size", "debug",
+                   "--phase", "joint", "--run-dir", tmp_path / "phase", "--quiet")
+    assert r.exit_code == 1 and "vae, mdnrnn" in r.stderr

@@ -1,0 +1,97 @@
+"""World Models' controller C: one linear layer on [z, h], trained without gradients.
+
+Continuous actions: a = tanh(W [z, h] + b), in the [-1, 1] range every env here rescales to
+its bounds (CarRacing: (32 + 256) x 3 + 3 = 867 parameters). Discrete actions: the argmax of
+W [z, h] + b. Learning is evolutionary (behavior/cmaes.py), so no optimiser owns these weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from wmtool.behavior.cmaes import CMAES
+from wmtool.spaces import Space
+
+
+class LinearController(nn.Module):
+    def __init__(self, feat_dim: int, act_space: Space, cfg):
+        super().__init__()
+        self.cfg, self.act_space = cfg, act_space
+        self.discrete = act_space.discrete
+        act_dim = act_space.n if self.discrete else int(act_space.shape[0])
+        # parameters (counted and saved like any), but no loss ever reaches them
+        self.weight = nn.Parameter(torch.zeros(act_dim, feat_dim))
+        self.bias = nn.Parameter(torch.zeros(act_dim))
+        c = cfg.controller
+        self.cmaes = CMAES(self.size, c.popsize, c.sigma, cfg.seed)
+
+    @property
+    def size(self) -> int:
+        return self.weight.numel() + self.bias.numel()
+
+    def flat(self) -> torch.Tensor:
+        return torch.cat([self.weight.flatten(), self.bias])
+
+    @torch.no_grad()
+    def load_flat(self, params: torch.Tensor) -> None:
+        n = self.weight.numel()
+        self.weight.copy_(params[:n].reshape(self.weight.shape))
+        self.bias.copy_(params[n:])
+
+    def output(self, feat: torch.Tensor, params: torch.Tensor | None = None) -> torch.Tensor:
+        """W [z, h] + b; with `params` (N, size), row i of `feat` (N, F) uses candidate i's
+        weights: a whole population acts in one batched call."""
+        if params is None:
+            return feat @ self.weight.T + self.bias
+        n = self.weight.numel()
+        weight = params[:, :n].reshape(-1, *self.weight.shape)
+        return torch.bmm(weight, feat.unsqueeze(-1)).squeeze(-1) + params[:, n:]
+
+    def to_action(self, out: torch.Tensor) -> torch.Tensor:
+        """Env-ready actions: indices for discrete spaces, [-1, 1] vectors for continuous."""
+        return out.argmax(-1) if self.discrete else torch.tanh(out)
+
+    def act(self, feat: torch.Tensor, mode: str = "greedy") -> torch.Tensor:
+        # C is deterministic: `sample` and `greedy` act alike (exploration is CMA-ES's job)
+        return self.to_action(self.output(feat))
+
+    @torch.no_grad()
+    def dream_returns(self, wm, start: dict, params: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Expected return of row i of `start` acted on by candidate params[i], entirely in
+        the model: rewards are summed while the predicted chance of continuing decays."""
+        act = lambda feat, t: wm.action_input(self.to_action(self.output(feat, params)))
+        state, total = start, torch.zeros(params.shape[0], device=params.device)
+        alive = torch.ones_like(total)
+        for _ in range(horizon):  # one step at a time: a whole rollout would not fit in memory
+            states, _ = wm.imagine(state, act, 1)
+            state = {k: v[-1] for k, v in states.items()}
+            feat = wm.features(state)
+            total += alive * wm.predict_reward(feat)
+            alive = alive * wm.predict_cont(feat)
+        return total
+
+    def imagined_per_update(self) -> int:
+        c = self.cfg.controller
+        return c.popsize * c.rollouts * c.horizon
+
+    def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
+        """One CMA-ES generation scored in the dream: every candidate plays the same
+        `rollouts` start states (common random starts make candidates comparable)."""
+        c = self.cfg.controller
+        candidates = self.cmaes.ask(self.flat().detach().double().cpu().numpy())
+        pick = torch.randint(0, start["h"].shape[0], (c.rollouts,), device=start["h"].device)
+        starts = {k: v[pick].repeat(len(candidates), *([1] * (v.dim() - 1)))
+                  for k, v in start.items()}
+        params = torch.as_tensor(candidates, dtype=torch.float32, device=self.weight.device)
+        with autocast():
+            returns = self.dream_returns(wm, starts, params.repeat_interleave(c.rollouts, 0),
+                                         c.horizon)
+        fitness = returns.float().reshape(len(candidates), c.rollouts).mean(1).cpu().numpy()
+        self.cmaes.tell(candidates, fitness.astype(np.float64))
+        self.load_flat(self.cmaes.mean.to(self.weight))  # act with the search distribution's mean
+        return {"train/cmaes/fitness_mean": float(fitness.mean()),
+                "train/cmaes/fitness_max": float(fitness.max()),
+                "train/cmaes/best": self.cmaes.best_fitness,
+                "train/cmaes/sigma": float(self.cmaes.sigma),
+                "train/cmaes/generation": int(self.cmaes.generation)}

@@ -133,6 +133,11 @@ def test_train_kill_resume_finish_eval(tmp_path, env_args):
         assert len(reader) >= done["episodes"] > 0
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("train/wm/loss" in r for r in rows) and any("eval/return_mean" in r for r in rows)
+    # the best evaluation (periodic or final, across the kill) has its weights in best.pt
+    evals = [r["eval/return_mean"] for r in rows if "eval/return_mean" in r]
+    assert done["best_eval"]["return_mean"] == max(evals)
+    best = ckpt.load(done["best_eval"]["checkpoint"])
+    assert best["counters"]["env_steps"] == done["best_eval"]["step"]
     video = tmp_path / "eval.mp4"
     res = run_wmtool("eval", "--run", run, "--episodes", 2, "--video", video, "--json")
     assert res.returncode == 0, res.stderr

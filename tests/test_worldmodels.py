@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import run_wmtool
-from wmtool import config, rundir
+from wmtool import ckpt, config, rundir
 from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.behavior.cmaes import CMAES
 from wmtool.engine.agent import Agent
@@ -198,6 +198,18 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     assert out["imagined_steps"] == 2 * 6 * 2 * 10
     assert out["eval"]["episodes"] == 1 and out["eval"]["length_mean"] == 30
     assert rundir.load_config(dream).mdnrnn.temperature == 1.15
+    saved = ckpt.load(dream / "checkpoints" / "latest.pt")["model"]
+    assert int(saved["behavior.cmaes.generation"]) == 2  # the search state is checkpointed
+    assert not torch.equal(saved["behavior.weight"], torch.zeros_like(saved["behavior.weight"]))
+
+    real = tmp_path / "real"  # the paper's CarRacing protocol: candidates play the real env
+    r = cli("imagine", "--run", run, "--steps", "1", "--in", "real", "--workers", "2",
+            "--env", "gym:CarRacing-v3", "--set", "env.time_limit=10",
+            "--set", "controller.popsize=4", "--set", "controller.rollouts=1",
+            "--eval-episodes", "0", "--run-dir", real, "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["imagined_steps"] == 0 and out["env_steps_training"] >= 4 * 10
 
     r = cli("eval", "--run", dream, "--episodes", "1", "--json")
     assert r.exit_code == 0, r.stderr
@@ -221,3 +233,14 @@ def test_worldmodels_refuses_online_training_and_steps(tmp_path, car_data, cli):
     r = cli("train", "--algo", "worldmodels", "--data", car_data, "--size", "debug",
                    "--phase", "joint", "--run-dir", tmp_path / "phase", "--quiet")
     assert r.exit_code == 1 and "vae, mdnrnn" in r.stderr
+
+
+def test_in_real_is_refused_for_gradient_behaviours(tmp_path, cli):
+    run = tmp_path / "dreamer"
+    r = cli("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--size", "debug",
+            "--steps", "150", "--set", "train.prefill=100", "--set", "train.train_ratio=16",
+            "--set", "train.batch=4", "--set", "train.length=16", "--run-dir", run, "--quiet")
+    assert r.exit_code == 0, r.stderr
+    r = cli("imagine", "--run", run, "--steps", "1", "--in", "real", "--run-dir",
+            tmp_path / "im", "--quiet")
+    assert r.exit_code == 1 and "cannot be scored in the real env" in r.stderr

@@ -25,6 +25,9 @@ class LinearController(nn.Module):
         self.bias = nn.Parameter(torch.zeros(act_dim))
         c = cfg.controller
         self.cmaes = CMAES(self.size, c.popsize, c.sigma, cfg.seed)
+        self.population: torch.Tensor | None = None  # per-row candidate params while scoring
+        self.real_scorer = None  # set by `wmtool imagine --in real`: candidates play the env
+        self.checkpoint_each_update = True  # a generation is costly; never lose one
 
     @property
     def size(self) -> int:
@@ -54,7 +57,7 @@ class LinearController(nn.Module):
 
     def act(self, feat: torch.Tensor, mode: str = "greedy") -> torch.Tensor:
         # C is deterministic: `sample` and `greedy` act alike (exploration is CMA-ES's job)
-        return self.to_action(self.output(feat))
+        return self.to_action(self.output(feat, self.population))
 
     @torch.no_grad()
     def dream_returns(self, wm, start: dict, params: torch.Tensor, horizon: int) -> torch.Tensor:
@@ -73,20 +76,24 @@ class LinearController(nn.Module):
 
     def imagined_per_update(self) -> int:
         c = self.cfg.controller
-        return c.popsize * c.rollouts * c.horizon
+        return 0 if self.real_scorer is not None else c.popsize * c.rollouts * c.horizon
 
     def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
-        """One CMA-ES generation scored in the dream: every candidate plays the same
-        `rollouts` start states (common random starts make candidates comparable)."""
+        """One CMA-ES generation scored in the dream (or, with `real_scorer`, in the real
+        env): in the dream every candidate plays the same `rollouts` start states (common
+        random starts make candidates comparable)."""
         c = self.cfg.controller
         candidates = self.cmaes.ask(self.flat().detach().double().cpu().numpy())
         pick = torch.randint(0, start["h"].shape[0], (c.rollouts,), device=start["h"].device)
         starts = {k: v[pick].repeat(len(candidates), *([1] * (v.dim() - 1)))
                   for k, v in start.items()}
         params = torch.as_tensor(candidates, dtype=torch.float32, device=self.weight.device)
-        with autocast():
-            returns = self.dream_returns(wm, starts, params.repeat_interleave(c.rollouts, 0),
-                                         c.horizon)
+        rows = params.repeat_interleave(c.rollouts, 0)
+        if self.real_scorer is not None:
+            returns = torch.as_tensor(self.real_scorer(rows))
+        else:
+            with autocast():
+                returns = self.dream_returns(wm, starts, rows, c.horizon)
         fitness = returns.float().reshape(len(candidates), c.rollouts).mean(1).cpu().numpy()
         self.cmaes.tell(candidates, fitness.astype(np.float64))
         self.load_flat(self.cmaes.mean.to(self.weight))  # act with the search distribution's mean

@@ -35,6 +35,10 @@ def imagine(
     eval_every: Annotated[int, typer.Option(help="updates between evaluations (0: only at the end)")] = 0,
     eval_episodes: Annotated[int, typer.Option(help="episodes per evaluation (0: none)")] = 10,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="start the behaviour from fresh weights")] = False,
+    score_in: Annotated[str, typer.Option(
+        "--in", help="World Models: score CMA-ES candidates in the `dream` or the `real` env")] = "dream",
+    workers: Annotated[int, typer.Option(
+        help="--in real: env processes playing candidates in parallel")] = 2,
     temperature: Annotated[Optional[float], typer.Option(
         help="World Models: MDN sampling temperature tau of the dream (sets mdnrnn.temperature)")] = None,
     set_: SetOpt = None,
@@ -46,9 +50,12 @@ def imagine(
 
     if steps < 1 or eval_every < 0 or eval_episodes < 0:
         raise WmtoolError("--steps must be >= 1, --eval-every and --eval-episodes >= 0")
+    if score_in not in ("dream", "real") or workers < 1:
+        raise WmtoolError(f"--in {score_in} --workers {workers}: --in takes dream or real, "
+                          "--workers at least 1")
     sets = list(set_ or ()) + ([f"mdnrnn.temperature={temperature}"] if temperature is not None else [])
     session = TrainSession.imagine(run, run_dir, data, env, sets, steps, eval_every,
-                                   eval_episodes, from_scratch, quiet)
+                                   eval_episodes, from_scratch, quiet, score_in, workers)
     env_steps_before = VecEnv.steps_taken
     result = run_with_progress(session, "imagine", quiet)
     eval_steps = session.eval_vec.steps_taken_here if session.eval_vec is not None else 0

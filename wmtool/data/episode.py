@@ -20,6 +20,7 @@ class Episode:
     terminated: np.ndarray              # (T,) bool: a true terminal, bootstrapping stops
     truncated: np.ndarray               # (T,) bool: cut by a time limit, never a terminal
     seed: int = -1
+    slot: int = -1  # which env of a vector env played it (not stored)
 
     @property
     def length(self) -> int:

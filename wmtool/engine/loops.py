@@ -41,14 +41,16 @@ class LoopStats:
 
 def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None = None,
                  seed: int | None = None, on_episode: Callable[[Episode], None] | None = None,
-                 on_step: Callable[[LoopStats], None] | None = None) -> LoopStats:
-    """Step `vec` with `policy` until `episodes` finish or `steps` env steps are taken.
+                 on_step: Callable[[LoopStats], None] | None = None,
+                 until: Callable[[], bool] | None = None) -> LoopStats:
+    """Step `vec` with `policy` until `episodes` finish, `steps` env steps are taken, or
+    `until()` says so (then unfinished episodes are dropped).
 
     With `steps`, episodes still running at the end are kept, marked truncated (cut short,
     not terminal). With `episodes`, exactly that many finished episodes are reported.
     """
-    if (episodes is None) == (steps is None):
-        raise ValueError("give exactly one of episodes or steps")
+    if sum(x is not None for x in (episodes, steps, until)) != 1:
+        raise ValueError("give exactly one of episodes, steps or until")
     keys = list(vec.obs_space)
     stats = LoopStats()
     start = time.perf_counter()
@@ -61,6 +63,7 @@ def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None 
 
     def finish(i: int, cut: bool = False) -> None:
         episode = builders[i].finish(cut=cut)
+        episode.slot = i
         builders[i] = None  # the next step's is_first row starts this env's next episode
         stats.episodes += 1
         stats.returns.append(episode.ret)
@@ -91,6 +94,8 @@ def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None 
         if on_step:
             on_step(stats)
         if episodes is not None and stats.episodes >= episodes:
+            break
+        if until is not None and until():
             break
         if steps is not None and stats.steps >= steps:
             for i, b in enumerate(builders):

@@ -85,7 +85,7 @@ class TrainSession:
     @classmethod
     def imagine(cls, source: Path, run_dir: Path | None, data: Path | None, env: str | None,
                 sets: list[str], steps: int, eval_every: int, eval_episodes: int,
-                from_scratch: bool, quiet: bool):
+                from_scratch: bool, quiet: bool, score_in: str = "dream", workers: int = 1):
         """A new run that trains behaviour inside `source`'s frozen world model, from real
         start states of `data` (default: the source's replay or dataset); no env steps."""
         meta = rundir.read_meta(source)
@@ -111,7 +111,22 @@ class TrainSession:
         ckpt.restore_agent(session.agent, payload)
         if from_scratch:
             session.agent.reset_behavior()
+        if score_in == "real":
+            session.score_in_real(workers)
         return session
+
+    def score_in_real(self, workers: int) -> None:
+        """Behaviours that are scored, not differentiated (CMA-ES) can play the real env."""
+        from wmtool.behavior.real_scoring import RealScorer
+
+        if not hasattr(self.agent.behavior, "real_scorer"):
+            raise WmtoolError(f"--in real: {self.algo}'s behaviour learns by gradients "
+                              "through the model, so it cannot be scored in the real env",
+                              "drop --in real")
+        if not self.cfg.env.id or not self.has_env:
+            raise WmtoolError("--in real needs an env", "pass --env SUITE:TASK")
+        self.score_vec = make_vec(self.cfg, workers)
+        self.agent.behavior.real_scorer = RealScorer(self.agent, self.score_vec, self.cfg.seed)
 
     @classmethod
     def resume(cls, path: Path, quiet: bool, phases: list[str] | None = None):
@@ -187,12 +202,17 @@ class TrainSession:
             result["eval"] = evaluate(self.agent, self.eval_vec, self.cfg.train.eval_episodes)
             self.trainer.logger.log(self.clock(), {f"eval/{k}": v
                                                    for k, v in result["eval"].items()})
+            if result["eval"]["return_mean"] > self.trainer.best_eval:
+                self.trainer.save_best(self.clock(), result["eval"]["return_mean"])
+        best = rundir.read_meta(self.run_dir).get("best_eval")
+        if best:
+            result["best_eval"] = {**best, "checkpoint": str(self.trainer.ckpt_dir / "best.pt")}
         rundir.update_meta(self.run_dir, status="finished",
                            last_eval=result.get("eval", {}).get("return_mean"))
         return result
 
     def close(self) -> None:
         self.trainer.close()
-        for vec in (self.vec, self.eval_vec):
+        for vec in (self.vec, self.eval_vec, getattr(self, "score_vec", None)):
             if vec is not None:
                 vec.close()

@@ -63,6 +63,8 @@ class Trainer:
         self.last_log = self.last_ckpt = self.last_eval = self.last_dream = 0
         self.dream_rng = np.random.default_rng(self.cfg.seed + 7)
         self.started = time.perf_counter()
+        best = rundir.read_meta(self.run_dir).get("best_eval")  # kept across --resume
+        self.best_eval = best["return_mean"] if best else -float("inf")
         self.quiet = quiet
         self.evaluator: Callable[[], dict] | None = None
         self.on_progress: Callable[[dict], None] | None = None
@@ -74,13 +76,22 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def save(self) -> Path:
+    def save(self, keep: bool = True) -> Path:
+        """latest.pt, and (`keep`) a step_<N>.pt copy that later saves leave in place."""
         path = ckpt.save(self.ckpt_dir / "latest.pt", self.agent, self.counters, self.replay.rng)
-        step = self.counters["env_steps"] or self.counters["updates"]
-        ckpt.save(self.ckpt_dir / f"step_{step:09d}.pt", self.agent, self.counters,
-                  self.replay.rng)
+        if keep:
+            step = self.counters["env_steps"] or self.counters["updates"]
+            ckpt.save(self.ckpt_dir / f"step_{step:09d}.pt", self.agent, self.counters,
+                      self.replay.rng)
         rundir.update_meta(self.run_dir, counters=dict(self.counters))  # for `wmtool runs`
         return path
+
+    def save_best(self, step: int, ret: float) -> None:
+        """checkpoints/best.pt: the weights of the best evaluation so far (the last one can
+        be worse: late learning is not monotonic)."""
+        self.best_eval = ret
+        ckpt.save(self.ckpt_dir / "best.pt", self.agent, self.counters, self.replay.rng)
+        rundir.update_meta(self.run_dir, best_eval={"step": step, "return_mean": ret})
 
     def restore(self, payload: dict) -> None:
         ckpt.restore_agent(self.agent, payload)
@@ -123,6 +134,8 @@ class Trainer:
             self.last_eval = t
             result = self.evaluator()
             self.logger.log(t, {f"eval/{k}": v for k, v in result.items()})
+            if result["return_mean"] > self.best_eval:
+                self.save_best(t, result["return_mean"])
             if self.on_eval:
                 self.on_eval(t, result)
         d = self.cfg.dream
@@ -132,6 +145,9 @@ class Trainer:
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
             self.save()
+        elif not self.world_model and getattr(self.agent.behavior, "checkpoint_each_update",
+                                              False):
+            self.save(keep=False)  # e.g. a CMA-ES generation: costly, never to be lost
         if self.on_progress:
             self.on_progress(self.counters)
 

@@ -12,7 +12,7 @@ demo: setup
 	$(BIN)/wmtool train --algo dreamerv3 --recipe dreamerv3__gym_cartpole_demo --size debug --run-dir runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --durations=10
 
 bench: setup
 	bash recipes/bench/collect_throughput.sh

@@ -14,6 +14,18 @@ os.environ.setdefault("WANDB_SILENT", "true")
 BIN = Path(sys.executable).parent / "wmtool"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs one worker per core) each worker owns one core:
+    wmtool's thread choice (one per available core) then gives every test and its
+    subprocesses one torch thread, and no two workers fight over a core (torch's threads
+    collapse when they share one)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) > 1:
+            os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+
+
 @pytest.fixture
 def cli():
     """Invoke the real Typer app in-process; returns click's Result (stdout/stderr split)."""

@@ -186,6 +186,13 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     rows = [json.loads(line) for line in (run / "metrics.jsonl").open()]
     assert any("train/mdnrnn/loss_z_nll" in row for row in rows)
 
+    r = cli("eval", "--run", run, "--data", car_data, "--batches", "2", "--json")
+    assert r.exit_code == 0, r.stderr
+    fit = json.loads(r.stdout)["phases"]
+    assert set(fit) == {"vae", "mdnrnn"}
+    assert fit["vae"]["trained"]["loss_rec"] < fit["vae"]["untrained"]["loss_rec"]
+    assert fit["mdnrnn"]["trained"]["loss"] < fit["mdnrnn"]["untrained"]["loss"]
+
     dream = tmp_path / "dream"
     r = cli("imagine", "--run", run, "--steps", "2", "--temperature", "1.15",
                    "--set", "controller.popsize=6", "--set", "controller.rollouts=2",

@@ -10,7 +10,8 @@ from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json
 from wmtool.errors import WmtoolError
 from wmtool.progress import info
 
-HELP = "Score a run's policy in the real environment: mean, std, min, max return."
+HELP = ("Score a run's policy in the real environment (mean, std, min, max return), or with "
+        "--data its world model's losses on held-out episodes next to an untrained model's.")
 EXAMPLES = """Examples:
 
   wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 400 --set train.prefill=200 --set train.train_ratio=32 --run-dir runs/ev --quiet
@@ -18,6 +19,10 @@ EXAMPLES = """Examples:
   wmtool eval --run runs/ev --episodes 3 --json
 
   wmtool eval --run runs/ev --episodes 1 --mode sample --video videos/ev.mp4
+
+  wmtool collect --env gym:CartPole-v1 --episodes 3 --seed 99 --out data/heldout.h5 --quiet
+
+  wmtool eval --run runs/ev --data data/heldout.h5 --json
 """
 
 
@@ -30,6 +35,9 @@ def eval_(
     video: Annotated[Optional[Path], typer.Option(help="record what the agent saw (.mp4/.gif)")] = None,
     env: Annotated[Optional[str], typer.Option(help="env for runs trained offline without one")] = None,
     seed: Annotated[int, typer.Option(help="seed of the evaluation episodes")] = 12345,
+    data: Annotated[Optional[Path], typer.Option(
+        help="held-out HDF5 episodes: report the model's losses on them instead of playing")] = None,
+    batches: Annotated[int, typer.Option(help="--data: batches per phase")] = 8,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -43,6 +51,8 @@ def eval_(
     if episodes < 1:
         raise WmtoolError("--episodes must be at least 1")
     loaded = load_run(run, checkpoint, optimizers=False)
+    if data is not None:
+        return _heldout(loaded, data, batches, seed, json_, quiet)
     # a vector-observation agent's video: render frames beside what it observes
     record_render = video is not None and "image" not in loaded.agent.obs_space
     eval_cfg = loaded.env_config(env, **({"obs": "both"} if record_render else {}))
@@ -69,4 +79,24 @@ def eval_(
         info(f"{episodes} episodes ({mode}): return {result['return_mean']:.2f} ± "
              f"{result['return_std']:.2f} (min {result['return_min']:.2f}, max "
              f"{result['return_max']:.2f})" + (f"; video {video}" if video else ""), quiet)
+    return result
+
+
+def _heldout(loaded, data: Path, batches: int, seed: int, json_: bool, quiet: bool) -> dict:
+    from wmtool.data.store import EpisodeReader
+    from wmtool.engine.heldout import heldout_report
+
+    if batches < 1:
+        raise WmtoolError("--batches must be at least 1")
+    with EpisodeReader(data) as reader:
+        loaded.check_spaces(reader.obs_space, reader.act_space, str(data))
+    result = {"run": str(loaded.path), "data": str(data),
+              **heldout_report(loaded.agent, data, batches, seed)}
+    if json_:
+        emit_json(result)
+    else:
+        for phase, pair in result["phases"].items():
+            info(f"{phase}: " + ", ".join(
+                f"{k} {pair['trained'][k]:.4g} (untrained {pair['untrained'][k]:.4g})"
+                for k in pair["trained"]), quiet)
     return result

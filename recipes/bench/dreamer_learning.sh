@@ -2,7 +2,7 @@
 # DreamerV3 learning benchmark: DMC from state on this CPU with the shipped recipe
 # (recipes/exp/dreamerv3__dmc_proprio_cpu.yaml). Prints, per seed, wall-clock minutes, env
 # steps, updates and the final greedy evaluation (10 episodes), then every evaluation on the
-# way with its minute (`wmtool compare` draws the curves).
+# way with its minute (`wmtool compare` draws the curves) and the best one's checkpoint.
 # Usage: recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
 # JOBS=2 runs two seeds at a time with one torch thread each (the 2-core machine stays
 # full); the default runs them one after the other with the recipe's threads.
@@ -31,6 +31,10 @@ start = rows[-1]["time"] - r["seconds"]  # the last row is logged as the run end
 curve = [f"{row['step']}:{row['eval/return_mean']:.0f}@{(row['time'] - start) / 60:.0f}min"
          for row in rows if "eval/return_mean" in row]
 print(f"       evals (env steps:return@minute) {' '.join(curve)}")
+best = r.get("best_eval")
+if best:
+    print(f"       best evaluation {best['return_mean']:.1f} at {best['step']} env steps: "
+          f"{best['checkpoint']}")
 PY
 }
 printf '%-6s %10s %10s %9s %14s\n' seed minutes env_steps updates eval_return

@@ -15,6 +15,7 @@ from wmtool.spaces import Space
 
 
 class LinearController(nn.Module):
+    checkpoint_each_update = True  # a CMA-ES generation is costly: latest.pt after each
     def __init__(self, feat_dim: int, act_space: Space, cfg):
         super().__init__()
         self.cfg, self.act_space = cfg, act_space
@@ -27,7 +28,6 @@ class LinearController(nn.Module):
         self.cmaes = CMAES(self.size, c.popsize, c.sigma, cfg.seed)
         self.population: torch.Tensor | None = None  # per-row candidate params while scoring
         self.real_scorer = None  # set by `wmtool imagine --in real`: candidates play the env
-        self.checkpoint_each_update = True  # a generation is costly; never lose one
 
     @property
     def size(self) -> int:

@@ -86,6 +86,38 @@ def test_paper_sizes_and_the_controllers_867_parameters():
     assert agent.wm.vae.decode(mu).shape == (2, 64, 64, 3)
 
 
+def test_mdnrnn_phase_learns_on_codes_encoded_once_into_the_replay():
+    """Before phase mdnrnn the replay gains each frame's (mu, logvar) from the frozen VAE; the
+    loss on those columns equals the loss that encodes the frames itself."""
+    from wmtool.data.episode import Episode
+    from wmtool.data.replay import Replay
+    agent = worldmodels_agent(size="debug")
+    rng = np.random.default_rng(0)
+    replay = Replay(CAR_OBS, CAR_ACT, capacity=10_000)
+    for n in (30, 25):
+        replay.add(Episode(obs={"image": rng.integers(0, 256, (n + 1, 64, 64, 3), np.uint8)},
+                           action=rng.uniform(-1, 1, (n, 3)).astype(np.float32),
+                           reward=rng.normal(size=n).astype(np.float32),
+                           terminated=np.zeros(n, bool), truncated=np.eye(n, dtype=bool)[-1]))
+    wm = agent.wm
+    replay.derive(wm.phase_columns("mdnrnn"), chunk=7)  # chunks that split episodes
+    assert wm.phase_columns("vae") == {}
+    codes = replay.columns["vae_code"][:replay.size]
+    mu, logvar = wm.vae.encode(torch.as_tensor(replay.columns["image"][:replay.size]))
+    assert np.allclose(codes, torch.cat([mu, logvar], -1).detach().numpy(), atol=1e-5)
+    batch = {k: torch.as_tensor(v) for k, v in replay.sample(3, 12).items()}
+    torch.manual_seed(1)
+    cached = wm.loss(batch, phase="mdnrnn")[0]
+    torch.manual_seed(1)
+    encoded = wm.loss({k: v for k, v in batch.items() if k != "vae_code"}, phase="mdnrnn")[0]
+    assert cached.item() == pytest.approx(encoded.item(), rel=1e-4)
+    # new rows would lack codes: adding an episode drops the derived column
+    replay.add(Episode(obs={"image": np.zeros((3, 64, 64, 3), np.uint8)},
+                       action=np.zeros((2, 3), np.float32), reward=np.zeros(2, np.float32),
+                       terminated=np.zeros(2, bool), truncated=np.array([False, True])))
+    assert "vae_code" not in replay.columns
+
+
 def test_cmaes_improves_a_quadratic_and_resumes_from_its_buffers():
     target = np.linspace(-1, 1, 10)
     fitness = lambda xs: -((xs - target) ** 2).sum(1)
@@ -202,7 +234,7 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["updates"] == 2 and out["env_steps_training"] == 0
-    assert out["imagined_steps"] == 2 * 6 * 2 * 10
+    assert out["imagined_steps"] == 2 * (6 + 1) * 2 * 10  # the acting controller plays too
     assert out["eval"]["episodes"] == 1 and out["eval"]["length_mean"] == 30
     assert rundir.load_config(dream).mdnrnn.temperature == 1.15
     saved = ckpt.load(dream / "checkpoints" / "latest.pt")["model"]
@@ -211,12 +243,17 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
 
     real = tmp_path / "real"  # the paper's CarRacing protocol: candidates play the real env
     r = cli("imagine", "--run", run, "--steps", "1", "--in", "real", "--workers", "2",
-            "--env", "gym:CarRacing-v3", "--set", "env.time_limit=10",
-            "--set", "controller.popsize=4", "--set", "controller.rollouts=1",
-            "--eval-episodes", "0", "--run-dir", real, "--quiet", "--json")
+            "--env", "gym:CarRacing-v3", "--set", "env.time_limit=30",
+            "--set", "controller.horizon=10", "--set", "controller.popsize=4",
+            "--set", "controller.rollouts=1", "--eval-episodes", "1", "--run-dir", real,
+            "--quiet", "--json")
     assert r.exit_code == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["imagined_steps"] == 0 and out["env_steps_training"] >= 4 * 10
+    # candidates' (and the acting controller's) rollouts end at the horizon, evaluation not
+    assert out["imagined_steps"] == 0 and out["env_steps_training"] >= (4 + 1) * 10
+    assert out["eval"]["length_mean"] == 30
+    rows = [json.loads(line) for line in open(real / "metrics.jsonl")]
+    assert any("train/cmaes/acting_score" in row for row in rows)
 
     r = cli("eval", "--run", dream, "--episodes", "1", "--json")
     assert r.exit_code == 0, r.stderr

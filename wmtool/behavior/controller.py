@@ -76,28 +76,34 @@ class LinearController(nn.Module):
 
     def imagined_per_update(self) -> int:
         c = self.cfg.controller
-        return 0 if self.real_scorer is not None else c.popsize * c.rollouts * c.horizon
+        return 0 if self.real_scorer is not None else (c.popsize + 1) * c.rollouts * c.horizon
 
     def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
         """One CMA-ES generation scored in the dream (or, with `real_scorer`, in the real
         env): in the dream every candidate plays the same `rollouts` start states (common
         random starts make candidates comparable)."""
         c = self.cfg.controller
-        candidates = self.cmaes.ask(self.flat().detach().double().cpu().numpy())
-        pick = torch.randint(0, start["h"].shape[0], (c.rollouts,), device=start["h"].device)
-        starts = {k: v[pick].repeat(len(candidates), *([1] * (v.dim() - 1)))
-                  for k, v in start.items()}
-        params = torch.as_tensor(candidates, dtype=torch.float32, device=self.weight.device)
+        acting = self.flat().detach()
+        candidates = self.cmaes.ask(acting.double().cpu().numpy())
+        # the acting controller (the search mean) plays alongside the candidates: its score is
+        # the learning curve of the policy that `eval` and `export` use
+        params = torch.cat([torch.as_tensor(candidates, dtype=torch.float32,
+                                            device=self.weight.device), acting[None]])
         rows = params.repeat_interleave(c.rollouts, 0)
         if self.real_scorer is not None:
             returns = torch.as_tensor(self.real_scorer(rows))
         else:
+            pick = torch.randint(0, start["h"].shape[0], (c.rollouts,), device=start["h"].device)
+            starts = {k: v[pick].repeat(len(params), *([1] * (v.dim() - 1)))
+                      for k, v in start.items()}
             with autocast():
                 returns = self.dream_returns(wm, starts, rows, c.horizon)
-        fitness = returns.float().reshape(len(candidates), c.rollouts).mean(1).cpu().numpy()
+        scores = returns.float().reshape(len(params), c.rollouts).mean(1).cpu().numpy()
+        fitness = scores[:-1]
         self.cmaes.tell(candidates, fitness.astype(np.float64))
         self.load_flat(self.cmaes.mean.to(self.weight))  # act with the search distribution's mean
-        return {"train/cmaes/fitness_mean": float(fitness.mean()),
+        return {"train/cmaes/acting_score": float(scores[-1]),
+                "train/cmaes/fitness_mean": float(fitness.mean()),
                 "train/cmaes/fitness_max": float(fitness.max()),
                 "train/cmaes/best": self.cmaes.best_fitness,
                 "train/cmaes/sigma": float(self.cmaes.sigma),

@@ -36,6 +36,7 @@ class Replay:
         self.columns: dict[str, np.ndarray] = {}
         self.size = 0
         self.episode_lengths: list[int] = []  # rows per episode still held, oldest first
+        self.derived: set[str] = set()  # columns computed from the others (see `derive`)
 
     @staticmethod
     def bytes_per_step(obs_space: dict[str, Space], act_space: Space) -> int:
@@ -47,6 +48,7 @@ class Replay:
         return self.size
 
     def add(self, episode: Episode) -> None:
+        self.drop_derived()  # they would not cover the new rows
         rows = episode_rows(episode, self.act_space)
         n = len(rows["reward"])
         if not self.columns:
@@ -79,6 +81,25 @@ class Replay:
         starts = self.rng.integers(0, self.size - length + 1, batch)
         index = starts[:, None] + np.arange(length)[None]
         return {k: v[index] for k, v in self.columns.items()}
+
+    def derive(self, functions: dict, chunk: int = 1000) -> None:
+        """Add columns computed once from every row held, e.g. a frozen encoder's codes, so
+        sampled batches carry them instead of recomputing them per update.
+        `functions`: name -> f(rows: dict of numpy arrays) -> numpy array with one row each."""
+        self.drop_derived()
+        for name, function in functions.items():
+            parts = [function({k: v[i:min(i + chunk, self.size)]
+                               for k, v in self.columns.items() if k not in self.derived})
+                     for i in range(0, self.size, chunk)]
+            column = np.empty((len(self.columns["reward"]), *parts[0].shape[1:]), parts[0].dtype)
+            column[:self.size] = np.concatenate(parts)
+            self.columns[name] = column
+            self.derived.add(name)
+
+    def drop_derived(self) -> None:
+        for name in self.derived:
+            del self.columns[name]
+        self.derived.clear()
 
     def sample_within_episodes(self, batch: int, length: int, rng: np.random.Generator,
                                tries: int = 100) -> dict[str, np.ndarray] | None:

@@ -21,8 +21,10 @@ from wmtool.runtime import default_run_dir, seed_everything, setup_torch
 STORE = Path("replay") / "episodes.h5"
 
 
-def make_vec(cfg, count: int) -> VecEnv:
-    return VecEnv([functools.partial(make_env, cfg.env, None) for _ in range(count)])
+def make_vec(cfg, count: int, env_cfg=None) -> VecEnv:
+    """`count` env processes of cfg.env (or of the env section `env_cfg`)."""
+    env_cfg = env_cfg or cfg.env
+    return VecEnv([functools.partial(make_env, env_cfg, None) for _ in range(count)])
 
 
 class TrainSession:
@@ -125,7 +127,12 @@ class TrainSession:
                               "drop --in real")
         if not self.cfg.env.id or not self.has_env:
             raise WmtoolError("--in real needs an env", "pass --env SUITE:TASK")
-        self.score_vec = make_vec(self.cfg, workers)
+        # a candidate's real rollout ends at controller.horizon steps, as a dream rollout
+        # does; evaluation keeps the env's own episode length
+        env = self.cfg.env.to_dict()
+        horizon = self.cfg.controller.horizon
+        env["time_limit"] = min(env["time_limit"] or horizon, horizon)
+        self.score_vec = make_vec(self.cfg, workers, config.Config(env))
         self.agent.behavior.real_scorer = RealScorer(self.agent, self.score_vec, self.cfg.seed)
 
     @classmethod

@@ -31,6 +31,13 @@ def updates_per_env_step(cfg) -> float:
     return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length)
 
 
+def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
+    """Columns a model computes once per phase from frozen modules (World Models: V's codes
+    while M learns); models without `phase_columns` need none."""
+    columns = getattr(wm, "phase_columns", None)
+    replay.derive(columns(phase) if columns else {})
+
+
 def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int | None = None,
              on_frame: Callable[[np.ndarray], None] | None = None) -> dict:
     """Score the agent in the real env; `on_frame` sees each observation batch."""
@@ -224,6 +231,7 @@ class Trainer:
         for phase, steps, batch, length in schedule:
             if phases and phase not in phases:
                 continue
+            derive_phase_columns(self.replay, self.agent.wm, phase)
             counter = "updates" if len(schedule) == 1 else f"updates/{phase}"
             self.counters.setdefault(counter, 0)
             while self.counters[counter] < steps:

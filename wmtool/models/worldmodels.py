@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -199,6 +200,21 @@ class WorldModelsModel(nn.Module):
         v, m = self.cfg.vae, self.cfg.mdnrnn
         return [("vae", v.steps, v.batch, 1), ("mdnrnn", m.steps, m.batch, m.length)]
 
+    def phase_columns(self, phase: str) -> dict:
+        """Replay columns computed once before `phase`. In `mdnrnn` V is frozen, so each frame
+        is encoded once (mu and logvar side by side) instead of in every sampled window: the
+        paper's pipeline too, and most of the phase's compute otherwise."""
+        if phase != "mdnrnn":
+            return {}
+
+        @torch.no_grad()
+        def code(rows: dict) -> np.ndarray:
+            device = next(self.parameters()).device
+            frames = self._frames({k: torch.as_tensor(rows[k], device=device)
+                                   for k in self.image_keys})
+            return torch.cat(self.vae.encode(frames), -1).cpu().numpy()
+        return {"vae_code": code}
+
     def optimizer_groups(self) -> dict:
         v, m = self.cfg.vae, self.cfg.mdnrnn
         return {"vae": (self.vae.parameters(), v.lr, 1e-8, v.clip),
@@ -226,7 +242,10 @@ class WorldModelsModel(nn.Module):
 
     def _mdnrnn_loss(self, batch: dict):
         with torch.no_grad():  # V is frozen in this phase; M learns on sampled codes
-            mu, logvar = self.vae.encode(self._frames(batch))
+            if "vae_code" in batch:  # encoded once for the phase (phase_columns)
+                mu, logvar = batch["vae_code"].float().chunk(2, -1)
+            else:
+                mu, logvar = self.vae.encode(self._frames(batch))
             z_all = reparameterise(mu, logvar)
         post = self._recur(z_all, batch)
         feat = self.features(post)

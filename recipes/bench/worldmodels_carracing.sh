@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# World Models on CarRacing-v3 with the shipped recipe (recipes/exp/worldmodels__carracing_cpu.yaml):
+# 1. brownian episodes for training, and 5 held-out ones (another seed);
+# 2. V then M, offline; their held-out losses next to untrained V / M (`eval --data`);
+# 3. C by CMA-ES scored in the real env (the paper's protocol), evaluated over 5 episodes;
+# 4. C trained only in the dream at each temperature in TAUS, each scored in the real env.
+# Usage: recipes/bench/worldmodels_carracing.sh [EPISODES] [REAL_GENERATIONS] [DREAM_GENERATIONS]
+# Stages already done in $OUT are skipped, so a stopped benchmark picks up where it was.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+episodes=${1:-40}; real_generations=${2:-30}; dream_generations=${3:-60}
+out=${OUT:-runs/bench/worldmodels}
+taus=${TAUS:-0.7 1.0 1.15}
+env=gym:CarRacing-v3
+W=.venv/bin/wmtool
+mkdir -p "$out"
+echo "machine: $(nproc) cores, $(date -u +%F); $episodes episodes, $real_generations real and $dream_generations dream CMA-ES generations"
+stage() {  # stage NAME COMMAND...: run once, keep its JSON, report its minutes
+  local name=$1; shift
+  if [ ! -s "$out/$name.json" ]; then
+    local start=$SECONDS
+    "$@" --json --quiet > "$out/$name.json.part"
+    mv "$out/$name.json.part" "$out/$name.json"
+    echo "$name: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
+  fi
+}
+stage collect $W collect --env $env --policy brownian --episodes "$episodes" --workers 2 --seed 100 --out "$out/train.h5"
+stage heldout $W collect --env $env --policy brownian --episodes 5 --workers 2 --seed 900 --out "$out/heldout.h5"
+stage model $W train --algo worldmodels --recipe worldmodels__carracing_cpu --data "$out/train.h5" --run-dir "$out/model"
+stage fit $W eval --run "$out/model" --data "$out/heldout.h5"
+# the main process acts for both env processes: one torch thread leaves them a core each
+stage real $W imagine --run "$out/model" --in real --workers 2 --steps "$real_generations" --env $env \
+  --eval-episodes 5 --set runtime.threads=1 --run-dir "$out/real"
+for tau in $taus; do
+  stage "dream-$tau" $W imagine --run "$out/model" --temperature "$tau" --steps "$dream_generations" \
+    --env $env --eval-episodes 5 --run-dir "$out/dream-$tau"
+done
+.venv/bin/python - "$out" $taus <<'PY'
+import json, sys
+from pathlib import Path
+out, taus = Path(sys.argv[1]), sys.argv[2:]
+load = lambda name: json.loads((out / f"{name}.json").read_text())
+collect = load("collect")
+print(f"random (brownian) policy, {collect['episodes']} episodes: {collect['return_mean']:.1f} ± "
+      f"{collect['return_std']:.1f}; {collect['env_steps_per_s']} env steps/s")
+model = load("model")
+print(f"V + M: {model['updates']} updates in {model['seconds'] / 60:.1f} min")
+for phase, fit in load("fit")["phases"].items():
+    parts = "  ".join(f"{k} {fit['trained'][k]:.3f} (untrained {fit['untrained'][k]:.3f})"
+                      for k in fit["trained"] if k != "loss")
+    print(f"held-out {phase}: {parts}")
+def scores(name):
+    rows = [json.loads(line) for line in open(out / name / "metrics.jsonl")]
+    return [r["train/cmaes/acting_score"] for r in rows if "train/cmaes/acting_score" in r]
+real = load("real")
+e = real["eval"]
+curve = scores("real")
+print(f"C in the real env: {real['updates']} generations, {real['env_steps_training']:,} env steps, "
+      f"{real['seconds'] / 60:.1f} min; acting controller per logged generation: "
+      + " ".join(f"{s:.0f}" for s in curve))
+print(f"  eval (5 episodes): {e['return_mean']:.1f} ± {e['return_std']:.1f} (min {e['return_min']:.1f})")
+print(f"{'tau':>5} {'dream score':>12} {'real score':>16} {'minutes':>8}")
+for tau in taus:
+    r = load(f"dream-{tau}")
+    dream = scores(f"dream-{tau}")[-1]
+    print(f"{tau:>5} {dream:>12.1f} {r['eval']['return_mean']:>9.1f} ± {r['eval']['return_std']:<5.1f}"
+          f" {r['seconds'] / 60:>8.1f}")
+PY

@@ -118,6 +118,19 @@ def test_mdnrnn_phase_learns_on_codes_encoded_once_into_the_replay():
     assert "vae_code" not in replay.columns
 
 
+def test_controller_search_starts_from_init_bias():
+    agent = worldmodels_agent("controller.init_bias=[0,0,-2]", size="debug")
+    assert agent.behavior.bias.tolist() == [0.0, 0.0, -2.0]
+    # CMA-ES samples its first generation around the controller's weights
+    first = agent.behavior.cmaes.ask(agent.behavior.flat().double().numpy())
+    assert abs(first[:, -1].mean() + 2.0) < 0.1 and abs(first[:, -3].mean()) < 0.1
+    # a zero feature vector then releases CarRacing's brake: tanh(-2) -> brake (x+1)/2 ~ 0.02
+    action = agent.behavior.act(torch.zeros(1, agent.wm.feat_dim))
+    assert (action[0, 2].item() + 1) / 2 < 0.02
+    with pytest.raises(WmtoolError, match="init_bias has 2 values"):
+        worldmodels_agent("controller.init_bias=[0,-2]", size="debug")
+
+
 def test_cmaes_improves_a_quadratic_and_resumes_from_its_buffers():
     target = np.linspace(-1, 1, 10)
     fitness = lambda xs: -((xs - target) ** 2).sum(1)
@@ -254,6 +267,13 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     assert out["eval"]["length_mean"] == 30
     rows = [json.loads(line) for line in open(real / "metrics.jsonl")]
     assert any("train/cmaes/acting_score" in row for row in rows)
+    from wmtool.engine.session import TrainSession
+    resumed = TrainSession.resume(real, quiet=True)  # an interrupted run goes on in the env
+    try:
+        assert resumed.agent.behavior.real_scorer is not None
+        assert resumed.score_vec.num_envs == 2
+    finally:
+        resumed.close()
 
     r = cli("eval", "--run", dream, "--episodes", "1", "--json")
     assert r.exit_code == 0, r.stderr

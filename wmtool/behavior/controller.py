@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from wmtool.behavior.cmaes import CMAES
+from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
 
@@ -25,6 +26,12 @@ class LinearController(nn.Module):
         self.weight = nn.Parameter(torch.zeros(act_dim, feat_dim))
         self.bias = nn.Parameter(torch.zeros(act_dim))
         c = cfg.controller
+        if c.init_bias:  # where CMA-ES starts searching, e.g. a car with its brake released
+            if len(c.init_bias) != act_dim:
+                raise WmtoolError(f"controller.init_bias has {len(c.init_bias)} values, but "
+                                  f"the controller has {act_dim} outputs",
+                                  f"give {act_dim} values, or [] for zeros")
+            self.bias.data = torch.tensor(c.init_bias, dtype=torch.float32)
         self.cmaes = CMAES(self.size, c.popsize, c.sigma, cfg.seed)
         self.population: torch.Tensor | None = None  # per-row candidate params while scoring
         self.real_scorer = None  # set by `wmtool imagine --in real`: candidates play the env

@@ -108,6 +108,8 @@ class TrainSession:
         payload = ckpt.load(rundir.latest_checkpoint(source))
         meta = {"algo": meta["algo"], "env": env_id, "data": str(data), "mode": "imagine",
                 "source": str(source), "from_scratch": from_scratch}
+        if score_in == "real":  # kept so that a resumed run goes on scoring in the env
+            meta.update(score_in=score_in, workers=workers)
         rundir.create(path, cfg, meta)
         session = cls(meta["algo"], cfg, path, meta, quiet)
         ckpt.restore_agent(session.agent, payload)
@@ -145,6 +147,8 @@ class TrainSession:
         payload = ckpt.load(rundir.latest_checkpoint(path))
         session = cls(meta["algo"], cfg, Path(path), meta, quiet)
         session.trainer.restore(payload)
+        if meta.get("score_in") == "real":
+            session.score_in_real(meta["workers"])
         if session.data is None and (path / STORE).exists():
             with EpisodeReader(path / STORE) as reader:
                 for episode in reader:

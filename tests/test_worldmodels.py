@@ -111,6 +111,11 @@ def test_mdnrnn_phase_learns_on_codes_encoded_once_into_the_replay():
     torch.manual_seed(1)
     encoded = wm.loss({k: v for k, v in batch.items() if k != "vae_code"}, phase="mdnrnn")[0]
     assert cached.item() == pytest.approx(encoded.item(), rel=1e-4)
+    # the dream's start states: episodes' first rows (World Models' controller.starts=episode)
+    starts = replay.sample_episode_starts(50)
+    assert starts["is_first"].shape == (50, 1) and starts["is_first"].all()
+    firsts = {replay.columns["image"][0].tobytes(), replay.columns["image"][31].tobytes()}
+    assert {row.tobytes() for row in starts["image"][:, 0]} == firsts
     # new rows would lack codes: adding an episode drops the derived column
     replay.add(Episode(obs={"image": np.zeros((3, 64, 64, 3), np.uint8)},
                        action=np.zeros((2, 3), np.float32), reward=np.zeros(2, np.float32),
@@ -122,7 +127,7 @@ def test_controller_search_starts_from_init_bias():
     agent = worldmodels_agent("controller.init_bias=[0,0,-2]", size="debug")
     assert agent.behavior.bias.tolist() == [0.0, 0.0, -2.0]
     # CMA-ES samples its first generation around the controller's weights
-    first = agent.behavior.cmaes.ask(agent.behavior.flat().double().numpy())
+    first = agent.behavior.cmaes.ask(agent.behavior.flat().detach().double().numpy())
     assert abs(first[:, -1].mean() + 2.0) < 0.1 and abs(first[:, -3].mean()) < 0.1
     # a zero feature vector then releases CarRacing's brake: tanh(-2) -> brake (x+1)/2 ~ 0.02
     action = agent.behavior.act(torch.zeros(1, agent.wm.feat_dim))

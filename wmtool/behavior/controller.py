@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from wmtool.behavior.cmaes import CMAES
+from wmtool.config import require_choice
 from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
@@ -26,6 +27,9 @@ class LinearController(nn.Module):
         self.weight = nn.Parameter(torch.zeros(act_dim, feat_dim))
         self.bias = nn.Parameter(torch.zeros(act_dim))
         c = cfg.controller
+        # dream rollouts start where real episodes do (the paper), or anywhere in the data
+        require_choice("controller.starts", c.starts, ("episode", "any"))
+        self.starts_at_episode_start = c.starts == "episode"
         if c.init_bias:  # where CMA-ES starts searching, e.g. a car with its brake released
             if len(c.init_bias) != act_dim:
                 raise WmtoolError(f"controller.init_bias has {len(c.init_bias)} values, but "

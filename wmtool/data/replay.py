@@ -101,6 +101,12 @@ class Replay:
             del self.columns[name]
         self.derived.clear()
 
+    def sample_episode_starts(self, count: int) -> dict[str, np.ndarray]:
+        """`count` one-row windows, each an episode's first row (drawn with replacement)."""
+        firsts = np.cumsum([0] + self.episode_lengths[:-1])
+        index = self.rng.choice(firsts, count)[:, None]
+        return {k: v[index] for k, v in self.columns.items()}
+
     def sample_within_episodes(self, batch: int, length: int, rng: np.random.Generator,
                                tries: int = 100) -> dict[str, np.ndarray] | None:
         """Sequences that never restart an episode after their first row (None if none found).

@@ -119,7 +119,11 @@ class Trainer:
 
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
         c = self.cfg.train
-        rows = self.replay.sample(batch or c.batch, length or c.length)
+        batch, length = batch or c.batch, length or c.length
+        if not self.world_model and getattr(self.agent.behavior, "starts_at_episode_start", False):
+            rows = self.replay.sample_episode_starts(batch * length)  # e.g. World Models' dream
+        else:
+            rows = self.replay.sample(batch, length)
         for key, value in self.agent.train_step(rows, self.world_model, phase).items():
             self.pending[key].append(value)
         self.counters["updates"] += 1

@@ -158,7 +158,7 @@ def test_export_parity_with_in_tool_greedy_actions(cli, runs, tmp_path, run, fmt
     res = cli("export", "--run", runs / run, "--format", fmt, "--out", out, "--json")
     assert res.exit_code == 0, res.output
     loaded = load_run(runs / run)
-    vec = make_vec(loaded.env_config(), 1)
+    vec = make_vec(loaded.env_config().env, 1)
     policy = AgentPolicy(loaded.agent, "greedy")
     observations, actions = [], []
     act = policy.act

@@ -64,7 +64,7 @@ def latency(run: Path, root: Path, steps: int, runs: int) -> dict:
 
     loaded = load_run(run)
     torch.set_num_threads(1)  # one action at a time: a single thread is the fast setting
-    vec = make_vec(loaded.env_config(), 1)
+    vec = make_vec(loaded.env_config().env, 1)
     observations = []
     policy = AgentPolicy(loaded.agent, "greedy")
     act = policy.act

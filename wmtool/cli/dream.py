@@ -108,7 +108,7 @@ def _episodes(loaded, data: Path | None, env: str | None, steps: int, seed: int)
     from wmtool.engine.loops import run_episodes
     from wmtool.engine.session import make_vec
 
-    vec = make_vec(loaded.env_config(env), 1)
+    vec = make_vec(loaded.env_config(env).env, 1)
     try:
         loaded.check_spaces(vec.obs_space, vec.act_space, env or loaded.env_id)
         found = []

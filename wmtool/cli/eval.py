@@ -57,7 +57,7 @@ def eval_(
     record_render = video is not None and "image" not in loaded.agent.obs_space
     eval_cfg = loaded.env_config(env, **({"obs": "both"} if record_render else {}))
     env_id = eval_cfg.env.id
-    vec = make_vec(eval_cfg, 1)
+    vec = make_vec(eval_cfg.env, 1)
     try:
         loaded.check_spaces(vec.obs_space, vec.act_space, env_id)
         frames = []

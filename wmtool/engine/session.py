@@ -21,9 +21,8 @@ from wmtool.runtime import default_run_dir, seed_everything, setup_torch
 STORE = Path("replay") / "episodes.h5"
 
 
-def make_vec(cfg, count: int, env_cfg=None) -> VecEnv:
-    """`count` env processes of cfg.env (or of the env section `env_cfg`)."""
-    env_cfg = env_cfg or cfg.env
+def make_vec(env_cfg, count: int) -> VecEnv:
+    """`count` env processes of the config's `env` section."""
     return VecEnv([functools.partial(make_env, env_cfg, None) for _ in range(count)])
 
 
@@ -36,7 +35,7 @@ class TrainSession:
         device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
         self.vec = self.eval_vec = None
         if self.data is None:
-            self.vec = make_vec(cfg, cfg.train.envs)
+            self.vec = make_vec(cfg.env, cfg.train.envs)
             obs_space, act_space = self.vec.obs_space, self.vec.act_space
         else:
             with EpisodeReader(self.data) as reader:
@@ -45,7 +44,7 @@ class TrainSession:
                                       f"{algo} needs actions; collect with `wmtool collect`")
                 obs_space, act_space = reader.obs_space, reader.act_space
         if self.has_env and self.eval_vec is None:
-            self.eval_vec = make_vec(cfg, 1)
+            self.eval_vec = make_vec(cfg.env, 1)
             if self.data is not None and (self.eval_vec.obs_space, self.eval_vec.act_space) != \
                     (obs_space, act_space):
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
@@ -131,10 +130,9 @@ class TrainSession:
             raise WmtoolError("--in real needs an env", "pass --env SUITE:TASK")
         # a candidate's real rollout ends at controller.horizon steps, as a dream rollout
         # does; evaluation keeps the env's own episode length
-        env = self.cfg.env.to_dict()
-        horizon = self.cfg.controller.horizon
-        env["time_limit"] = min(env["time_limit"] or horizon, horizon)
-        self.score_vec = make_vec(self.cfg, workers, config.Config(env))
+        env, horizon = self.cfg.env, self.cfg.controller.horizon
+        limit = min(env.time_limit or horizon, horizon)
+        self.score_vec = make_vec(config.Config({**env.to_dict(), "time_limit": limit}), workers)
         self.agent.behavior.real_scorer = RealScorer(self.agent, self.score_vec, self.cfg.seed)
 
     @classmethod

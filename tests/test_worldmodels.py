@@ -280,6 +280,27 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     finally:
         resumed.close()
 
+    # the trained controller collects more data (World Models' iterative procedure)
+    more = tmp_path / "more.h5"
+    more.write_bytes(car_data.read_bytes())
+    r = cli("collect", "--env", "gym:CarRacing-v3", "--policy", f"run:{real}", "--episodes", "1",
+            "--set", "env.time_limit=30", "--seed", "5", "--out", more, "--quiet", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["file_episodes"] == 4
+    from wmtool.data.store import EpisodeReader
+    from wmtool.engine.agent import AgentPolicy
+    from wmtool.engine.loading import load_run
+    with EpisodeReader(more) as reader:
+        assert reader.policy == f"brownian,run:{real}"
+        played = reader.episode(3)
+    agent = AgentPolicy(load_run(real, optimizers=False).agent, "greedy")
+    replayed = [agent.act({"image": played.obs["image"][t:t + 1],
+                           "is_first": np.array([t == 0])}) for t in range(played.length)]
+    np.testing.assert_allclose(np.concatenate(replayed), played.action, atol=1e-6)
+    r = cli("collect", "--env", "gym:CarRacing-v3", "--policy", f"run:{tmp_path / 'nope'}",
+            "--episodes", "1", "--out", more, "--quiet")
+    assert r.exit_code == 1 and "not a wmtool run directory" in r.stderr
+
     r = cli("eval", "--run", dream, "--episodes", "1", "--json")
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["length_mean"] == 30
@@ -313,3 +334,27 @@ def test_in_real_is_refused_for_gradient_behaviours(tmp_path, cli):
     r = cli("imagine", "--run", run, "--steps", "1", "--in", "real", "--run-dir",
             tmp_path / "im", "--quiet")
     assert r.exit_code == 1 and "cannot be scored in the real env" in r.stderr
+
+
+def test_exploration_noise_around_a_policy():
+    from wmtool.behavior.noisy import NoisyPolicy
+
+    class Fixed:
+        def __init__(self, action):
+            self.action = action
+
+        def act(self, obs):
+            return np.repeat(self.action[None], len(obs["is_first"]), 0)
+
+    obs = {"is_first": np.zeros(20000, bool)}
+    cont = NoisyPolicy(Fixed(np.array([0.0, 0.95], np.float32)), spaces.continuous(2), 0.3, 1)
+    a = cont.act(obs)
+    assert a.dtype == np.float32 and a.min() >= -1 and a.max() <= 1
+    assert a[:, 0].mean() == pytest.approx(0.0, abs=0.01)
+    assert a[:, 0].std() == pytest.approx(0.3, rel=0.03)
+    assert (a[:, 1] == 1.0).mean() == pytest.approx(0.43, abs=0.02)  # P(N(0, .3) > .05), clipped
+    disc = NoisyPolicy(Fixed(np.array(2)), spaces.discrete(4), 0.2, 1).act(obs)
+    # a uniform replacement keeps action 2 a quarter of the time: 0.2 * 3/4 change
+    assert (disc != 2).mean() == pytest.approx(0.15, abs=0.01)
+    with pytest.raises(WmtoolError, match="--noise"):
+        NoisyPolicy(Fixed(np.array(2)), spaces.discrete(4), 1.5)

@@ -23,6 +23,8 @@ EXAMPLES = """Examples:
   wmtool collect --env atari:pong --steps 500 --out data/pong.h5 --quiet
 
   wmtool collect --env gym:CarRacing-v3 --policy brownian --episodes 1 --set env.time_limit=200 --out data/car.h5 --quiet
+
+  wmtool collect --env gym:CarRacing-v3 --policy run:runs/wm --noise 0.2 --episodes 1 --set env.time_limit=200 --out data/car.h5 --quiet
 """
 
 
@@ -30,13 +32,35 @@ POLICIES = {"random": "wmtool.behavior.random:RandomPolicy",
             "brownian": "wmtool.behavior.brownian:BrownianPolicy"}
 
 
-def make_policy(name: str, act_space, seed: int):
+RUN_PREFIX = "run:"
+
+
+def make_policy(name: str, vec, seed: int, noise: float = 0.0):
+    """The acting policy for `vec`'s envs: a named one, or `run:DIR`, a trained run's agent
+    (greedy), with optional exploration noise."""
     import importlib
 
-    if name not in POLICIES:
-        raise WmtoolError(f"unknown --policy '{name}'", f"valid: {', '.join(POLICIES)}")
-    module, _, attr = POLICIES[name].partition(":")
-    return getattr(importlib.import_module(module), attr)(act_space, seed)
+    from wmtool.behavior.noisy import NoisyPolicy
+
+    if name.startswith(RUN_PREFIX):
+        policy = _run_policy(Path(name[len(RUN_PREFIX):]), vec)
+    elif name in POLICIES:
+        module, _, attr = POLICIES[name].partition(":")
+        policy = getattr(importlib.import_module(module), attr)(vec.act_space, seed)
+    else:
+        raise WmtoolError(f"unknown --policy '{name}'",
+                          f"valid: {', '.join(POLICIES)} or {RUN_PREFIX}RUN_DIR")
+    # a separate stream from the policy's own, so adding noise leaves its choices unchanged
+    return NoisyPolicy(policy, vec.act_space, noise, seed + 7919) if noise else policy
+
+
+def _run_policy(run: Path, vec):
+    from wmtool.engine.agent import AgentPolicy
+    from wmtool.engine.loading import load_run
+
+    loaded = load_run(run, optimizers=False)
+    loaded.check_spaces(vec.obs_space, vec.act_space, vec.env_id)
+    return AgentPolicy(loaded.agent, "greedy")
 
 
 @command
@@ -47,8 +71,11 @@ def collect(
     steps: Annotated[Optional[int], typer.Option(help="stop after this many env steps")] = None,
     seed: SeedOpt = 0,
     policy: Annotated[str, typer.Option(
-        help="policy that acts: random (uniform) or brownian (smooth random walk, continuous "
-             "actions; World Models' data)")] = "random",
+        help="policy that acts: random (uniform), brownian (smooth random walk, continuous "
+             "actions; World Models' data) or run:DIR (a trained run's agent, greedy)")] = "random",
+    noise: Annotated[float, typer.Option(
+        help="exploration noise on the policy's actions: Gaussian std for continuous actions "
+             "(in [-1, 1] units), the chance of a uniform action for discrete ones")] = 0.0,
     workers: Annotated[Optional[int], typer.Option(
         help="parallel environment processes (default: collect.workers)")] = None,
     obs: ObsOpt = None,
@@ -79,8 +106,9 @@ def collect(
     vec = VecEnv([functools.partial(make_env, cfg.env, None)
                   for _ in range(cfg.collect.workers)])
     try:
-        act = make_policy(policy, vec.act_space, seed)
-        store = EpisodeWriter(out, vec.env_id, vec.obs_space, vec.act_space, policy=policy,
+        act = make_policy(policy, vec, seed, noise)
+        label = policy + (f"+noise{noise:g}" if noise else "")
+        store = EpisodeWriter(out, vec.env_id, vec.obs_space, vec.act_space, policy=label,
                               image_chunk=cfg.collect.image_chunk)
         with BackgroundWriter(store) as writer:
             start_episodes = writer.num_episodes
@@ -104,7 +132,7 @@ def collect(
                                      on_episode=writer.add, on_step=throttled(show, 0.25))
                 progress.update(task, completed=total)
             writer.flush()
-            result = {"out": str(out), "env": vec.env_id, "policy": policy,
+            result = {"out": str(out), "env": vec.env_id, "policy": label,
                       "workers": cfg.collect.workers, "file_episodes": writer.num_episodes,
                       **stats.summary()}
     finally:

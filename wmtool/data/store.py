@@ -2,7 +2,8 @@
 
 Layout (plain h5py can read it; see README "Data format"):
     /            attrs: format="wmtool-episodes", format_version, wmtool_version, env_id,
-                        obs_space, act_space (JSON), created, policy
+                        obs_space, act_space (JSON), created, policy (every policy
+                        that wrote episodes, comma-separated)
     /obs/<key>   (sum of T_i+1, ...)  every episode's observations, back to back
     /action      (sum of T_i, ...)    absent for observation-only (video) datasets
     /reward      (sum of T_i,) float32
@@ -233,6 +234,7 @@ class EpisodeWriter:
                 _check_format(self._f, self.path)
                 self._check_matches(env_id, obs_space, act_space)
                 self._trim_uncommitted()
+                self._add_policy(policy)
             except BaseException:
                 self._abort()
                 raise
@@ -305,6 +307,13 @@ class EpisodeWriter:
             raise WmtoolError(f"{self.path} has action space {attrs['act_space']}, "
                               f"the env has {spaces.dumps(act_space)}",
                               "use the same env settings, or another --out file")
+
+    def _add_policy(self, policy: str) -> None:
+        """`policy` lists every policy that wrote episodes here, comma-separated (set before
+        SWMR starts: attributes cannot change under it)."""
+        known = [p for p in str(self._f.attrs.get("policy", "")).split(",") if p]
+        if policy and policy not in known:
+            self._f.attrs["policy"] = ",".join([*known, policy])
 
     def _trim_uncommitted(self) -> None:
         f = self._f

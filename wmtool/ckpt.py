@@ -84,11 +84,20 @@ def load(path: str | Path) -> dict:
     return payload
 
 
+# State added after format 1 was first written; older checkpoints keep its initial value.
+OPTIONAL_STATE = {"behavior.updates"}
+
+
 def restore_agent(agent, payload: dict, optimizers: bool = True) -> None:
     if payload.get("algo", agent.algo) != agent.algo:
         raise WmtoolError(f"checkpoint is for --algo {payload['algo']}, not {agent.algo}",
                           "load it into a run of the same algorithm")
-    agent.load_state_dict(payload["model"])
+    result = agent.load_state_dict(payload["model"], strict=False)
+    missing = set(result.missing_keys) - OPTIONAL_STATE
+    if missing or result.unexpected_keys:
+        raise WmtoolError(f"checkpoint does not fit the {agent.algo} agent (missing "
+                          f"{sorted(missing)[:3]}, unexpected {result.unexpected_keys[:3]})",
+                          "load it with the config it was trained with")
     if optimizers:
         for name, opt in agent.optims.items():
             opt.load_state_dict(payload["optimizers"][name])

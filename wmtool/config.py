@@ -176,6 +176,26 @@ def suite_layer(env_id: str, root: Path | None = None) -> list[tuple[str, dict]]
     return [(str(path), read_yaml(path))] if path.exists() else []
 
 
+def algo_suite_layers(algo: str, env_id: str, root: Path | None = None) -> list[tuple[str, dict]]:
+    """recipes/algo/<algo>__<suite>.yaml, if one exists: an algorithm's values for one suite
+    (DreamerV2's Atari vs DMC settings). Its optional `tasks:` section maps task-name
+    prefixes to further overrides (PlaNet's action repeat per DMC domain); the longest prefix
+    of the env's task applies."""
+    root = root or recipes_dir()
+    suite, _, task = env_id.partition(":")
+    path = root / "algo" / f"{algo}__{suite}.yaml"
+    if not path.exists():
+        return []
+    data = dict(read_yaml(path))
+    tasks = data.pop("tasks", None) or {}
+    layers = [(str(path), data)]
+    matches = [prefix for prefix in tasks if task.startswith(str(prefix))]
+    if matches:
+        prefix = max(matches, key=len)
+        layers.append((f"{path}:tasks.{prefix}", tasks[prefix] or {}))
+    return layers
+
+
 def size_layer(size: str | None, root: Path | None = None) -> list[tuple[str, dict]]:
     if not size:
         return []
@@ -200,7 +220,8 @@ def recipe_layer(recipe: str | None, root: Path | None = None) -> list[tuple[str
 def compose(flags: Mapping[str, Any] | None = None, recipe: str | None = None,
             sets: list[str] | tuple[str, ...] = (), algo: str | None = None,
             size: str | None = None, root: Path | None = None) -> Config:
-    """A run's config: defaults < suite < algorithm < size < --recipe < CLI flags < --set."""
+    """A run's config: defaults < suite < algorithm < algorithm x suite < size < --recipe <
+    CLI flags < --set."""
     root = root or recipes_dir()
     sets = list(sets or ())
     recipe_layers = recipe_layer(recipe, root)
@@ -214,6 +235,7 @@ def compose(flags: Mapping[str, Any] | None = None, recipe: str | None = None,
     if algo:
         path = root / "algo" / f"{algo}.yaml"
         layers += [(str(path), read_yaml(path))] if path.exists() else []
+        layers += algo_suite_layers(algo, str(env_id), root)
     layers += size_layer(size, root) + recipe_layers
     if flags:
         layers.append(("command-line flags", flags))

@@ -15,6 +15,7 @@ class Entry:
     examples: tuple[str, ...] = ()
     tasks: str = ""  # "module:function" listing every task of an env suite
     acting: str = ""  # algorithms: "module:function" agent -> standalone greedy policy module
+    imagine: bool = True  # algorithms: has a behaviour `wmtool imagine` can train
 
     def load(self, target: str | None = None):
         module, _, attr = (target or self.target).partition(":")
@@ -38,9 +39,18 @@ SUITES: dict[str, Entry] = {
 
 # Algorithm name -> builder of (world model, behaviour, optimiser groups); see engine/agent.py.
 ALGOS: dict[str, Entry] = {
-    "dreamerv3": Entry("wmtool.models.dreamer_algo:build_dreamerv3",
+    "dreamerv3": Entry("wmtool.models.dreamer_algo:build_dreamer",
                        "DreamerV3 (2023 paper code): RSSM 32x32 categorical + actor-critic",
                        acting="wmtool.models.dreamer_algo:acting_policy"),
+    "dreamerv2": Entry("wmtool.models.dreamer_algo:build_dreamer",
+                       "DreamerV2 (2021): categorical RSSM, KL balancing, target critic",
+                       acting="wmtool.models.dreamer_algo:acting_policy"),
+    "dreamerv1": Entry("wmtool.models.dreamer_algo:build_dreamer",
+                       "Dreamer (2020): Gaussian RSSM, actor trained through the dynamics",
+                       acting="wmtool.models.dreamer_algo:acting_policy"),
+    "planet": Entry("wmtool.models.dreamer_algo:build_planet",
+                    "PlaNet (2019): Gaussian RSSM + CEM planning, continuous actions",
+                    acting="wmtool.models.dreamer_algo:acting_policy", imagine=False),
     "worldmodels": Entry("wmtool.models.worldmodels_algo:build_worldmodels",
                          "World Models (2018): VAE + MDN-RNN, linear controller by CMA-ES"),
 }

@@ -1,10 +1,19 @@
-"""DreamerV3 actor-critic trained on imagined trajectories (2023 paper recipe).
+"""The Dreamer actor-critic trained on imagined trajectories: V3 by default, V1 and V2 by
+configuration (recipes/algo/dreamerv1.yaml, dreamerv2.yaml).
 
 From every posterior state of a batch, imagine `horizon` steps with the actor inside the
-frozen world model; the critic (twohot over symlog bins, regularised towards a slow EMA copy)
-learns λ-returns; the actor maximises returns normalised by max(1, S), S the EMA of the
-5th-95th percentile range, with an entropy bonus: REINFORCE for discrete actions,
-backpropagation through the dynamics for continuous ones.
+frozen world model; the critic learns λ-returns; the actor maximises them, with an entropy
+bonus: REINFORCE for discrete actions and backpropagation through the dynamics for
+continuous ones (`actor.grad: auto`), or either for both.
+
+What the versions change:
+- critic.head: V3 twohot over symlog bins, V1/V2 a unit-variance Gaussian (MSE);
+- the slow critic: V3 an EMA (rate 0.02 per update) that the critic is regularised towards
+  (critic.slowreg); V2 a copy refreshed every 100 updates (critic.slow_every) that the
+  returns bootstrap from (critic.slow_target); V1 none (slowreg 0, returns from the critic);
+- behavior.retnorm: V3 divides advantages by max(1, S), S the EMA of the 5th-95th
+  percentile range of returns; V1/V2 do not;
+- actor.dist for continuous actions: V3 bounded_normal, V1 tanh_normal, V2 trunc_normal.
 """
 from __future__ import annotations
 
@@ -14,7 +23,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from wmtool.nets.dists import BoundedNormal, OneHot, TwoHot
+from wmtool.config import require_choice
+from wmtool.nets.dists import BoundedNormal, OneHot, TanhNormal, TruncNormal, scalar_head
 from wmtool.nets.layers import MLP
 from wmtool.spaces import Space
 
@@ -62,20 +72,28 @@ class ActorCritic(nn.Module):
         self.cfg, self.act_space = cfg, act_space
         m = cfg.model
         self.discrete = act_space.discrete
+        a, c = cfg.actor, cfg.critic
+        require_choice("actor.grad", a.grad, ("auto", "dynamics", "reinforce"))
+        require_choice("actor.dist", a.dist, tuple(CONTINUOUS_DISTS))
+        self.reinforce = a.grad == "reinforce" or (a.grad == "auto" and self.discrete)
         act_dim = act_space.n if self.discrete else int(act_space.shape[0])
         self.actor = MLP(feat_dim, m.units, m.layers, out=act_dim * (1 if self.discrete else 2))
-        self.critic = MLP(feat_dim, m.units, m.layers, out=cfg.wm.bins, zero_out=True)
+        self.head = scalar_head(c.head, cfg.wm.bins)
+        self.critic = MLP(feat_dim, m.units, m.layers, out=self.head.size, zero_out=True)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.twohot = TwoHot(cfg.wm.bins, -20.0, 20.0)
         b = cfg.behavior
         self.retnorm = ReturnNorm(b.retnorm_decay, b.retnorm_low, b.retnorm_high)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
     def dist(self, feat: torch.Tensor):
         out = self.actor(feat)
+        a = self.cfg.actor
         if self.discrete:
-            return OneHot(out, self.cfg.actor.unimix)
+            return OneHot(out, a.unimix)
         mean, std = out.chunk(2, -1)
-        return BoundedNormal(mean, std, self.cfg.actor.min_std, self.cfg.actor.max_std)
+        if a.dist == "bounded_normal":
+            return BoundedNormal(mean, std, a.min_std, a.max_std)
+        return CONTINUOUS_DISTS[a.dist](mean, std, a.min_std)
 
     def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
         """Env-ready actions: indices for discrete spaces, [-1, 1] vectors for continuous."""
@@ -87,7 +105,7 @@ class ActorCritic(nn.Module):
 
     def value(self, feat: torch.Tensor, slow: bool = False) -> torch.Tensor:
         net = self.slow_critic if slow else self.critic
-        return self.twohot.mean(net(feat))
+        return self.head.mean(net(feat))
 
     def imagine(self, wm, start: dict, horizon: int):
         """Roll the actor inside the world model from flattened start states.
@@ -102,9 +120,9 @@ class ActorCritic(nn.Module):
             # the actor sees sg(state): returns reach it only through the actions it takes
             dist = self.dist(feat.detach())
             action = dist.sample()
-            if self.discrete:
-                action = action.detach()  # REINFORCE: no gradient through the sample
-            else:  # keep |a| <= 1 like the env does, scaling rather than clipping the gradient
+            if self.reinforce:
+                action = action.detach()  # no gradient through the sample
+            elif not self.discrete:  # keep |a| <= 1 like the env, scaling rather than clipping
                 action = action / torch.clamp(action.abs().detach(), min=1.0)
             logps.append(dist.log_prob(action.detach()))
             ents.append(dist.entropy())
@@ -120,29 +138,35 @@ class ActorCritic(nn.Module):
             feat, _, logp, ent = self.imagine(wm, start, b.horizon)
             reward = wm.predict_reward(feat[1:])
             cont = torch.cat([start_cont[None], wm.predict_cont(feat[1:])], 0)
-        if self.discrete:
+        c = self.cfg.critic
+        if self.reinforce and not c.slow_target:
             # REINFORCE needs no gradient through the values: one critic pass serves both
             # the returns (detached) and the critic's own loss (its first H rows).
             logits = self.critic(feat.detach())
-            value = self.twohot.mean(logits).detach()
+            value = self.head.mean(logits).detach()
             logits = logits[:-1]
         else:
-            with frozen(self.critic):  # the returns' bootstrap trains the actor, not the critic
-                value = self.value(feat)
+            with torch.no_grad() if self.reinforce else frozen(self.critic):
+                # dynamics: the returns' bootstrap trains the actor (through feat), not the critic
+                value = self.value(feat, slow=c.slow_target)
             logits = self.critic(feat[:-1].detach())
         ret = lambda_return(reward, cont[1:], value, b.gamma, b.lam)
         weight = torch.cumprod(cont, 0).detach()[:-1]  # chance the trajectory is still alive
-        self.retnorm.update(ret)
-        scale = self.retnorm.scale()
+        if b.retnorm:
+            self.retnorm.update(ret)
+            scale = self.retnorm.scale()
+        else:
+            scale = torch.ones((), device=ret.device)
         adv = (ret - value[:-1].detach()) / scale
-        if self.discrete:
+        if self.reinforce:
             policy_loss = -logp * adv.detach()
         else:
             policy_loss = -adv
         actor_loss = (weight * (policy_loss - self.cfg.actor.entropy * ent)).mean()
-        slow_target = self.value(feat[:-1].detach(), slow=True).detach()
-        critic_loss = self.twohot.loss(logits, ret.detach())
-        critic_loss = critic_loss + self.cfg.critic.slowreg * self.twohot.loss(logits, slow_target)
+        critic_loss = self.head.loss(logits, ret.detach())
+        if c.slowreg:
+            slow_value = self.value(feat[:-1].detach(), slow=True).detach()
+            critic_loss = critic_loss + c.slowreg * self.head.loss(logits, slow_value)
         critic_loss = (weight * critic_loss).mean()
         metrics = {"actor/loss": actor_loss.detach(), "actor/entropy": ent.mean().detach(),
                    "critic/loss": critic_loss.detach(), "critic/value": value.mean().detach(),
@@ -165,9 +189,17 @@ class ActorCritic(nn.Module):
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
-        rate = self.cfg.critic.slow_rate
-        for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-            slow.lerp_(fast, rate)
+        """Every `slow_every` updates, move the slow critic `slow_rate` of the way to the
+        critic (V3: 0.02 every update; V2: a full copy every 100)."""
+        c = self.cfg.critic
+        self.updates += 1
+        if int(self.updates) % c.slow_every == 0:
+            for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
+                slow.lerp_(fast, c.slow_rate)
+
+
+CONTINUOUS_DISTS = {"bounded_normal": BoundedNormal, "tanh_normal": TanhNormal,
+                    "trunc_normal": TruncNormal}
 
 
 @contextmanager

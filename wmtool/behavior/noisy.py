@@ -14,22 +14,31 @@ from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
 
+def add_noise(actions: np.ndarray, space: Space, amount: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """(K, ...) actions with exploration noise of `amount` (also the agents' own
+    behavior.explore while they collect)."""
+    if amount == 0:
+        return actions
+    if space.discrete:
+        swap = rng.random(len(actions)) < amount
+        return np.where(swap, space.sample_batch(rng, len(actions)), actions)
+    noisy = actions + rng.normal(0.0, amount, actions.shape)
+    return np.clip(noisy, space.low, space.high).astype(space.dtype)
+
+
+def check_amount(amount: float, space: Space, name: str) -> None:
+    if amount < 0 or (space.discrete and amount > 1):
+        raise WmtoolError(f"{name} {amount} is out of range",
+                          "use a std >= 0 for continuous actions, a probability in [0, 1] "
+                          "for discrete ones")
+
+
 class NoisyPolicy:
     def __init__(self, inner, act_space: Space, noise: float, seed: int = 0):
-        if noise < 0 or (act_space.discrete and noise > 1):
-            raise WmtoolError(f"--noise {noise} is out of range",
-                              "use a std >= 0 for continuous actions, a probability in [0, 1] "
-                              "for discrete ones")
+        check_amount(noise, act_space, "--noise")
         self.inner, self.act_space, self.noise = inner, act_space, noise
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: dict) -> np.ndarray:
-        actions = np.asarray(self.inner.act(obs))
-        if self.noise == 0:
-            return actions
-        space = self.act_space
-        if space.discrete:
-            swap = self.rng.random(len(actions)) < self.noise
-            return np.where(swap, space.sample_batch(self.rng, len(actions)), actions)
-        noisy = actions + self.rng.normal(0.0, self.noise, actions.shape)
-        return np.clip(noisy, space.low, space.high).astype(space.dtype)
+        return add_noise(np.asarray(self.inner.act(obs)), self.act_space, self.noise, self.rng)

@@ -101,4 +101,10 @@ def report_eval(result: dict, quiet: bool) -> None:
     e = result.get("eval")
     if e:
         info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
-             f"± {e['return_std']:.1f}", quiet)
+             f"± {e['return_std']:.1f}{planning_note(e)}", quiet)
+
+
+def planning_note(result: dict) -> str:
+    """'; planning N ms per action' for agents that plan (PlaNet), '' for the others."""
+    ms = result.get("plan/ms_per_action")
+    return f"; planning {ms:.1f} ms per action" if ms is not None else ""

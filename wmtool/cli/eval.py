@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json
+from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json, planning_note
 from wmtool.errors import WmtoolError
 from wmtool.progress import info
 
@@ -78,7 +78,8 @@ def eval_(
     else:
         info(f"{episodes} episodes ({mode}): return {result['return_mean']:.2f} ± "
              f"{result['return_std']:.2f} (min {result['return_min']:.2f}, max "
-             f"{result['return_max']:.2f})" + (f"; video {video}" if video else ""), quiet)
+             f"{result['return_max']:.2f})" + planning_note(result)
+             + (f"; video {video}" if video else ""), quiet)
     return result
 
 

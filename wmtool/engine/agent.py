@@ -5,6 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmtool.behavior.noisy import add_noise, check_amount
 from wmtool.errors import WmtoolError
 from wmtool.registry import ALGOS, lookup
 from wmtool.spaces import Space
@@ -33,6 +34,8 @@ class Agent(nn.Module):
                        for name, (_, lr, eps, _) in groups.items()}
         self.to(device)
         self.amp = bool(cfg.train.amp)
+        check_amount(cfg.behavior.explore, act_space, "behavior.explore")
+        self.explore_rng = np.random.default_rng(cfg.seed + 104729)
 
     def reset_behavior(self) -> None:
         """Fresh behaviour weights and optimiser state; the world model is kept."""
@@ -45,6 +48,12 @@ class Agent(nn.Module):
             if all(id(p) in owned for p in params):
                 self.params[name] = params
                 self.optims[name] = torch.optim.Adam(params, lr=lr, eps=eps)
+
+    def acting_metrics(self) -> dict[str, float]:
+        """What acting cost since the last call, for behaviours that measure it (a
+        planner's time per action); {} for the others."""
+        measure = getattr(self.behavior, "acting_metrics", None)
+        return measure() if measure else {}
 
     def parameter_counts(self) -> dict[str, int]:
         counts = {name: sum(p.numel() for p in ps) for name, ps in self.params.items()}
@@ -111,8 +120,12 @@ class Agent(nn.Module):
         else:
             state, prev = carry
         state = self.wm.filter_step(state, prev, data, is_first, sample=mode != "greedy")
-        action = self.behavior.act(self.wm.features(state), mode)
-        return action.cpu().numpy(), (state, self.wm.action_input(action))
+        action = self.behavior.act(self.wm.features(state), mode).cpu().numpy()
+        if mode == "sample" and self.cfg.behavior.explore > 0:
+            action = add_noise(action, self.act_space, self.cfg.behavior.explore, self.explore_rng)
+        # the model hears the action the env executes, exploration noise included
+        executed = self.wm.action_input(torch.as_tensor(action, device=self.device))
+        return action, (state, executed)
 
 
 class AgentPolicy:

@@ -109,6 +109,12 @@ class TrainSession:
                 "source": str(source), "from_scratch": from_scratch}
         if score_in == "real":  # kept so that a resumed run goes on scoring in the env
             meta.update(score_in=score_in, workers=workers)
+        from wmtool.registry import ALGOS, lookup
+
+        if not lookup(ALGOS, meta["algo"], "--algo").imagine:
+            raise WmtoolError(f"{meta['algo']} plans at every step and has no behaviour to "
+                              "train in imagination",
+                              "evaluate it with `wmtool eval`, or imagine with a dreamer run")
         rundir.create(path, cfg, meta)
         session = cls(meta["algo"], cfg, path, meta, quiet)
         ckpt.restore_agent(session.agent, payload)

@@ -41,6 +41,7 @@ def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
 def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int | None = None,
              on_frame: Callable[[np.ndarray], None] | None = None) -> dict:
     """Score the agent in the real env; `on_frame` sees each observation batch."""
+    agent.acting_metrics()  # start the acting costs afresh: report this evaluation's only
     policy = AgentPolicy(agent, mode)
     if on_frame is not None:
         inner = policy.act
@@ -54,7 +55,7 @@ def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int |
     r = np.asarray(stats.returns)
     return {"episodes": len(r), "return_mean": float(r.mean()), "return_std": float(r.std()),
             "return_min": float(r.min()), "return_max": float(r.max()),
-            "length_mean": float(np.mean(stats.lengths))}
+            "length_mean": float(np.mean(stats.lengths)), **agent.acting_metrics()}
 
 
 class Trainer:
@@ -133,6 +134,7 @@ class Trainer:
         if t - self.last_log >= c.log_every:
             self.last_log = t
             row = {k: float(np.mean(v)) for k, v in self.pending.items()}
+            row.update(self.agent.acting_metrics())
             elapsed = time.perf_counter() - self.started
             row.update({"fps/env": self.counters["env_steps"] / elapsed,
                         "fps/updates": self.counters["updates"] / elapsed,

@@ -1,8 +1,8 @@
 """The Dreamer world model (DreamerV3 by default; V1/V2/PlaNet through configuration).
 
 Encoder (CNN for image keys, MLP for vector keys) -> RSSM -> heads: decoder, reward
-(twohot over symlog bins, zero-initialised), continue (Bernoulli). Loss = prediction
-(decoder + reward + continue) + KL with free bits and dyn/rep weights.
+(twohot over symlog bins, zero-initialised; or MSE), continue (Bernoulli). Loss =
+prediction (decoder + reward + continue) + KL with free bits and dyn/rep weights.
 Batches are [B, T] rows where row t holds obs_t, the action that led to it (`prev_action`,
 zero at episode starts), the reward received on arriving (`reward`), `is_first` and
 `is_terminal`.
@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from wmtool.models.rssm import RSSM, State, flat_action
-from wmtool.nets.dists import TwoHot, bernoulli_nll
-from wmtool.nets.layers import MLP, MultiDecoder, MultiEncoder, split_keys
+from wmtool.nets.dists import bernoulli_nll, scalar_head
+from wmtool.nets.layers import MLP, MultiDecoder, MultiEncoder, ObsScaling, split_keys
 from wmtool.spaces import Space
 
 
@@ -30,14 +30,15 @@ class WorldModel(nn.Module):
         self.obs_space, self.act_space, self.cfg = obs_space, act_space, cfg
         self.act_dim = act_space.n if act_space.discrete else int(act_space.shape[0])
         m = cfg.model
-        self.encoder = MultiEncoder(obs_space, m.cnn_depth, m.units, m.layers)
+        scaling = ObsScaling(m.symlog_vectors, m.image_bits)
+        self.encoder = MultiEncoder(obs_space, m.cnn_depth, m.units, m.layers, scaling)
         r = cfg.rssm
         self.rssm = RSSM(self.encoder.out_dim, self.act_dim, r.deter, r.hidden, r.stoch,
                          r.classes, r.unimix, r.min_std)
         feat = self.rssm.feat_dim
-        self.decoder = MultiDecoder(feat, obs_space, m.cnn_depth, m.units, m.layers)
-        self.twohot = TwoHot(cfg.wm.bins, -20.0, 20.0)
-        self.reward = MLP(feat, m.units, m.layers, out=cfg.wm.bins, zero_out=True)
+        self.decoder = MultiDecoder(feat, obs_space, m.cnn_depth, m.units, m.layers, scaling)
+        self.reward_head = scalar_head(cfg.wm.reward_head, cfg.wm.bins)
+        self.reward = MLP(feat, m.units, m.layers, out=self.reward_head.size, zero_out=True)
         self.cont = MLP(feat, m.units, m.layers, out=1)
         self.input_keys = [k for part in split_keys(obs_space) for k in part]
 
@@ -70,6 +71,9 @@ class WorldModel(nn.Module):
     def features(self, state: State) -> torch.Tensor:
         return self.rssm.features(state)
 
+    def state_from_features(self, feat: torch.Tensor) -> State:
+        return self.rssm.state_from_features(feat)
+
     def imagine(self, start: State, act: Callable[[torch.Tensor, int], torch.Tensor],
                 horizon: int, sample: bool = True) -> tuple[State, torch.Tensor]:
         """Roll the prior forward from `start`: act(features, t) gives the model-space action
@@ -81,7 +85,7 @@ class WorldModel(nn.Module):
         return {k: torch.stack([s[k] for s in states]) for k in start}, torch.stack(actions)
 
     def predict_reward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.twohot.mean(self.reward(feat))
+        return self.reward_head.mean(self.reward(feat))
 
     def predict_cont(self, feat: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.cont(feat).squeeze(-1))
@@ -96,10 +100,11 @@ class WorldModel(nn.Module):
         feat = self.features(post)
         losses = {f"rec_{k}": v for k, v in
                   self.decoder.losses(self.decoder(feat), batch).items()}
-        losses["reward"] = self.twohot.loss(self.reward(feat), batch["reward"].float())
+        losses["reward"] = self.reward_head.loss(self.reward(feat), batch["reward"].float())
         cont = 1.0 - batch["is_terminal"].float()
         losses["cont"] = bernoulli_nll(self.cont(feat).squeeze(-1), cont)
-        kl, kl_metrics = self.rssm.kl_loss(post, prior, c.kl_free, c.kl_dyn, c.kl_rep)
+        kl, kl_metrics = self.rssm.kl_loss(post, prior, c.kl_free, c.kl_dyn, c.kl_rep,
+                                           c.kl_free_avg)
         losses["kl"] = kl
         total = sum(v.mean() for v in losses.values())
         metrics = {f"loss_{k}": v.mean().detach() for k, v in losses.items()}

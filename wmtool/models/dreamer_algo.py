@@ -1,14 +1,25 @@
-"""`--algo dreamerv3`: builds the world model, the actor-critic and their optimiser groups."""
+"""The RSSM family's builders: world model + behaviour + optimiser groups.
+
+`dreamerv1`, `dreamerv2` and `dreamerv3` are one builder; recipes/algo/<name>.yaml makes the
+difference (latents, KL, heads, actor-critic settings). `planet` plans with CEM instead of
+learning a behaviour."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from wmtool.behavior.actor_critic import ActorCritic
+from wmtool.behavior.cem import CEMPlanner
 from wmtool.models.dreamer import WorldModel
 
 
-def build_dreamerv3(obs_space, act_space, cfg):
+def build_planet(obs_space, act_space, cfg):
+    wm = WorldModel(obs_space, act_space, cfg)
+    planner = CEMPlanner(wm, act_space, cfg)
+    return wm, planner, {"wm": (wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip)}
+
+
+def build_dreamer(obs_space, act_space, cfg):
     wm = WorldModel(obs_space, act_space, cfg)
     behavior = ActorCritic(wm.rssm.feat_dim, act_space, cfg)
     groups = {

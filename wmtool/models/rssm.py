@@ -54,6 +54,13 @@ class RSSM(nn.Module):
             stoch = stoch.flatten(-2)
         return torch.cat([state["deter"], stoch], -1)
 
+    def state_from_features(self, feat: torch.Tensor) -> State:
+        """The parts of a state that img_step needs, back from features (planning from them)."""
+        deter, stoch = feat.split([self.deter, self.stoch_dim], -1)
+        if self.classes:
+            stoch = stoch.unflatten(-1, (self.stoch, self.classes))
+        return {"deter": deter, "stoch": stoch}
+
     def initial(self, batch: int) -> State:
         deter = torch.tanh(self.init_deter).expand(batch, -1)
         return self._state(deter, self.img_out(deter), sample=False)
@@ -109,14 +116,22 @@ class RSSM(nn.Module):
         return gaussian_kl(lhs["mean"], lhs["std"], rhs["mean"], rhs["std"])
 
     def kl_loss(self, post: State, prior: State, free: float, dyn_scale: float,
-                rep_scale: float) -> tuple[torch.Tensor, dict]:
+                rep_scale: float, free_avg: bool = False) -> tuple[torch.Tensor, dict]:
         """dyn: KL[sg(q) || p] trains the prior; rep: KL[q || sg(p)] the posterior; each
-        clipped below at `free` nats (free bits) and weighted (DreamerV3: 0.5 and 0.1)."""
+        clipped below at `free` nats (free bits) and weighted.
+
+        DreamerV3: 0.5 and 0.1, clipped per step. DreamerV2's balancing β(α dyn + (1-α) rep)
+        is dyn_scale = βα, rep_scale = β(1-α). PlaNet/V1's plain KL[q || p] is dyn = rep = 1:
+        the two halves carry exactly its gradients to prior and posterior. `free_avg` clips
+        the batch mean instead (V1/V2/PlaNet): then the loss is a scalar."""
         sg = lambda s: {k: v.detach() for k, v in s.items()}
         dyn = self.kl(sg(post), prior)
         rep = self.kl(post, sg(prior))
+        metrics = {"kl_dyn": dyn.mean(), "kl_rep": rep.mean()}
+        if free_avg:
+            dyn, rep = dyn.mean(), rep.mean()
         loss = dyn_scale * torch.clamp(dyn, min=free) + rep_scale * torch.clamp(rep, min=free)
-        return loss, {"kl_dyn": dyn.mean(), "kl_rep": rep.mean()}
+        return loss, metrics
 
 
 def _expand(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

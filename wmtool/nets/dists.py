@@ -5,7 +5,9 @@
   over [-20, 20]; TD-MPC2: 101 over [-10, 10]); zero-initialised logits predict 0.
 - Categorical latents with unimix and straight-through samples, drawn by inverse CDF (one
   uniform per variable): multinomial/Gumbel sampling took ~1/4 of a CPU update here.
-- The DreamerV3 (2023) continuous actor: Normal(tanh(mean), std), std in [min, max].
+- Scalar heads: TwoHot (V3) or MSE, a unit-variance Gaussian (PlaNet, V1, V2).
+- Continuous actors: DreamerV3's Normal(tanh(mean), std) with std in [min, max]; Dreamer
+  V1's tanh-squashed Normal; DreamerV2's Normal truncated to [-1, 1].
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ class TwoHot:
         out.scatter_add_(-1, above.unsqueeze(-1), w_hi.unsqueeze(-1))
         return out
 
+    @property
+    def size(self) -> int:
+        return len(self.bins)
+
     def mean(self, logits: torch.Tensor) -> torch.Tensor:
         x = (logits.softmax(-1) * self._bins(logits)).sum(-1)
         return symexp(x) if self.transform else x
@@ -57,6 +63,26 @@ class TwoHot:
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Negative log-likelihood of `target` (...,) under `logits` (..., bins)."""
         return -(self.encode(target.detach()) * logits.log_softmax(-1)).sum(-1)
+
+
+class MSE:
+    """A scalar as a unit-variance Gaussian: one output; loss = squared error / 2."""
+
+    size = 1
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return out.squeeze(-1)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (out.squeeze(-1) - target.detach()) ** 2
+
+
+def scalar_head(kind: str, bins: int):
+    """`twohot` (bins over [-20, 20] in symlog space) or `mse`."""
+    from wmtool.config import require_choice
+
+    require_choice("head", kind, ("twohot", "mse"))
+    return TwoHot(bins, -20.0, 20.0) if kind == "twohot" else MSE()
 
 
 def unimix_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
@@ -132,6 +158,70 @@ class BoundedNormal:
 
     def entropy(self) -> torch.Tensor:
         return (0.5 + 0.5 * math.log(2 * math.pi) + torch.log(self.std)).sum(-1)
+
+
+class TanhNormal:
+    """Dreamer V1: tanh(Normal(m, s)), m = 5 tanh(raw / 5), s = softplus(raw_s + c) + min_std
+    with c chosen so an untrained actor's std is `init_std` (5): wide exploration at first."""
+
+    def __init__(self, raw_mean: torch.Tensor, raw_std: torch.Tensor, min_std: float = 1e-4,
+                 init_std: float = 5.0):
+        self.mean = 5.0 * torch.tanh(raw_mean / 5.0)
+        shift = math.log(math.expm1(init_std))
+        self.std = F.softplus(raw_std + shift) + min_std
+
+    def sample(self) -> torch.Tensor:
+        return torch.tanh(self.mean + self.std * torch.randn_like(self.mean))
+
+    def mode(self) -> torch.Tensor:
+        return torch.tanh(self.mean)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.clamp(-1 + 1e-6, 1 - 1e-6)
+        u = torch.atanh(x)
+        z = (u - self.mean) / self.std
+        normal = -0.5 * z**2 - torch.log(self.std) - 0.5 * math.log(2 * math.pi)
+        return (normal - torch.log1p(-x**2)).sum(-1)  # change of variables through tanh
+
+    def entropy(self) -> torch.Tensor:
+        """A one-sample estimate (the squashed entropy has no closed form), as in V1."""
+        return -self.log_prob(self.sample())
+
+
+class TruncNormal:
+    """DreamerV2: Normal(tanh(raw), 2 sigmoid(raw_s / 2) + min_std) truncated to [-1, 1].
+    Samples by inverse CDF, so gradients reach mean and std (dynamics backprop)."""
+
+    def __init__(self, raw_mean: torch.Tensor, raw_std: torch.Tensor, min_std: float = 0.1):
+        self.mean = torch.tanh(raw_mean)
+        self.std = 2 * torch.sigmoid(raw_std / 2) + min_std
+        self._lo = _normal_cdf((-1 - self.mean) / self.std)
+        self._hi = _normal_cdf((1 - self.mean) / self.std)
+        self._z = (self._hi - self._lo).clamp(min=1e-6)
+
+    def sample(self) -> torch.Tensor:
+        u = self._lo + self._z * torch.rand_like(self.mean)
+        x = self.mean + self.std * math.sqrt(2) * torch.erfinv((2 * u - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        return x.clamp(-1, 1)
+
+    def mode(self) -> torch.Tensor:
+        return self.mean  # tanh keeps it inside [-1, 1]
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        z = (x - self.mean) / self.std
+        normal = -0.5 * z**2 - torch.log(self.std) - 0.5 * math.log(2 * math.pi)
+        return (normal - torch.log(self._z)).sum(-1)
+
+    def entropy(self) -> torch.Tensor:
+        a, b = (-1 - self.mean) / self.std, (1 - self.mean) / self.std
+        pdf = lambda t: torch.exp(-0.5 * t**2) / math.sqrt(2 * math.pi)
+        h = (0.5 * math.log(2 * math.pi * math.e) + torch.log(self.std * self._z)
+             + (a * pdf(a) - b * pdf(b)) / (2 * self._z))
+        return h.sum(-1)
+
+
+def _normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2)))
 
 
 def bernoulli_nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -87,9 +87,9 @@ class ConvEncoder(nn.Module):
         self.out_dim = inp * minres * minres
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(..., H, W, C) uint8 -> (..., features)."""
+        """(..., H, W, C) floats in [-0.5, 0.5] -> (..., features)."""
         lead = image.shape[:-3]
-        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+        x = image.reshape(-1, *image.shape[-3:]).permute(0, 3, 1, 2)
         return self.net(x).reshape(*lead, -1)
 
 
@@ -136,6 +136,32 @@ class NormGRUCell(nn.Module):
         return update * cand + (1 - update) * h
 
 
+class ObsScaling:
+    """How observations enter and leave a model: images to [-0.5, 0.5] at `image_bits` bits
+    (PlaNet quantises to 5, each value at its bin's centre; 8 keeps every level), vectors
+    symlog'd (DreamerV3) or as they are (PlaNet, Dreamer V1/V2)."""
+
+    def __init__(self, symlog_vectors: bool = True, image_bits: int = 8):
+        if not 1 <= image_bits <= 8:
+            raise ValueError(f"image_bits must be in 1..8, not {image_bits}")
+        self.symlog_vectors, self.image_bits = symlog_vectors, image_bits
+
+    def image(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.image_bits < 8:
+            levels = 2 ** self.image_bits
+            x = (torch.floor(x / 2 ** (8 - self.image_bits)) + 0.5) * (255.0 / levels)
+        return x / 255.0 - 0.5
+
+    def vector(self, x: torch.Tensor) -> torch.Tensor:
+        return symlog(x.float()) if self.symlog_vectors else x.float()
+
+    def vector_out(self, x: torch.Tensor) -> torch.Tensor:
+        from wmtool.nets.dists import symexp
+
+        return symexp(x) if self.symlog_vectors else x
+
+
 def split_keys(obs_space: dict[str, Space]) -> tuple[list[str], list[str]]:
     """Model inputs: image keys (uint8 HxWxC) and vector keys; `log/` keys are never inputs."""
     keys = [k for k in obs_space if not k.startswith("log/")]
@@ -143,10 +169,12 @@ def split_keys(obs_space: dict[str, Space]) -> tuple[list[str], list[str]]:
 
 
 class MultiEncoder(nn.Module):
-    """Image keys (stacked on channels) -> CNN; vector keys (symlog'd) -> MLP; concatenated."""
+    """Image keys (stacked on channels) -> CNN; vector keys -> MLP; concatenated."""
 
-    def __init__(self, obs_space: dict[str, Space], depth: int, units: int, layers: int):
+    def __init__(self, obs_space: dict[str, Space], depth: int, units: int, layers: int,
+                 scaling: ObsScaling | None = None):
         super().__init__()
+        self.scaling = scaling or ObsScaling()
         self.image_keys, self.vector_keys = split_keys(obs_space)
         self.out_dim = 0
         if self.image_keys:
@@ -162,17 +190,21 @@ class MultiEncoder(nn.Module):
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.image_keys:
-            parts.append(self.cnn(torch.cat([obs[k] for k in self.image_keys], -1)))
+            images = torch.cat([obs[k] for k in self.image_keys], -1)
+            parts.append(self.cnn(self.scaling.image(images)))
         if self.vector_keys:
-            parts.append(self.mlp(symlog(torch.cat([obs[k].float() for k in self.vector_keys], -1))))
+            vectors = torch.cat([obs[k].float() for k in self.vector_keys], -1)
+            parts.append(self.mlp(self.scaling.vector(vectors)))
         return torch.cat(parts, -1)
 
 
 class MultiDecoder(nn.Module):
-    """Features -> every input key; loss: image MSE, vector symlog MSE (summed per step)."""
+    """Features -> every input key; loss: MSE in the model's scaling (summed per step)."""
 
-    def __init__(self, inp: int, obs_space: dict[str, Space], depth: int, units: int, layers: int):
+    def __init__(self, inp: int, obs_space: dict[str, Space], depth: int, units: int, layers: int,
+                 scaling: ObsScaling | None = None):
         super().__init__()
+        self.scaling = scaling or ObsScaling()
         self.image_keys, self.vector_keys = split_keys(obs_space)
         self.obs_space = obs_space
         if self.image_keys:
@@ -184,7 +216,7 @@ class MultiDecoder(nn.Module):
             self.mlp = MLP(inp, units, layers, out=sum(self.vector_dims))
 
     def forward(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predictions in model space: images in [-0.5, 0.5], vectors in symlog space."""
+        """Predictions in model space: images in [-0.5, 0.5], vectors scaled (symlog)."""
         out = {}
         if self.image_keys:
             sizes = [self.obs_space[k].shape[-1] for k in self.image_keys]
@@ -196,19 +228,17 @@ class MultiDecoder(nn.Module):
     def losses(self, pred: dict[str, torch.Tensor], obs: dict[str, torch.Tensor]) -> dict:
         losses = {}
         for key in self.image_keys:
-            target = obs[key].float() / 255.0 - 0.5
+            target = self.scaling.image(obs[key])
             losses[key] = ((pred[key] - target) ** 2).sum((-3, -2, -1))
         for key in self.vector_keys:
-            losses[key] = ((pred[key] - symlog(obs[key].float())) ** 2).sum(-1)
+            losses[key] = ((pred[key] - self.scaling.vector(obs[key])) ** 2).sum(-1)
         return losses
 
     def decode(self, pred: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Model-space predictions -> observation space (uint8 images, raw vectors)."""
-        from wmtool.nets.dists import symexp
-
         out = {}
         for key in self.image_keys:
             out[key] = ((pred[key] + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
         for key in self.vector_keys:
-            out[key] = symexp(pred[key])
+            out[key] = self.scaling.vector_out(pred[key])
         return out

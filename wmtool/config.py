@@ -1,7 +1,8 @@
 """Configuration: recipes (YAML data) + size preset + `--set key=value`, strictly typed.
 
-A run's config = recipes/defaults.yaml, then the suite recipe, the algorithm recipe, the size
-preset, an experiment recipe (`--recipe`), then `--set` overrides, in that order. Every key
+A run's config = recipes/defaults.yaml, then the suite recipe, the algorithm recipe, the
+algorithm x suite recipe (with its per-task overrides), the size preset, an experiment recipe
+(`--recipe`), then `--set` overrides, in that order. Every key
 must already exist in defaults.yaml and keep its type; errors name the valid keys. The result
 is frozen: nothing changes it after load.
 """

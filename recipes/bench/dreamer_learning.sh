@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# DreamerV3 learning benchmark: DMC from state on this CPU with the shipped recipe
-# (recipes/exp/dreamerv3__dmc_proprio_cpu.yaml). Prints, per seed, wall-clock minutes, env
-# steps, updates and the final greedy evaluation (10 episodes), then every evaluation on the
-# way with its minute (`wmtool compare` draws the curves) and the best one's checkpoint.
-# Usage: recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
+# Learning benchmark of the RSSM family: DMC from state on this CPU with the shipped recipe
+# recipes/exp/$ALGO__dmc_proprio_cpu.yaml (ALGO: dreamerv3 by default, planet, dreamerv1,
+# dreamerv2). Prints, per seed, wall-clock minutes, agent steps, updates and the final
+# greedy evaluation (10 episodes), then every evaluation on the way with its minute
+# (`wmtool compare` draws the curves) and the best one's checkpoint; for PlaNet also the
+# planning time per action.
+# Usage: [ALGO=planet] recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
 # JOBS=2 runs two seeds at a time with one torch thread each (the 2-core machine stays
 # full); the default runs them one after the other with the recipe's threads.
 set -euo pipefail
@@ -12,20 +14,22 @@ task=${1:-cartpole-balance}; shift || true
 seeds=${*:-0 1 2}
 out=${OUT:-runs/bench}
 jobs=${JOBS:-1}
+algo=${ALGO:-dreamerv3}
 threads=$([ "$jobs" -gt 1 ] && echo 1 || echo 0)
-echo "machine: $(nproc) cores, $(date -u +%F), recipe dreamerv3__dmc_proprio_cpu, task $task, $jobs at a time"
+echo "machine: $(nproc) cores, $(date -u +%F), recipe ${algo}__dmc_proprio_cpu, task $task, $jobs at a time"
 run_seed() {
-  local seed=$1 dir="$out/dreamerv3-$task-$1-$(date +%s)"
+  local seed=$1 dir="$out/$algo-$task-$1-$(date +%s)"
   local json
-  json=$(.venv/bin/wmtool train --algo dreamerv3 --recipe dreamerv3__dmc_proprio_cpu \
+  json=$(.venv/bin/wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" \
          --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
          --json --quiet)
   .venv/bin/python - "$json" "$seed" <<'PY'
 import json, sys
 r, seed = json.loads(sys.argv[1]), sys.argv[2]
 e = r["eval"]
+plan = f"  planning {e['plan/ms_per_action']:.0f} ms/action" if "plan/ms_per_action" in e else ""
 print(f"{seed:<6} {r['seconds'] / 60:>10.1f} {r['env_steps']:>10} {r['updates']:>9} "
-      f"{e['return_mean']:>8.1f} ± {e['return_std']:.1f}  {r['run_dir']}")
+      f"{e['return_mean']:>8.1f} ± {e['return_std']:.1f}  {r['run_dir']}{plan}")
 rows = [json.loads(line) for line in open(f"{r['run_dir']}/metrics.jsonl")]
 start = rows[-1]["time"] - r["seconds"]  # the last row is logged as the run ends
 curve = [f"{row['step']}:{row['eval/return_mean']:.0f}@{(row['time'] - start) / 60:.0f}min"

@@ -1,4 +1,7 @@
-"""DreamerV3 update throughput on this CPU (issue "DreamerV3 end to end").
+"""Update throughput of the RSSM family on this CPU (issue "DreamerV3 end to end").
+
+`--algo planet|dreamerv1|dreamerv2 --env dmc:cartpole-balance --recipe NAME` measures the
+others on any env and recipe (no size preset unless --size is given).
 
 Setting of the reference figure (sheeprl 0.8.4 XS, ~0.45 updates/s here): vector CartPole,
 batch 16 x 64, imagination horizon 15 from all 1024 posterior states, dense 256 / GRU 256 /
@@ -42,7 +45,11 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--size", default="xs")
+    parser.add_argument("--algo", default="dreamerv3")
+    parser.add_argument("--env", default="gym:CartPole-v1")
+    parser.add_argument("--recipe", default=None)
+    parser.add_argument("--size", default=None, help="size preset (default: xs for dreamerv3 "
+                        "without a recipe, else none)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--updates", type=int, default=5, help="updates per timed block")
@@ -50,13 +57,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = config.compose({"env": {"id": "gym:CartPole-v1"}}, algo="dreamerv3", size=args.size,
+    if args.size is None and args.algo == "dreamerv3" and not args.recipe:
+        args.size = "xs"  # the reference figure's setting
+    cfg = config.compose({"env": {"id": args.env}}, args.recipe, algo=args.algo, size=args.size,
                          sets=[f"train.amp={str(args.amp).lower()}"])
     vec = VecEnv([functools.partial(make_env, cfg.env, None)])
     replay = Replay(vec.obs_space, vec.act_space, 100_000)
     run_episodes(vec, RandomPolicy(vec.act_space, 0), steps=5000, seed=0, on_episode=replay.add)
     vec.close()
-    agent = Agent("dreamerv3", vec.obs_space, vec.act_space, cfg)
+    agent = Agent(args.algo, vec.obs_space, vec.act_space, cfg)
     batch, length, horizon = cfg.train.batch, cfg.train.length, cfg.behavior.horizon
     for _ in range(2):  # warm-up
         agent.train_step(replay.sample(batch, length))
@@ -73,6 +82,7 @@ def main() -> None:
         rates.append(args.updates / (time.perf_counter() - start))
     ups = statistics.median(rates)
     result = {
+        "algo": args.algo, "env": args.env, "recipe": args.recipe,
         "size": args.size, "threads": args.threads, "amp_bf16": args.amp,
         "parameters": agent.parameter_counts()["total"],
         "batch": batch, "length": length, "horizon": horizon,

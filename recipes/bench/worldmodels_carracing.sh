@@ -3,7 +3,10 @@
 # 1. brownian episodes for training, and 5 held-out ones (another seed);
 # 2. V then M, offline; their held-out losses next to untrained V / M (`eval --data`);
 # 3. C by CMA-ES scored in the real env (the paper's protocol), evaluated over 5 episodes;
-# 4. C trained only in the dream at each temperature in TAUS, each scored in the real env.
+# 4. C trained only in the dream at each temperature in TAUS, each scored in the real env;
+# 5. the paper's iterative procedure: the real-trained C plus noise (std 0.1 and 0.3, half
+#    the episodes each) adds as many episodes again, V and M are trained afresh on all of
+#    them (model2), and C is trained only in that dream at each temperature in TAUS.
 # Usage: recipes/bench/worldmodels_carracing.sh [EPISODES] [REAL_GENERATIONS] [DREAM_GENERATIONS]
 # Stages already done in $OUT are skipped, so a stopped benchmark picks up where it was.
 set -euo pipefail
@@ -38,6 +41,24 @@ for tau in $taus; do
     --set controller.popsize=64 --set controller.rollouts=8 \
     --env $env --eval-episodes 5 --run-dir "$out/dream-$tau"
 done
+if [ ! -s "$out/iter.h5" ]; then  # one stage: a half-written copy is started again
+  start=$SECONDS
+  cp "$out/train.h5" "$out/iter.h5.part"
+  for noise in 0.1 0.3; do
+    $W collect --env $env --policy "run:$out/real" --noise $noise --episodes $((episodes / 2)) \
+      --workers 2 --seed "$([ $noise = 0.1 ] && echo 300 || echo 400)" --out "$out/iter.h5.part" \
+      --json --quiet > "$out/collect-iter-$noise.json"
+  done
+  mv "$out/iter.h5.part" "$out/iter.h5"
+  echo "iter: $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s"
+fi
+stage model2 $W train --algo worldmodels --recipe worldmodels__carracing_cpu --data "$out/iter.h5" --run-dir "$out/model2"
+stage fit2 $W eval --run "$out/model2" --data "$out/heldout.h5"
+for tau in $taus; do
+  stage "dream2-$tau" $W imagine --run "$out/model2" --temperature "$tau" --steps "$dream_generations" \
+    --set controller.popsize=64 --set controller.rollouts=8 \
+    --env $env --eval-episodes 5 --run-dir "$out/dream2-$tau"
+done
 .venv/bin/python - "$out" $taus <<'PY'
 import json, sys
 from pathlib import Path
@@ -62,10 +83,24 @@ print(f"C in the real env: {real['updates']} generations, {real['env_steps_train
       f"{real['seconds'] / 60:.1f} min; acting controller per logged generation: "
       + " ".join(f"{s:.0f}" for s in curve))
 print(f"  eval (5 episodes): {e['return_mean']:.1f} ± {e['return_std']:.1f} (min {e['return_min']:.1f})")
-print(f"{'tau':>5} {'dream score':>12} {'real score':>16} {'minutes':>8}")
-for tau in taus:
-    r = load(f"dream-{tau}")
-    dream = scores(f"dream-{tau}")[-1]
-    print(f"{tau:>5} {dream:>12.1f} {r['eval']['return_mean']:>9.1f} ± {r['eval']['return_std']:<5.1f}"
-          f" {r['seconds'] / 60:>8.1f}")
+def dream_table(prefix):
+    print(f"{'tau':>5} {'dream score':>12} {'real score':>16} {'minutes':>8}")
+    for tau in taus:
+        r = load(f"{prefix}-{tau}")
+        dream = scores(f"{prefix}-{tau}")[-1]
+        print(f"{tau:>5} {dream:>12.1f} {r['eval']['return_mean']:>9.1f} ± "
+              f"{r['eval']['return_std']:<5.1f} {r['seconds'] / 60:>8.1f}")
+print("C only in the dream of the model trained on brownian data:")
+dream_table("dream")
+for noise in ("0.1", "0.3"):
+    c = load(f"collect-iter-{noise}")
+    print(f"iteration: the real-trained C with noise {noise} collected {c['episodes']} episodes, "
+          f"return {c['return_mean']:.1f} ± {c['return_std']:.1f}")
+model2 = load("model2")
+print(f"model2 (V + M on both): {model2['seconds'] / 60:.1f} min")
+for phase, fit in load("fit2")["phases"].items():
+    parts = "  ".join(f"{k} {fit['trained'][k]:.3f}" for k in fit["trained"] if k != "loss")
+    print(f"held-out {phase}: {parts}")
+print("C only in the dream of model2:")
+dream_table("dream2")
 PY

@@ -1,0 +1,63 @@
+"""PlaNet's CEM planning latency per action on this CPU, at the paper's settings and at the
+CPU recipe's (recipes/exp/planet__dmc_proprio_cpu.yaml), for an untrained model of the
+given task (the cost does not depend on the weights).
+
+Usage: .venv/bin/python recipes/bench/planning_latency.py [TASK] [--threads N] [--repeats R]
+Prints the median and spread of R timed actions (after 3 warm-up actions) per setting.
+Run it alone: the other core's load changes the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from wmtool import config
+from wmtool.engine.agent import Agent
+from wmtool.engine.session import make_vec
+from wmtool.runtime import setup_torch
+
+
+def time_actions(cfg, repeats: int) -> list[float]:
+    vec = make_vec(cfg.env, 1)
+    try:
+        agent = Agent("planet", vec.obs_space, vec.act_space, cfg)
+        obs, carry, times = vec.reset(0), None, []
+        for i in range(repeats + 3):
+            tick = time.perf_counter()
+            action, carry = agent.policy_step(obs, carry, "greedy")
+            if i >= 3:
+                times.append(1000 * (time.perf_counter() - tick))
+            obs = vec.step(action)
+    finally:
+        vec.close()
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("task", nargs="?", default="cartpole-balance")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    setup_torch(args.threads, "cpu")
+    env = {"env": {"id": f"dmc:{args.task}"}}
+    settings = {"paper": config.compose(env, algo="planet"),
+                "cpu recipe": config.compose(env, "planet__dmc_proprio_cpu", algo="planet")}
+    print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s); "
+          f"dmc:{args.task}, median of {args.repeats} actions")
+    for name, cfg in settings.items():
+        p = cfg.planner
+        times = time_actions(cfg, args.repeats)
+        q1, q3 = np.percentile(times, [25, 75])
+        print(f"{name:>10}: {p.candidates} candidates x {p.iterations} iterations x horizon "
+              f"{p.horizon} (top {p.top}): {statistics.median(times):.1f} ms per action "
+              f"(quartiles {q1:.1f}-{q3:.1f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,9 @@ EXAMPLES = """Examples:
 
   wmtool collect --env gym:CarRacing-v3 --policy brownian --episodes 1 --set env.time_limit=200 --out data/car.h5 --quiet
 
-  wmtool collect --env gym:CarRacing-v3 --policy run:runs/wm --noise 0.2 --episodes 1 --set env.time_limit=200 --out data/car.h5 --quiet
+  wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 300 --set train.prefill=200 --set train.train_ratio=64 --run-dir runs/cp --quiet
+
+  wmtool collect --env gym:CartPole-v1 --policy run:runs/cp --noise 0.1 --episodes 2 --out data/cp_agent.h5 --json
 """
 
 

@@ -15,7 +15,7 @@ seeds=${*:-0 1 2}
 out=${OUT:-runs/bench}
 jobs=${JOBS:-1}
 algo=${ALGO:-dreamerv3}
-threads=$([ "$jobs" -gt 1 ] && echo 1 || echo 0)
+threads=${THREADS:-$([ "$jobs" -gt 1 ] && echo 1 || echo 0)}  # THREADS=1 when another run shares the machine
 echo "machine: $(nproc) cores, $(date -u +%F), recipe ${algo}__dmc_proprio_cpu, task $task, $jobs at a time"
 run_seed() {
   local seed=$1 dir="$out/$algo-$task-$1-$(date +%s)"

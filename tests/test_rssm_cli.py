@@ -29,7 +29,8 @@ def test_train_resume_eval_dream_export_imagine(algo, cli, tmp_path):
     env, run = CASES[algo], tmp_path / algo
     out = ok(cli("train", "--algo", algo, "--env", env, "--steps", "200", "--set",
                  "train.prefill=100", *TINY, "--run-dir", run, "--quiet", "--json"))
-    assert out["env_steps"] == 200 and out["updates"] == 200 * 64 // (4 * 16) - 100 * 64 // 64
+    # updates = (steps - prefill) x train_ratio / (batch x length)
+    assert out["env_steps"] == 200 and out["updates"] == (200 - 100) * 64 // (4 * 16)
     assert ("plan/ms_per_action" in out["eval"]) == (algo == "planet")
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert any("train/wm/loss_reward" in row for row in rows)

@@ -82,7 +82,7 @@ def test_acting_is_valid_and_survives_a_checkpoint_round_trip(algo, car, tmp_pat
     actions = greedy_actions(agent)
     assert actions.shape == (3, 1, *act_space.shape)
     assert np.all(np.abs(actions) <= 1.0)  # continuous actions live in [-1, 1]
-    ckpt.save(tmp_path / "c.pt", agent, {"env_steps": 0, "updates": 1, "episodes": 0})
+    ckpt.save(tmp_path / "c.pt", agent, {"agent_steps": 0, "updates": 1, "episodes": 0})
     fresh = Agent(algo, obs_space, act_space, cfg)
     ckpt.restore_agent(fresh, ckpt.load(tmp_path / "c.pt"))
     assert np.array_equal(greedy_actions(fresh), actions)

@@ -214,7 +214,7 @@ def test_runs_table_and_compare_curves(cli, runs, tmp_path):
     assert res.exit_code == 0, res.output
     rows = {Path(r["run"]).name: r for r in map(json.loads, res.stdout.splitlines())}
     assert {"trained", "untrained", "pixels"} <= set(rows)
-    assert rows["trained"]["env_steps"] == 900 and rows["trained"]["status"] == "finished"
+    assert rows["trained"]["agent_steps"] == rows["trained"]["env_steps"] == 900 and rows["trained"]["status"] == "finished"
     assert rows["trained"]["last_eval"] is not None
     table = cli("runs", runs)
     assert table.exit_code == 0 and "trained" in table.output

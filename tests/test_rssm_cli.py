@@ -29,8 +29,10 @@ def test_train_resume_eval_dream_export_imagine(algo, cli, tmp_path):
     env, run = CASES[algo], tmp_path / algo
     out = ok(cli("train", "--algo", algo, "--env", env, "--steps", "200", "--set",
                  "train.prefill=100", *TINY, "--run-dir", run, "--quiet", "--json"))
-    # updates = (steps - prefill) x train_ratio / (batch x length)
-    assert out["env_steps"] == 200 and out["updates"] == (200 - 100) * 64 // (4 * 16)
+    # updates = (agent steps - prefill) x train_ratio / (batch x length)
+    assert out["agent_steps"] == 200 and out["updates"] == (200 - 100) * 64 // (4 * 16)
+    repeat = 8 if algo == "planet" else 1  # PlaNet's cartpole action repeat (the paper's)
+    assert out["env_steps"] == 200 * repeat
     assert ("plan/ms_per_action" in out["eval"]) == (algo == "planet")
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     assert any("train/wm/loss_reward" in row for row in rows)
@@ -42,7 +44,7 @@ def test_train_resume_eval_dream_export_imagine(algo, cli, tmp_path):
     # resume from the mid-run checkpoint, as after a crash at step 150
     (run / "checkpoints" / "step_000000150.pt").replace(run / "checkpoints" / "latest.pt")
     out = ok(cli("train", "--resume", run, "--quiet", "--json"))
-    assert out["env_steps"] == 200 and out["updates"] == 100
+    assert out["agent_steps"] == 200 and out["updates"] == 100
 
     out = ok(cli("eval", "--run", run, "--episodes", "1", "--json"))
     assert out["episodes"] == 1 and 0 < out["length_mean"] <= 100
@@ -74,7 +76,7 @@ def test_offline_training_from_a_dataset(algo, cli, tmp_path):
            "--out", data, "--quiet"))
     out = ok(cli("train", "--algo", algo, "--data", data, "--steps", "4", *TINY,
                  "--run-dir", tmp_path / "off", "--quiet", "--json"))
-    assert out["updates"] == 4 and out["env_steps"] == 0
+    assert out["updates"] == 4 and out["agent_steps"] == 0
     meta = rundir.read_meta(tmp_path / "off")
     assert meta["algo"] == algo
     rows = [json.loads(line) for line in open(tmp_path / "off" / "metrics.jsonl")]

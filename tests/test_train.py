@@ -123,11 +123,11 @@ def test_train_kill_resume_finish_eval(tmp_path, env_args):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = ckpt.load(run / "checkpoints" / "latest.pt")["counters"]
-    assert killed_at["env_steps"] < 400
+    assert killed_at["agent_steps"] < 400
     res = run_wmtool("train", "--resume", run, "--json", "--quiet")
     assert res.returncode == 0, res.stderr
     done = json.loads(res.stdout)
-    assert done["env_steps"] == 400 and done["updates"] > killed_at["updates"]
+    assert done["agent_steps"] == 400 and done["updates"] > killed_at["updates"]
     assert json.loads((run / "run.json").read_text())["status"] == "finished"
     with EpisodeReader(run / "replay" / "episodes.h5") as reader:
         assert len(reader) >= done["episodes"] > 0
@@ -137,7 +137,7 @@ def test_train_kill_resume_finish_eval(tmp_path, env_args):
     evals = [r["eval/return_mean"] for r in rows if "eval/return_mean" in r]
     assert done["best_eval"]["return_mean"] == max(evals)
     best = ckpt.load(done["best_eval"]["checkpoint"])
-    assert best["counters"]["env_steps"] == done["best_eval"]["step"]
+    assert best["counters"]["agent_steps"] == done["best_eval"]["step"]
     video = tmp_path / "eval.mp4"
     res = run_wmtool("eval", "--run", run, "--episodes", 2, "--video", video, "--json")
     assert res.returncode == 0, res.stderr
@@ -169,7 +169,7 @@ def test_offline_training_takes_no_env_steps(tmp_path):
                      "--run-dir", run, "--json", "--quiet")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["updates"] == 12 and out["env_steps"] == 0 and "eval" not in out
+    assert out["updates"] == 12 and out["env_steps"] == out["agent_steps"] == 0 and "eval" not in out
     assert (run / "checkpoints" / "latest.pt").exists()
     res = run_wmtool("eval", "--run", run, "--episodes", 1)
     assert res.returncode == 1 and "--env" in res.stderr

@@ -197,14 +197,22 @@ def algo_suite_layers(algo: str, env_id: str, root: Path | None = None) -> list[
     return layers
 
 
-def size_layer(size: str | None, root: Path | None = None) -> list[tuple[str, dict]]:
+def size_layer(size: str | None, root: Path | None = None,
+               algo: str | None = None) -> list[tuple[str, dict]]:
+    """A preset of recipes/sizes.yaml; one whose `for:` list lacks `algo` is refused, since
+    it would change nothing that algorithm uses."""
     if not size:
         return []
     root = root or recipes_dir()
     presets = read_yaml(root / "sizes.yaml")
-    if size not in presets:
-        raise WmtoolError(f"unknown size preset '{size}'", f"valid: {', '.join(presets)}")
-    return [(f"sizes.yaml:{size}", presets[size] or {})]
+    fits = lambda name: not algo or algo in (presets[name] or {}).get("for", [algo])
+    if size not in presets or not fits(size):
+        what = f"for --algo {algo}" if algo and size in presets else "preset"
+        raise WmtoolError(f"unknown size {what} '{size}'",
+                          f"valid: {', '.join(name for name in presets if fits(name))}")
+    preset = dict(presets[size] or {})
+    preset.pop("for", None)
+    return [(f"sizes.yaml:{size}", preset)]
 
 
 def recipe_layer(recipe: str | None, root: Path | None = None) -> list[tuple[str, dict]]:
@@ -237,7 +245,7 @@ def compose(flags: Mapping[str, Any] | None = None, recipe: str | None = None,
         path = root / "algo" / f"{algo}.yaml"
         layers += [(str(path), read_yaml(path))] if path.exists() else []
         layers += algo_suite_layers(algo, str(env_id), root)
-    layers += size_layer(size, root) + recipe_layers
+    layers += size_layer(size, root, algo) + recipe_layers
     if flags:
         layers.append(("command-line flags", flags))
     return load(layers, sets, root)

@@ -49,11 +49,8 @@ def metadata(loaded, module=None) -> dict:
             "continuous in [-1, 1]: env action = low + (a + 1) / 2 * (high - low)"}
     if module is not None:
         carry = module.carry_shapes()
-        meta.update(inputs=[*module.obs_keys, *carry, "is_first"],
-                    outputs=["action", "next_deter", "next_stoch", "next_prev_action"],
-                    carry_shapes=carry,
-                    usage="first step: zeros for the carry and is_first=True; then feed next_deter, "
-                          "next_stoch, next_prev_action back in with is_first=False")
+        meta.update(inputs=[*module.obs_keys, *carry, "is_first"], outputs=module.outputs,
+                    carry_shapes=carry, usage=module.usage)
     return meta
 
 

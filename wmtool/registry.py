@@ -51,6 +51,9 @@ ALGOS: dict[str, Entry] = {
     "planet": Entry("wmtool.models.dreamer_algo:build_planet",
                     "PlaNet (2019): Gaussian RSSM + CEM planning, continuous actions",
                     acting="wmtool.models.dreamer_algo:acting_policy", imagine=False),
+    "tdmpc2": Entry("wmtool.models.tdmpc2_algo:build_tdmpc2",
+                    "TD-MPC2 (2024): implicit latent model + MPPI with a policy prior",
+                    acting="wmtool.models.tdmpc2_algo:acting_policy"),
     "worldmodels": Entry("wmtool.models.worldmodels_algo:build_worldmodels",
                          "World Models (2018): VAE + MDN-RNN, linear controller by CMA-ES"),
 }

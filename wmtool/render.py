@@ -82,6 +82,8 @@ class CurveFigure:
                 self.series.append((f"{key}[{d}]", None if truth is None else truth[..., d],
                                     pred[..., d]))
         self.series.append(("reward", dream.reward_truth, dream.reward_pred))
+        if dream.value_pred is not None:
+            self.series.append(("value", None, dream.value_pred))
         self.series.append(("continue", None, dream.cont_pred))
         cols = 2 if len(self.series) > 4 else 1
         rows = -(-len(self.series) // cols)
@@ -95,8 +97,8 @@ class CurveFigure:
             ax.tick_params(labelsize=6)
             ax.axvline(dream.context - 0.5, color="grey", lw=0.8, ls=":")
             values = [pred] + ([truth] if truth is not None else [])
-            lo = min(float(np.min(v)) for v in values)
-            hi = max(float(np.max(v)) for v in values)
+            lo = min(float(np.nanmin(v)) for v in values)  # NaN: steps with no prediction
+            hi = max(float(np.nanmax(v)) for v in values)
             pad = 0.05 * (hi - lo) + 1e-6
             ax.set_xlim(0, length - 1)
             ax.set_ylim(lo - pad, hi + pad)

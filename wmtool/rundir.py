@@ -49,3 +49,21 @@ def latest_checkpoint(path: Path) -> Path:
         raise WmtoolError(f"{path} has no checkpoint yet (checkpoints/latest.pt)",
                           "wait for the first checkpoint or lower train.checkpoint_every")
     return file
+
+
+def step_counts(counters: dict, action_repeat: int) -> dict[str, int]:
+    """Both clocks, spelled out: agent steps (policy decisions, the unit of train.steps and
+    every *_every) and env steps (simulator steps: agent steps x env.action_repeat, the
+    unit papers report for DMC). Atari's frame skip is inside one env step, as in papers."""
+    agent = int(counters.get("agent_steps", 0))
+    return {"agent_steps": agent, "env_steps": agent * max(int(action_repeat), 1)}
+
+
+def migrate_counters(counters: dict) -> dict:
+    """Counters saved before agent and env steps were told apart called agent steps
+    `env_steps`; read them as agent steps."""
+    counters = dict(counters)
+    if "agent_steps" not in counters:
+        counters["agent_steps"] = counters.pop("env_steps", 0)
+    counters.pop("env_steps", None)
+    return counters

@@ -41,18 +41,20 @@ def curve(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
 def summary(run: Path) -> dict:
     meta = rundir.read_meta(run)
     rows = read_metrics(run)
-    counters = dict(meta.get("counters", {}))  # as of the last checkpoint
+    counters = rundir.migrate_counters(meta.get("counters", {}))  # at the last checkpoint
     for row in rows:  # a killed run may have logged past its last checkpoint
         for key, value in row.items():
-            if key.startswith("counters/"):
-                name = key.split("/", 1)[1]
+            name = key.partition("/")[2]
+            if key.startswith("counters/") and name != "env_steps":  # derived, below
                 counters[name] = max(int(value), counters.get(name, 0))
+    counters.update(rundir.step_counts(counters, rundir.load_config(run).env.action_repeat))
     _, evals = curve(rows, "eval/return_mean")
     last_eval = meta.get("last_eval")
     if last_eval is None and len(evals):
         last_eval = float(evals[-1])
     return {"run": str(run), "algo": meta.get("algo"), "env": meta.get("env") or meta.get("data"),
             "mode": meta.get("mode"), "status": meta.get("status"), "created": meta.get("created"),
+            "agent_steps": counters.get("agent_steps"),
             "env_steps": counters.get("env_steps"), "updates": counters.get("updates"),
             "last_eval": last_eval}
 

@@ -70,7 +70,7 @@ def collect(
     env: EnvOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to create or append to")],
     episodes: Annotated[Optional[int], typer.Option(help="stop after this many episodes")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="stop after this many env steps")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="stop after this many agent steps (env steps / env.action_repeat)")] = None,
     seed: SeedOpt = 0,
     policy: Annotated[str, typer.Option(
         help="policy that acts: random (uniform), brownian (smooth random walk, continuous "

@@ -47,7 +47,7 @@ def dream(
     import numpy as np
     import torch
 
-    from wmtool.engine.dream import free_dream, open_loop, sample_sequences
+    from wmtool.engine.dream import free_dream, latent_traces, open_loop, sample_sequences
     from wmtool.engine.loading import load_run
     from wmtool.render import dream_frames, dream_still
     from wmtool.video import write_video
@@ -68,12 +68,19 @@ def dream(
     length = context + (0 if free else horizon)
     episodes = _episodes(loaded, data, env, sequences * length, seed)
     batch = sample_sequences(episodes, loaded.agent.act_space, sequences, length, rng)
-    result_dream = (free_dream(loaded.agent, batch, context, horizon) if free
-                    else open_loop(loaded.agent, batch, context))
+    if getattr(loaded.agent.wm, "can_decode", False):
+        result_dream = (free_dream(loaded.agent, batch, context, horizon) if free
+                        else open_loop(loaded.agent, batch, context))
+    else:
+        info(f"{loaded.agent.algo} has no decoder, so it cannot show observations; showing "
+             "its predicted reward, value and continuation per step instead", quiet)
+        result_dream = latent_traces(loaded.agent, batch, context, horizon, free)
     errors = result_dream.errors()
     result = {"run": str(run), "kind": "free" if free else "open-loop", "context": context,
               "horizon": horizon, "sequences": sequences, "error": errors,
               "reward_pred_mean": float(result_dream.reward_pred[:, context:].mean())}
+    if result_dream.value_pred is not None:
+        result["value_pred_mean"] = float(np.nanmean(result_dream.value_pred[:, context:]))
     if render is not None:
         frames = dream_frames(result_dream, scale)
         write_video(render, frames, fps=fps)

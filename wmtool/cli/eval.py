@@ -31,7 +31,8 @@ def eval_(
     run: Annotated[Path, typer.Option(help="run directory made by `wmtool train`")],
     checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
     episodes: Annotated[int, typer.Option(help="episodes to play")] = 10,
-    mode: Annotated[str, typer.Option(help="greedy | sample")] = "greedy",
+    mode: Annotated[str, typer.Option(
+        help="greedy | sample | prior (TD-MPC2: the policy prior alone, no planning)")] = "greedy",
     video: Annotated[Optional[Path], typer.Option(help="record what the agent saw (.mp4/.gif)")] = None,
     env: Annotated[Optional[str], typer.Option(help="env for runs trained offline without one")] = None,
     seed: Annotated[int, typer.Option(help="seed of the evaluation episodes")] = 12345,
@@ -44,13 +45,15 @@ def eval_(
     from wmtool.engine.loading import load_run
     from wmtool.engine.session import make_vec
     from wmtool.engine.train import evaluate
+    from wmtool.rundir import migrate_counters, step_counts
     from wmtool.video import write_video
 
-    if mode not in ("greedy", "sample"):
-        raise WmtoolError(f"--mode {mode}: unknown", "use greedy or sample")
     if episodes < 1:
         raise WmtoolError("--episodes must be at least 1")
     loaded = load_run(run, checkpoint, optimizers=False)
+    if mode not in loaded.agent.modes:
+        raise WmtoolError(f"--mode {mode}: {loaded.agent.algo} does not act that way",
+                          f"use one of {', '.join(loaded.agent.modes)}")
     if data is not None:
         return _heldout(loaded, data, batches, seed, json_, quiet)
     # a vector-observation agent's video: render frames beside what it observes
@@ -67,7 +70,8 @@ def eval_(
         vec.close()
     payload = loaded.payload
     result.update({"run": str(run), "env": env_id, "mode": mode,
-                   "checkpoint_env_steps": payload["counters"].get("env_steps"),
+                   **{f"checkpoint_{k}": v for k, v in step_counts(
+                       migrate_counters(payload["counters"]), loaded.cfg.env.action_repeat).items()},
                    "checkpoint_updates": payload["counters"].get("updates")})
     if video:
         write_video(video, frames, fps=20)

@@ -19,7 +19,7 @@ RUNS_EXAMPLES = """Examples:
 
   wmtool runs runs/table --json
 """
-COMPARE_HELP = ("Plot a metric (default greedy eval return) against env steps for several runs; "
+COMPARE_HELP = ("Plot a metric (default greedy eval return) against agent steps for several runs; "
                 "runs that differ only in seed are averaged, with their spread shaded.")
 COMPARE_EXAMPLES = """Examples:
 
@@ -42,13 +42,14 @@ def runs(root: Annotated[Path, typer.Argument(help="directory searched for runs"
             emit_json(row)
         return rows
     table = Table(title=f"runs under {root}")
-    for column in ("run", "algo", "env", "mode", "env steps", "updates", "last eval", "status"):
-        table.add_column(column, justify="right" if column in ("env steps", "updates",
-                                                               "last eval") else "left")
+    numbers = ("agent steps", "env steps", "updates", "last eval")
+    for column in ("run", "algo", "env", "mode", *numbers, "status"):
+        table.add_column(column, justify="right" if column in numbers else "left")
     fmt = lambda v, spec="": "-" if v is None else format(v, spec)
     for r in rows:
         table.add_row(str(Path(r["run"]).relative_to(root)) if Path(r["run"]) != root else ".",
-                      fmt(r["algo"]), fmt(r["env"]), fmt(r["mode"]), fmt(r["env_steps"], ","),
+                      fmt(r["algo"]), fmt(r["env"]), fmt(r["mode"]), fmt(r["agent_steps"], ","),
+                      fmt(r["env_steps"], ","),
                       fmt(r["updates"], ","), fmt(r["last_eval"], ".1f"), fmt(r["status"]))
     console.print(table)
     return rows

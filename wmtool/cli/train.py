@@ -43,7 +43,7 @@ def train(
     algo: Annotated[Optional[str], typer.Option(help="algorithm, e.g. dreamerv3")] = None,
     env: Annotated[Optional[str], typer.Option("--env", "-e", help="SUITE:TASK (see `wmtool envs`)")] = None,
     size: Annotated[Optional[str], typer.Option(help="size preset: debug, xs, s, m, l, xl")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="env steps (offline: updates)")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="agent steps (env steps / env.action_repeat; offline: updates)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="random seed")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/...)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="train offline from this HDF5 dataset")] = None,
@@ -90,7 +90,8 @@ def train(
     if json_:
         emit_json(result)
     else:
-        info(f"done: {result['env_steps']} env steps, {result['updates']} updates, "
+        info(f"done: {result['agent_steps']:,} agent steps ({result['env_steps']:,} env steps), "
+             f"{result['updates']:,} updates, "
              f"{result['episodes']} episodes; run directory {result['run_dir']}", quiet)
         report_eval(result, quiet)
     return result

@@ -42,6 +42,8 @@ class Agent(nn.Module):
         build = lookup(ALGOS, self.algo, "--algo").load()
         _, self.behavior, groups = build(self.obs_space, self.act_space, self.cfg)
         self.behavior.to(self.device)
+        if hasattr(self.behavior, "bind"):  # a behaviour the model uses (TD-MPC2's prior)
+            self.behavior.bind(self.wm)
         owned = {id(p) for p in self.behavior.parameters()}
         for name, (params, lr, eps, _) in groups.items():
             params = list(params)
@@ -96,6 +98,8 @@ class Agent(nn.Module):
             with self._autocast():
                 loss, groups, post, wm_metrics = self.wm.loss(data, phase=phase)
             metrics = self._step(groups, loss)
+            if hasattr(self.wm, "after_update"):  # e.g. Polyak-averaged target networks
+                self.wm.after_update()
             metrics.update({f"train/{groups[0]}/{k}": float(v) for k, v in wm_metrics.items()})
             if phase not in self.wm.behavior_phases:
                 return metrics
@@ -108,24 +112,36 @@ class Agent(nn.Module):
                                            self._autocast))
         return metrics
 
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """Acting modes the behaviour offers (TD-MPC2 adds `prior`)."""
+        return getattr(self.behavior, "modes", ("greedy", "sample"))
+
     @torch.no_grad()
     def policy_step(self, obs: dict[str, np.ndarray], carry, mode: str = "sample"):
-        """One acting step for K envs; carry = (latent state, previous action) or None."""
+        """One acting step for K envs; carry = (latent state, previous action, the
+        behaviour's own carry such as a planner's warm start) or None."""
         data = to_tensors({k: obs[k] for k in self.wm.input_keys}, self.device)
         is_first = torch.as_tensor(np.asarray(obs["is_first"]), device=self.device)
         k = is_first.shape[0]
         if carry is None:
             state = self.wm.initial(k)
             prev = torch.zeros(k, self.wm.act_dim, device=self.device)
+            plan = None
         else:
-            state, prev = carry
+            state, prev, plan = carry
         state = self.wm.filter_step(state, prev, data, is_first, sample=mode != "greedy")
-        action = self.behavior.act(self.wm.features(state), mode).cpu().numpy()
+        feat = self.wm.features(state)
+        if hasattr(self.behavior, "act_step"):
+            action, plan = self.behavior.act_step(feat, plan, is_first, mode)
+        else:
+            action = self.behavior.act(feat, mode)
+        action = action.cpu().numpy()
         if mode == "sample" and self.cfg.behavior.explore > 0:
             action = add_noise(action, self.act_space, self.cfg.behavior.explore, self.explore_rng)
         # the model hears the action the env executes, exploration noise included
         executed = self.wm.action_input(torch.as_tensor(action, device=self.device))
-        return action, (state, executed)
+        return action, (state, executed, plan)
 
 
 class AgentPolicy:

@@ -30,6 +30,7 @@ class Dream:
     cont_pred: np.ndarray                 # (N, T)
     image_keys: list[str] = field(default_factory=list)
     vector_keys: list[str] = field(default_factory=list)
+    value_pred: np.ndarray | None = None  # (N, T): models without a decoder show values
 
     @property
     def length(self) -> int:
@@ -123,3 +124,40 @@ def free_dream(agent, batch: dict[str, np.ndarray], context: int, horizon: int,
     images, vectors = wm.decoded_keys
     return Dream(context, {k: batch[k][:, :context] for k in images + vectors}, pred,
                  batch["reward"][:, :context], reward, cont, images, vectors)
+
+
+@torch.no_grad()
+def latent_traces(agent, batch: dict[str, np.ndarray], context: int, horizon: int = 0,
+                  free: bool = False, mode: str = "sample") -> Dream:
+    """For models without a decoder (TD-MPC2): what they predict instead of observations.
+    Encode the real rows up to `context`, then roll the latent dynamics on with the recorded
+    actions (open loop) or the policy's (`free`, `horizon` steps); per row, the reward
+    predicted for arriving there, the value, and the chance to continue. Rows before the
+    first full frame stack have no latent (NaN)."""
+    wm = agent.wm
+    if not hasattr(wm, "predict_transition_reward"):
+        raise WmtoolError(f"{type(wm).__name__} predicts neither observations nor rewards "
+                          "of transitions", "dream needs a decoder or reward/value heads")
+    data = to_tensors(batch, agent.device)
+    length = context + horizon if free else data["reward"].shape[1]
+    post, _ = wm.observe({k: v[:, :context] for k, v in data.items()})
+    seen = wm.features(post)  # rows history..context-1
+    history = context - seen.shape[1]
+    if free:
+        act = lambda feat, t: wm.action_input(agent.behavior.act(feat, mode))
+        states, actions = wm.imagine({k: v[:, -1] for k, v in post.items()}, act, horizon)
+    else:
+        recorded = wm.action_input(data["prev_action"][:, context:]).transpose(0, 1)
+        states, actions = wm.imagine({k: v[:, -1] for k, v in post.items()},
+                                     lambda feat, t: recorded[t], length - context)
+    feat = torch.cat([seen, wm.features(states)[1:].transpose(0, 1)], 1)  # (N, T - history, D)
+    taken = torch.cat([wm.action_input(data["prev_action"][:, history + 1:context]),
+                       actions.transpose(0, 1)], 1)  # the action into each next row
+    nan = lambda rows: np.full((feat.shape[0], rows), np.nan, np.float32)
+    to_np = lambda x: x.float().cpu().numpy()
+    reward = np.concatenate([nan(history + 1), to_np(
+        wm.predict_transition_reward(feat[:, :-1], taken))], 1)
+    value = np.concatenate([nan(history), to_np(wm.predict_value(feat))], 1)
+    cont = np.concatenate([nan(history), to_np(wm.predict_cont(feat))], 1)
+    truth = batch["reward"] if not free else batch["reward"][:, :context]
+    return Dream(context, {}, {}, truth, reward, cont, value_pred=value)

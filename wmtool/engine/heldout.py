@@ -14,7 +14,7 @@ import torch
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent, to_tensors
-from wmtool.engine.train import derive_phase_columns
+from wmtool.engine.train import derive_phase_columns, window
 
 
 @torch.no_grad()
@@ -25,7 +25,8 @@ def losses(agent: Agent, replay: Replay, phase: str, batch: int, length: int, ba
     replay.rng = np.random.default_rng(seed)
     sums, groups = defaultdict(float), []
     for i in range(batches):
-        data = to_tensors(replay.sample(batch, min(length, replay.size)), agent.device)
+        data = to_tensors(replay.sample(batch, min(window(agent.wm, length), replay.size)),
+                          agent.device)
         torch.manual_seed(seed + i)
         _, groups, _, metrics = agent.wm.loss(data, phase=phase)
         for key, value in metrics.items():

@@ -11,7 +11,7 @@ from wmtool import ckpt, config, rundir, spaces
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent
-from wmtool.engine.train import Trainer, evaluate, updates_per_env_step
+from wmtool.engine.train import Trainer, evaluate, step_counts, updates_per_env_step
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.errors import WmtoolError
@@ -67,7 +67,7 @@ class TrainSession:
             self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
                                                       cfg.train.eval_episodes)
         self.trainer.on_eval = lambda step, r: info(
-            f"eval at {step:,} {'env steps' if self.data is None else 'updates'}: return "
+            f"eval at {step:,} {'agent steps' if self.data is None else 'updates'}: return "
             f"{r['return_mean']:.1f} ± {r['return_std']:.1f} ({r['episodes']} episodes)", quiet)
         self._announce(device, threads, obs_space, act_space)
         self.started = time.perf_counter()
@@ -174,9 +174,13 @@ class TrainSession:
         info(f"replay: up to {rows:,} steps x {per_step:,} B = {rows * per_step / 2**20:,.1f} MiB "
              "in memory", self.quiet)
         if self.data is None:
-            info(f"train ratio {cfg.train.train_ratio:g} replayed steps per env step / "
+            repeat = max(cfg.env.action_repeat, 1)
+            info(f"budget {cfg.train.steps:,} agent steps = {cfg.train.steps * repeat:,} env "
+                 f"steps (action repeat {repeat}); the first {cfg.train.prefill:,} agent steps "
+                 "act randomly", self.quiet)
+            info(f"train ratio {cfg.train.train_ratio:g} replayed steps per agent step / "
                  f"(batch {cfg.train.batch} x length {cfg.train.length}) = "
-                 f"{updates_per_env_step(cfg):.4g} updates per env step", self.quiet)
+                 f"{updates_per_env_step(cfg):.4g} updates per agent step", self.quiet)
 
     # -- running ---------------------------------------------------------------------------
     @property
@@ -188,7 +192,7 @@ class TrainSession:
 
     def clock(self) -> int:
         c = self.trainer.counters
-        return c["env_steps"] if self.data is None else c["updates"]
+        return c["agent_steps"] if self.data is None else c["updates"]
 
     def status(self) -> str:
         c, elapsed = self.trainer.counters, time.perf_counter() - self.started
@@ -210,6 +214,7 @@ class TrainSession:
             rundir.update_meta(self.run_dir, status="failed")
             raise
         result = {"run_dir": str(self.run_dir), "algo": self.algo, **self.trainer.counters,
+                  **step_counts(self.trainer.counters, self.cfg.env.action_repeat),
                   "seconds": round(time.perf_counter() - self.started, 2),
                   "return_recent": float(np.mean(self.trainer.returns[-10:]))
                   if self.trainer.returns else None}

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from wmtool import ckpt, rundir
+from wmtool.rundir import migrate_counters, step_counts
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay
@@ -28,7 +29,20 @@ from wmtool.logger import Logger
 
 
 def updates_per_env_step(cfg) -> float:
+    """Updates per agent step (the train ratio counts replayed rows, one per agent step)."""
     return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length)
+
+
+def window(wm, length: int) -> int:
+    """Rows to sample for `length` learned steps: plus the history rows a model reads before
+    them (TD-MPC2's frame stack); those are context, not counted by the train ratio."""
+    return length + getattr(wm, "history", 0)
+
+
+def note_episode(wm, episode) -> None:
+    """Models that adapt to episode lengths (TD-MPC2's discount heuristic) see every one."""
+    if hasattr(wm, "note_episode"):
+        wm.note_episode(episode.length)
 
 
 def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
@@ -64,7 +78,7 @@ class Trainer:
         self.agent, self.cfg, self.run_dir = agent, agent.cfg, Path(run_dir)
         self.replay = Replay(agent.obs_space, agent.act_space, self.cfg.train.replay_capacity,
                              self.cfg.seed)
-        self.counters = counters or {"env_steps": 0, "updates": 0, "episodes": 0}
+        self.counters = counters or {"agent_steps": 0, "updates": 0, "episodes": 0}
         self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict())
         self.pending = defaultdict(list)  # metrics since the last log row
         self.returns: list[float] = []
@@ -88,7 +102,7 @@ class Trainer:
         """latest.pt, and (`keep`) a step_<N>.pt copy that later saves leave in place."""
         path = ckpt.save(self.ckpt_dir / "latest.pt", self.agent, self.counters, self.replay.rng)
         if keep:
-            step = self.counters["env_steps"] or self.counters["updates"]
+            step = self.counters["agent_steps"] or self.counters["updates"]
             ckpt.save(self.ckpt_dir / f"step_{step:09d}.pt", self.agent, self.counters,
                       self.replay.rng)
         rundir.update_meta(self.run_dir, counters=dict(self.counters))  # for `wmtool runs`
@@ -104,15 +118,16 @@ class Trainer:
     def restore(self, payload: dict) -> None:
         ckpt.restore_agent(self.agent, payload)
         ckpt.restore_rng(payload["rng"], self.replay.rng)
-        self.counters.update(payload["counters"])
+        self.counters.update(migrate_counters(payload["counters"]))
         self.last_log = self.last_ckpt = self.last_eval = self.last_dream = self._clock()
 
     def _clock(self) -> int:
-        return self.counters["env_steps"] if self.online else self.counters["updates"]
+        return self.counters["agent_steps"] if self.online else self.counters["updates"]
 
     # -- bookkeeping -----------------------------------------------------------------------
     def on_episode(self, episode) -> None:
         self.replay.add(episode)
+        note_episode(self.agent.wm, episode)
         self.counters["episodes"] += 1
         self.returns.append(episode.ret)
         self.pending["episode/return"].append(episode.ret)
@@ -124,7 +139,7 @@ class Trainer:
         if not self.world_model and getattr(self.agent.behavior, "starts_at_episode_start", False):
             rows = self.replay.sample_episode_starts(batch * length)  # e.g. World Models' dream
         else:
-            rows = self.replay.sample(batch, length)
+            rows = self.replay.sample(batch, window(self.agent.wm, length))
         for key, value in self.agent.train_step(rows, self.world_model, phase).items():
             self.pending[key].append(value)
         self.counters["updates"] += 1
@@ -136,11 +151,13 @@ class Trainer:
             row = {k: float(np.mean(v)) for k, v in self.pending.items()}
             row.update(self.agent.acting_metrics())
             elapsed = time.perf_counter() - self.started
-            row.update({"fps/env": self.counters["env_steps"] / elapsed,
+            steps = step_counts(self.counters, self.cfg.env.action_repeat)
+            row.update({"fps/env": steps["env_steps"] / elapsed,
+                        "fps/agent": steps["agent_steps"] / elapsed,
                         "fps/updates": self.counters["updates"] / elapsed,
                         "counters/updates": self.counters["updates"],
                         "counters/episodes": self.counters["episodes"],
-                        "counters/env_steps": self.counters["env_steps"]})
+                        **{f"counters/{k}": v for k, v in steps.items()}})
             self.logger.log(t, row)
             self.pending.clear()
         if c.eval_every and self.evaluator and t - self.last_eval >= c.eval_every:
@@ -193,22 +210,22 @@ class Trainer:
                 writer.add(episode)
                 self.on_episode(episode)
 
-            base = self.counters["env_steps"]
+            base = self.counters["agent_steps"]
             if base < cfg.prefill:
                 def on_prefill(stats: LoopStats):
-                    self.counters["env_steps"] = base + stats.steps
+                    self.counters["agent_steps"] = base + stats.steps
                     if self.on_progress:
                         self.on_progress(self.counters)
 
                 run_episodes(vec, RandomPolicy(vec.act_space, self.cfg.seed),
                              steps=cfg.prefill - base, seed=self.cfg.seed,
                              on_episode=on_episode, on_step=on_prefill)
-                base = self.counters["env_steps"]
+                base = self.counters["agent_steps"]
             ratio = updates_per_env_step(self.cfg)
 
             def on_step(stats: LoopStats):
-                self.counters["env_steps"] = base + stats.steps
-                due = int((self.counters["env_steps"] - cfg.prefill) * ratio)
+                self.counters["agent_steps"] = base + stats.steps
+                due = int((self.counters["agent_steps"] - cfg.prefill) * ratio)
                 while self.counters["updates"] < due and len(self.replay) >= cfg.length:
                     self.update()
                 self.periodic()
@@ -233,6 +250,7 @@ class Trainer:
         with EpisodeReader(data) as reader:
             for episode in reader:
                 self.replay.add(episode)
+                note_episode(self.agent.wm, episode)
         schedule = self.schedule()
         for phase, steps, batch, length in schedule:
             if phases and phase not in phases:

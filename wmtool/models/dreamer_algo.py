@@ -39,6 +39,10 @@ class ActingPolicy(nn.Module):
     Discrete actions come out as int64 indices, continuous ones in [-1, 1].
     """
 
+    outputs = ["action", "next_deter", "next_stoch", "next_prev_action"]
+    usage = ("first step: zeros for the carry and is_first=True; then feed next_deter, "
+             "next_stoch, next_prev_action back in with is_first=False")
+
     def __init__(self, agent):
         super().__init__()
         self.wm, self.behavior = agent.wm, agent.behavior

@@ -1,0 +1,220 @@
+"""TD-MPC2's pieces, checked directly: SimNorm, the shared twohot, frame stacking, masking at
+episode starts, the discount heuristic, target Qs, MPPI against its prior on a toy model with
+a known optimum, and the size presets' parameter counts."""
+import numpy as np
+import pytest
+import torch
+
+from wmtool import config
+from wmtool.behavior.mppi import MPPIPlanner
+from wmtool.engine.agent import Agent
+from wmtool.errors import WmtoolError
+from wmtool.models.dreamer import WorldModel
+from wmtool.nets.dists import TwoHot
+from wmtool.nets.normed import SimNorm, shift_augment, stack_frames
+from wmtool.spaces import Space
+
+CARTPOLE = {"position": Space((3,), "float32"), "velocity": Space((2,), "float32")}
+ACTION = Space((1,), "float32", -1.0, 1.0)
+
+
+def tiny(sets=(), size="debug"):
+    return config.compose({"env": {"id": "dmc:cartpole-balance"}}, algo="tdmpc2", size=size,
+                          sets=list(sets))
+
+
+def window(batch=8, length=4, seed=0, first_at=None):
+    rng = np.random.default_rng(seed)
+    data = {"position": rng.normal(size=(batch, length, 3)).astype("float32"),
+            "velocity": rng.normal(size=(batch, length, 2)).astype("float32"),
+            "prev_action": rng.uniform(-1, 1, (batch, length, 1)).astype("float32"),
+            "reward": rng.uniform(0, 1, (batch, length)).astype("float32"),
+            "is_first": np.zeros((batch, length), bool),
+            "is_terminal": np.zeros((batch, length), bool)}
+    if first_at is not None:
+        data["is_first"][:, first_at] = True
+    return data
+
+
+def test_simnorm_groups_sum_to_one():
+    x = torch.randn(5, 64) * 10
+    out = SimNorm(8)(x)
+    groups = out.view(5, 8, 8)
+    assert torch.allclose(groups.sum(-1), torch.ones(5, 8), atol=1e-6)
+    assert (out >= 0).all() and not torch.allclose(out, torch.full_like(out, 1 / 8))
+
+
+def test_twohot_is_the_one_dreamerv3_uses():
+    torch.manual_seed(0)
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny())
+    head = agent.wm.twohot
+    dreamer = WorldModel(CARTPOLE, ACTION, config.compose(algo="dreamerv3", size="debug"))
+    assert type(head) is type(dreamer.reward_head) is TwoHot  # one implementation
+    assert len(head.bins) == 101 and head.bins[0] == -10 and head.bins[-1] == 10
+    y = torch.tensor([-300.0, -2.5, 0.0, 0.7, 41.0])
+    logits = torch.log(head.encode(y) + 1e-12)  # a distribution that is exactly y's twohot
+    assert torch.allclose(head.mean(logits), y, rtol=1e-4)
+
+
+def test_frame_stack_repeats_an_episodes_first_frame():
+    frames = torch.arange(5.0).view(1, 5, 1, 1, 1)  # frame t has value t
+    is_first = torch.tensor([[False, False, True, False, False]])
+    stacked = stack_frames(frames, is_first, 3)[0, :, 0, 0]  # rows 2..4, oldest first
+    assert stacked.tolist() == [[2, 2, 2], [2, 2, 3], [2, 3, 4]]
+    no_start = stack_frames(frames, torch.zeros(1, 5, dtype=torch.bool), 3)[0, :, 0, 0]
+    assert no_start.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4]]
+
+
+def test_shift_augmentation_moves_content_within_the_pad():
+    torch.manual_seed(0)
+    image = torch.zeros(16, 1, 8, 8)
+    image[:, :, 4, 4] = 1.0
+    shifted = shift_augment(image, 2)
+    assert shifted.shape == image.shape and torch.all(shifted.sum((1, 2, 3)) >= 1.0)
+    rows, cols = [(s[0] == 1).nonzero()[0].tolist() for s in shifted][0]
+    assert abs(rows - 4) <= 2 and abs(cols - 4) <= 2
+    assert not torch.equal(shifted, image.expand_as(shifted))  # some image moved
+    assert torch.equal(shift_augment(image, 0), image)
+
+
+def test_losses_never_cross_an_episode_start():
+    torch.manual_seed(0)
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny())
+    agent.eval()  # no dropout: the two passes must see the same network
+    batch = {k: torch.as_tensor(v) for k, v in window(first_at=2).items()}
+    altered = {k: v.clone() for k, v in batch.items()}
+    for key in ("position", "velocity", "reward"):  # rows of the next episode
+        altered[key][:, 2:] = altered[key][:, 2:] + 5.0
+
+    def losses(data):
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return agent.wm.loss(data)[3]
+
+    a, b = losses(batch), losses(altered)
+    for key in ("loss_consistency", "loss_reward", "loss_value"):
+        assert torch.allclose(a[key], b[key]), key
+    clean = {k: torch.as_tensor(v) for k, v in window().items()}
+    assert not torch.allclose(losses(clean)["loss_consistency"], a["loss_consistency"])
+
+
+def test_discount_heuristic_follows_the_longest_episode():
+    wm = Agent("tdmpc2", CARTPOLE, ACTION, tiny()).wm
+    wm.note_episode(500)  # DMC: 1000 env steps at action repeat 2
+    assert float(wm.discount) == pytest.approx(0.99)
+    wm.note_episode(100)  # shorter episodes change nothing
+    assert float(wm.discount) == pytest.approx(0.99)
+    wm.note_episode(5000)
+    assert float(wm.discount) == pytest.approx(0.995)  # clipped at discount_max
+    fixed = Agent("tdmpc2", CARTPOLE, ACTION, tiny(["tdmpc2.discount=0.9"])).wm
+    fixed.note_episode(500)
+    assert float(fixed.discount) == pytest.approx(0.9)
+
+
+def test_target_qs_follow_by_polyak_averaging():
+    torch.manual_seed(0)
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny())
+    before = [p.clone() for p in agent.wm.target_q.parameters()]
+    agent.train_step(window())
+    online = list(agent.wm.q.parameters())
+    for old, new, q in zip(before, agent.wm.target_q.parameters(), online):
+        assert torch.allclose(new, old + 0.01 * (q - old), atol=1e-6)
+    assert not all(p.requires_grad for p in agent.wm.target_q.parameters())
+
+
+class Toy:
+    """A latent model whose return is -(a - 0.6)^2 per step: the best plan is a = 0.6."""
+
+    discount = torch.tensor(1.0)
+
+    def __init__(self, prior):
+        self.prior = prior
+
+    def bind_prior(self, prior):
+        pass
+
+    def next(self, z, action):
+        return z
+
+    def estimate_value(self, z, actions):
+        return -((actions - 0.6) ** 2).sum((1, 2))
+
+
+def test_mppi_improves_on_its_prior_in_a_toy_model():
+    torch.manual_seed(0)
+    cfg = tiny(["mppi.samples=256", "mppi.elites=32", "mppi.prior_trajs=16",
+                "mppi.iterations=6"])
+    planner = MPPIPlanner(Toy(None), ACTION, cfg)
+    with torch.no_grad():  # a prior that confidently acts -0.5
+        head = planner.prior.net[-1]
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([-0.55, -5.0]))
+    toy = Toy(planner.prior)
+    planner.bind(toy)
+    z = torch.zeros(4, cfg.tdmpc2.latent)
+    prior_actions = planner.prior.mode(z)
+    planned, mean, std = planner.plan(z)
+    horizon = cfg.tdmpc2.horizon
+    prior_value = toy.estimate_value(z, prior_actions[:, None].expand(-1, horizon, -1))
+    plan_value = toy.estimate_value(z, mean)
+    assert torch.all(plan_value > prior_value + 0.5)
+    assert torch.allclose(planned, torch.full_like(planned, 0.6), atol=0.1)
+    # warm start: the next plan starts from this one shifted by a step
+    _, again, _ = planner.plan(z, mean)
+    assert torch.allclose(again[:, 0], torch.full_like(again[:, 0], 0.6), atol=0.1)
+
+
+def test_size_presets_match_the_papers_parameter_counts():
+    def total(size):
+        agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny(size=size))
+        return agent.parameter_counts()["total"], agent.wm.q.members
+
+    small, heads = total("1m")
+    assert 1.0e6 <= small <= 1.3e6 and heads == 2  # the target Qs are not counted
+    default, heads = total("5m")
+    assert 4.5e6 <= default <= 5.5e6 and heads == 5
+    with pytest.raises(WmtoolError, match="valid: debug, 1m, 5m, 19m, 48m, 317m"):
+        tiny(size="xs")  # a DreamerV3 preset changes nothing TD-MPC2 uses
+
+
+def test_tdmpc2_refuses_discrete_actions():
+    with pytest.raises(WmtoolError, match="continuous actions only"):
+        Agent("tdmpc2", CARTPOLE, Space((), "int64", n=2), tiny())
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_exported_pixel_prior_carries_its_frame_stack(fmt, tmp_path):
+    from wmtool.engine.loading import LoadedRun
+    from wmtool.export import export
+
+    torch.manual_seed(0)
+    obs_space = {"image": Space((64, 64, 3), "uint8")}
+    agent = Agent("tdmpc2", obs_space, ACTION, tiny()).eval()
+    with torch.no_grad():  # a prior whose actions depend on its input
+        for p in agent.behavior.prior.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    loaded = LoadedRun(tmp_path, {"env": "dmc:cartpole-balance"}, agent.cfg, {}, agent, 1)
+    path = tmp_path / f"prior.{fmt}"
+    meta = export(loaded, fmt, path)
+    assert meta["carry_shapes"] == {"stack": [64, 64, 6]}  # frames - 1 earlier frames
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 1, 64, 64, 3), dtype=np.uint8)
+    starts = [True, False, False, True, False]
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        step = lambda *xs: session.run(None, dict(zip(meta["inputs"], xs)))
+    else:
+        module = torch.jit.load(str(path))
+        step = lambda *xs: [o.numpy() for o in module(*map(torch.from_numpy, xs))]
+    carry, ours, theirs = None, [], []
+    stack = np.zeros((1, 64, 64, 6), np.float32)
+    for frame, first in zip(frames, starts):
+        obs = {"image": frame, "is_first": np.array([first])}
+        action, carry = agent.policy_step(obs, carry, "prior")
+        ours.append(action)
+        action, stack = step(frame, stack, np.array([first]))
+        theirs.append(action)
+    np.testing.assert_allclose(np.concatenate(theirs), np.concatenate(ours), atol=1e-5)
+    assert len({round(float(a[0, 0]), 5) for a in ours}) > 1

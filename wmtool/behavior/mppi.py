@@ -1,0 +1,162 @@
+"""TD-MPC2's behaviour: a policy prior, and MPPI planning in the latent model around it.
+
+Acting (`greedy`/`sample`): from the current latent, roll `prior_trajs` action sequences of
+`horizon` steps with the prior, and sample the rest from a Gaussian whose mean starts from
+the previous step's plan shifted by one (warm start; zero at an episode start) and whose std
+starts at `max_std`. Score every sequence by discounted predicted rewards plus the Q value at
+the end, all candidates in one batched rollout; refit mean/std to the `elites` best, weighted
+by exp(temperature x value), `iterations` times. Act with the first action of one elite drawn
+by those weights; `sample` (collecting) adds noise of the final std. `prior` acts with the
+prior's mean alone: no planning, for fast evaluation.
+
+Learning: the prior maximises Q (mean of two random heads, scaled by the running 5-95%
+range of Q) with an entropy bonus, on the latents the model's rollout visited (weights rho^t).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from torch import nn
+
+from wmtool.behavior.actor_critic import ReturnNorm, frozen
+from wmtool.errors import WmtoolError
+from wmtool.nets.normed import normed_mlp
+from wmtool.spaces import Space
+
+
+class PolicyPrior(nn.Module):
+    """tanh-squashed Gaussian over actions given z; log std squashed into [min, max]."""
+
+    def __init__(self, latent: int, hidden: int, act_dim: int, log_std_min: float,
+                 log_std_max: float):
+        super().__init__()
+        self.net = normed_mlp(latent, [hidden] * 2, 2 * act_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, z: torch.Tensor):
+        """-> (squashed mean, squashed sample, log-probability of the sample)."""
+        mean, raw_std = self.net(z).chunk(2, -1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
+            torch.tanh(raw_std) + 1)
+        eps = torch.randn_like(mean)
+        pre = mean + eps * log_std.exp()
+        log_prob = (-0.5 * eps ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        action = torch.tanh(pre)
+        log_prob = log_prob - torch.log(torch.relu(1 - action ** 2) + 1e-6).sum(-1)
+        return torch.tanh(mean), action, log_prob
+
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        return self(z)[1]
+
+    def mode(self, z: torch.Tensor) -> torch.Tensor:
+        return self(z)[0]
+
+
+class MPPIPlanner(nn.Module):
+    modes = ("greedy", "sample", "prior")
+
+    def __init__(self, wm, act_space: Space, cfg):
+        super().__init__()
+        c, m = cfg.tdmpc2, cfg.mppi
+        if not 0 < m.elites <= m.samples or not 0 <= m.prior_trajs < m.samples \
+                or m.iterations < 1 or not 0 < m.min_std <= m.max_std:
+            raise WmtoolError(f"mppi: need 0 < elites ({m.elites}) <= samples ({m.samples}), "
+                              f"0 <= prior_trajs ({m.prior_trajs}) < samples, iterations >= 1 "
+                              f"and 0 < min_std <= max_std", "fix the mppi.* settings")
+        self.cfg, self.act_dim = cfg, int(act_space.shape[0])
+        self.prior = PolicyPrior(c.latent, c.mlp_dim, self.act_dim, c.log_std_min, c.log_std_max)
+        self.scale = ReturnNorm(decay=1 - c.tau, limit=1e-4, initial=1.0)
+        self.plan_seconds, self.plans = 0.0, 0
+        self.bind(wm)
+
+    def bind(self, wm) -> None:
+        """Use `wm` for planning, and give it this prior for its value targets."""
+        self._wm = [wm]  # a list, not a submodule: the agent owns the model's parameters
+        wm.bind_prior(self.prior)
+
+    # -- acting ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def plan(self, z: torch.Tensor, warm: torch.Tensor | None = None):
+        """(B, D) latents [+ (B, H, A) previous plan means] -> first actions (B, A), the new
+        plan means (B, H, A) and the final std of the first action (B, A)."""
+        m, wm = self.cfg.mppi, self._wm[0]
+        batch, n, p, h, a = z.shape[0], m.samples, m.prior_trajs, self.cfg.tdmpc2.horizon, \
+            self.act_dim
+        prior_actions = []
+        if p:
+            zp = z.repeat_interleave(p, 0)
+            for t in range(h):
+                prior_actions.append(self.prior.sample(zp))
+                if t < h - 1:
+                    zp = wm.next(zp, prior_actions[-1])
+            prior_actions = torch.stack(prior_actions, 1).view(batch, p, h, a)
+        mean = torch.zeros(batch, h, a, device=z.device)
+        if warm is not None:
+            mean[:, :-1] = warm[:, 1:]
+        std = torch.full_like(mean, m.max_std)
+        start = z.repeat_interleave(n, 0)
+        for _ in range(m.iterations):
+            noise = torch.randn(batch, n - p, h, a, device=z.device)
+            sampled = (mean[:, None] + std[:, None] * noise).clamp(-1.0, 1.0)
+            actions = torch.cat([prior_actions, sampled], 1) if p else sampled
+            value = wm.estimate_value(start, actions.flatten(0, 1)).view(batch, n).nan_to_num(0)
+            elite_value, index = value.topk(m.elites, dim=1)
+            elite = actions.gather(1, index[..., None, None].expand(-1, -1, h, a))
+            score = torch.softmax(m.temperature * elite_value, dim=1)[..., None, None]
+            mean = (score * elite).sum(1)
+            std = ((score * (elite - mean[:, None]) ** 2).sum(1)).sqrt().clamp(m.min_std,
+                                                                                m.max_std)
+        pick = torch.multinomial(score[..., 0, 0], 1)[:, 0]
+        first = elite[torch.arange(batch, device=z.device), pick, 0]
+        return first, mean, std[:, 0]
+
+    def act_step(self, feat: torch.Tensor, carry, is_first: torch.Tensor, mode: str):
+        """One action per env; carry = the previous plan means (None at the start)."""
+        if mode == "prior":
+            return self.prior.mode(feat), carry
+        if carry is not None:  # an episode start plans from scratch
+            carry = torch.where(is_first.bool().view(-1, 1, 1), torch.zeros_like(carry), carry)
+        tick = time.perf_counter()
+        action, carry, std = self.plan(feat, carry)
+        if mode == "sample":
+            action = action + std * torch.randn_like(action)
+        self.plan_seconds += time.perf_counter() - tick
+        self.plans += feat.shape[0]
+        return action.clamp(-1.0, 1.0), carry
+
+    def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
+        """Stateless acting (no warm start), e.g. for callers without a carry."""
+        first = torch.ones(feat.shape[0], dtype=torch.bool, device=feat.device)
+        return self.act_step(feat, None, first, mode)[0]
+
+    def acting_metrics(self) -> dict[str, float]:
+        """Mean planning time per action since the last call (0 plans: nothing)."""
+        if not self.plans:
+            return {}
+        ms = 1000 * self.plan_seconds / self.plans
+        self.plan_seconds, self.plans = 0.0, 0
+        return {"plan/ms_per_action": ms}
+
+    # -- learning --------------------------------------------------------------------------
+    def loss(self, wm, start: dict) -> tuple[torch.Tensor, dict]:
+        z, weight = start["z"], start["weight"]
+        with frozen(wm):  # the Qs judge; only the prior learns (through its actions)
+            _, action, log_prob = self.prior(z)
+            q = wm.q_value(z, action, "avg")
+        self.scale.update(q)
+        loss = (weight * (self.cfg.tdmpc2.entropy * log_prob - q / self.scale.scale())).mean()
+        metrics = {"prior/loss": loss.detach(), "prior/entropy": -log_prob.mean().detach(),
+                   "prior/q": q.mean().detach(), "prior/q_scale": self.scale.scale().detach()}
+        return loss, metrics
+
+    def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
+        with autocast():
+            loss, metrics = self.loss(wm, start)
+        out = step(["prior"], loss)
+        out.update({f"train/{k}": float(v) for k, v in metrics.items()})
+        return out
+
+    def imagined_per_update(self) -> int:
+        return 0  # the prior learns on latents of real windows

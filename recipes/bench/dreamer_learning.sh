@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Learning benchmark of the RSSM family: DMC from state on this CPU with the shipped recipe
+# Learning benchmark: DMC from state on this CPU with the shipped recipe
 # recipes/exp/$ALGO__dmc_proprio_cpu.yaml (ALGO: dreamerv3 by default, planet, dreamerv1,
-# dreamerv2). Prints, per seed, wall-clock minutes, agent steps, updates and the final
-# greedy evaluation (10 episodes), then every evaluation on the way with its minute
-# (`wmtool compare` draws the curves) and the best one's checkpoint; for PlaNet also the
-# planning time per action.
+# dreamerv2, tdmpc2; SIZE: a size preset, e.g. SIZE=1m for tdmpc2). Prints, per seed,
+# wall-clock minutes, agent and env steps, updates and the final greedy evaluation, then
+# every evaluation on the way with its minute (`wmtool compare` draws the curves) and the
+# best one's checkpoint; for planners also the planning time per action.
 # Usage: [ALGO=planet] recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
 # JOBS=2 runs two seeds at a time with one torch thread each (the 2-core machine stays
 # full); the default runs them one after the other with the recipe's threads.
@@ -15,12 +15,13 @@ seeds=${*:-0 1 2}
 out=${OUT:-runs/bench}
 jobs=${JOBS:-1}
 algo=${ALGO:-dreamerv3}
+size=${SIZE:+--size $SIZE}
 threads=${THREADS:-$([ "$jobs" -gt 1 ] && echo 1 || echo 0)}  # THREADS=1 when another run shares the machine
 echo "machine: $(nproc) cores, $(date -u +%F), recipe ${algo}__dmc_proprio_cpu, task $task, $jobs at a time"
 run_seed() {
   local seed=$1 dir="$out/$algo-$task-$1-$(date +%s)"
   local json
-  json=$(.venv/bin/wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" \
+  json=$(.venv/bin/wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" $size \
          --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
          --json --quiet)
   .venv/bin/python - "$json" "$seed" <<'PY'
@@ -28,20 +29,20 @@ import json, sys
 r, seed = json.loads(sys.argv[1]), sys.argv[2]
 e = r["eval"]
 plan = f"  planning {e['plan/ms_per_action']:.0f} ms/action" if "plan/ms_per_action" in e else ""
-print(f"{seed:<6} {r['seconds'] / 60:>10.1f} {r['env_steps']:>10} {r['updates']:>9} "
+print(f"{seed:<6} {r['seconds'] / 60:>10.1f} {r['agent_steps']:>11} {r['env_steps']:>10} {r['updates']:>9} "
       f"{e['return_mean']:>8.1f} ± {e['return_std']:.1f}  {r['run_dir']}{plan}")
 rows = [json.loads(line) for line in open(f"{r['run_dir']}/metrics.jsonl")]
 start = rows[-1]["time"] - r["seconds"]  # the last row is logged as the run ends
 curve = [f"{row['step']}:{row['eval/return_mean']:.0f}@{(row['time'] - start) / 60:.0f}min"
          for row in rows if "eval/return_mean" in row]
-print(f"       evals (env steps:return@minute) {' '.join(curve)}")
+print(f"       evals (agent steps:return@minute) {' '.join(curve)}")
 best = r.get("best_eval")
 if best:
-    print(f"       best evaluation {best['return_mean']:.1f} at {best['step']} env steps: "
+    print(f"       best evaluation {best['return_mean']:.1f} at {best['step']} agent steps: "
           f"{best['checkpoint']}")
 PY
 }
-printf '%-6s %10s %10s %9s %14s\n' seed minutes env_steps updates eval_return
+printf '%-6s %10s %11s %10s %9s %14s\n' seed minutes agent_steps env_steps updates eval_return
 running=0
 for seed in $seeds; do
   run_seed "$seed" &

@@ -1,7 +1,7 @@
 """Update throughput of the RSSM family on this CPU (issue "DreamerV3 end to end").
 
-`--algo planet|dreamerv1|dreamerv2 --env dmc:cartpole-balance --recipe NAME` measures the
-others on any env and recipe (no size preset unless --size is given).
+`--algo planet|dreamerv1|dreamerv2|tdmpc2 --env dmc:cartpole-balance --recipe NAME` measures
+the others on any env and recipe (no size preset unless --size is given).
 
 Setting of the reference figure (sheeprl 0.8.4 XS, ~0.45 updates/s here): vector CartPole,
 batch 16 x 64, imagination horizon 15 from all 1024 posterior states, dense 256 / GRU 256 /
@@ -24,6 +24,7 @@ from wmtool.behavior.random import RandomPolicy
 from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent
 from wmtool.engine.loops import run_episodes
+from wmtool.engine.train import window
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 
@@ -66,29 +67,30 @@ def main() -> None:
     run_episodes(vec, RandomPolicy(vec.act_space, 0), steps=5000, seed=0, on_episode=replay.add)
     vec.close()
     agent = Agent(args.algo, vec.obs_space, vec.act_space, cfg)
-    batch, length, horizon = cfg.train.batch, cfg.train.length, cfg.behavior.horizon
+    batch, length = cfg.train.batch, cfg.train.length
+    rows = window(agent.wm, length)  # plus rows a model only reads (TD-MPC2's frame stack)
     for _ in range(2):  # warm-up
-        agent.train_step(replay.sample(batch, length))
+        agent.train_step(replay.sample(batch, rows))
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        agent.train_step(replay.sample(batch, length))
+        agent.train_step(replay.sample(batch, rows))
     flops = counter.get_total_flops()
     rates = []
     for _ in range(args.runs):
         start = time.perf_counter()
         for _ in range(args.updates):
-            agent.train_step(replay.sample(batch, length))
+            agent.train_step(replay.sample(batch, rows))
         rates.append(args.updates / (time.perf_counter() - start))
     ups = statistics.median(rates)
     result = {
         "algo": args.algo, "env": args.env, "recipe": args.recipe,
         "size": args.size, "threads": args.threads, "amp_bf16": args.amp,
         "parameters": agent.parameter_counts()["total"],
-        "batch": batch, "length": length, "horizon": horizon,
+        "batch": batch, "length": length,
         "updates_per_s": round(ups, 3), "updates_per_s_range": [round(min(rates), 3),
                                                                 round(max(rates), 3)],
-        "imagined_state_steps_per_s": round(ups * batch * length * horizon),
+        "imagined_state_steps_per_s": round(ups * agent.behavior.imagined_per_update()),
         "gflop_per_update": round(flops / 1e9, 2),
         "achieved_gflops": round(flops / 1e9 * ups, 1),
         "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1),

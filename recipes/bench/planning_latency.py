@@ -1,8 +1,9 @@
-"""PlaNet's CEM planning latency per action on this CPU, at the paper's settings and at the
-CPU recipe's (recipes/exp/planet__dmc_proprio_cpu.yaml), for an untrained model of the
-given task (the cost does not depend on the weights).
+"""A planner's latency per action on this CPU (PlaNet's CEM, TD-MPC2's MPPI), at the
+paper's settings and at the CPU recipe's (recipes/exp/<algo>__dmc_proprio_cpu.yaml), for an
+untrained model of the given task (the cost does not depend on the weights).
 
-Usage: .venv/bin/python recipes/bench/planning_latency.py [TASK] [--threads N] [--repeats R]
+Usage: .venv/bin/python recipes/bench/planning_latency.py [TASK] [--algo planet|tdmpc2]
+       [--size 1m] [--threads N] [--repeats R]
 Prints the median and spread of R timed actions (after 3 warm-up actions) per setting.
 Run it alone: the other core's load changes the figures.
 """
@@ -22,10 +23,10 @@ from wmtool.engine.session import make_vec
 from wmtool.runtime import setup_torch
 
 
-def time_actions(cfg, repeats: int) -> list[float]:
+def time_actions(algo: str, cfg, repeats: int) -> tuple[list[float], str]:
     vec = make_vec(cfg.env, 1)
     try:
-        agent = Agent("planet", vec.obs_space, vec.act_space, cfg)
+        agent = Agent(algo, vec.obs_space, vec.act_space, cfg)
         obs, carry, times = vec.reset(0), None, []
         for i in range(repeats + 3):
             tick = time.perf_counter()
@@ -35,27 +36,29 @@ def time_actions(cfg, repeats: int) -> list[float]:
             obs = vec.step(action)
     finally:
         vec.close()
-    return times
+    return times, agent.behavior.describe()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("task", nargs="?", default="cartpole-balance")
+    parser.add_argument("--algo", default="planet")
+    parser.add_argument("--size", default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     setup_torch(args.threads, "cpu")
     env = {"env": {"id": f"dmc:{args.task}"}}
-    settings = {"paper": config.compose(env, algo="planet"),
-                "cpu recipe": config.compose(env, "planet__dmc_proprio_cpu", algo="planet")}
+    algo, size = args.algo, args.size
+    settings = {"paper": config.compose(env, algo=algo, size=size),
+                "cpu recipe": config.compose(env, f"{algo}__dmc_proprio_cpu", algo=algo,
+                                             size=size)}
     print(f"machine: {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s); "
-          f"dmc:{args.task}, median of {args.repeats} actions")
+          f"{algo} {size or ''} on dmc:{args.task}, median of {args.repeats} actions")
     for name, cfg in settings.items():
-        p = cfg.planner
-        times = time_actions(cfg, args.repeats)
+        times, planner = time_actions(algo, cfg, args.repeats)
         q1, q3 = np.percentile(times, [25, 75])
-        print(f"{name:>10}: {p.candidates} candidates x {p.iterations} iterations x horizon "
-              f"{p.horizon} (top {p.top}): {statistics.median(times):.1f} ms per action "
+        print(f"{name:>10}: {planner}: {statistics.median(times):.1f} ms per action "
               f"(quartiles {q1:.1f}-{q3:.1f})")
 
 

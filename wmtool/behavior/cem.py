@@ -65,6 +65,11 @@ class CEMPlanner(nn.Module):
         self.plans += feat.shape[0]
         return action
 
+    def describe(self) -> str:
+        p = self.cfg.planner
+        return (f"{p.candidates} candidates x {p.iterations} iterations x horizon {p.horizon} "
+                f"(top {p.top})")
+
     def acting_metrics(self) -> dict[str, float]:
         """Mean planning time per action since the last call (0 calls: nothing)."""
         if not self.plans:

@@ -131,6 +131,11 @@ class MPPIPlanner(nn.Module):
         first = torch.ones(feat.shape[0], dtype=torch.bool, device=feat.device)
         return self.act_step(feat, None, first, mode)[0]
 
+    def describe(self) -> str:
+        m = self.cfg.mppi
+        return (f"{m.samples} samples ({m.prior_trajs} from the prior) x {m.iterations} "
+                f"iterations x horizon {self.cfg.tdmpc2.horizon} ({m.elites} elites)")
+
     def acting_metrics(self) -> dict[str, float]:
         """Mean planning time per action since the last call (0 plans: nothing)."""
         if not self.plans:

@@ -50,6 +50,9 @@ class TrainSession:
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
                                   "evaluate in the env the data was collected from")
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
+        if cfg.train.eval_mode not in self.agent.modes:
+            raise WmtoolError(f"train.eval_mode={cfg.train.eval_mode}: {algo} does not act "
+                              "that way", f"use one of {', '.join(self.agent.modes)}")
         if self.data is None and len(self.agent.wm.phases) > 1:
             raise WmtoolError(f"{algo} trains in stages ({', '.join(self.agent.wm.phases)}) "
                               "from a dataset, not online",
@@ -65,7 +68,8 @@ class TrainSession:
         self.trainer.world_model = meta["mode"] != "imagine"
         if self.eval_vec is not None:
             self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
-                                                      cfg.train.eval_episodes)
+                                                      cfg.train.eval_episodes,
+                                                      cfg.train.eval_mode)
         self.trainer.on_eval = lambda step, r: info(
             f"eval at {step:,} {'agent steps' if self.data is None else 'updates'}: return "
             f"{r['return_mean']:.1f} ± {r['return_std']:.1f} ({r['episodes']} episodes)", quiet)
@@ -219,7 +223,8 @@ class TrainSession:
                   "return_recent": float(np.mean(self.trainer.returns[-10:]))
                   if self.trainer.returns else None}
         if self.eval_vec is not None and self.cfg.train.eval_episodes > 0:
-            result["eval"] = evaluate(self.agent, self.eval_vec, self.cfg.train.eval_episodes)
+            result["eval"] = evaluate(self.agent, self.eval_vec, self.cfg.train.eval_episodes,
+                                      self.cfg.train.eval_mode)
             self.trainer.logger.log(self.clock(), {f"eval/{k}": v
                                                    for k, v in result["eval"].items()})
             if result["eval"]["return_mean"] > self.trainer.best_eval:

@@ -11,7 +11,7 @@ from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
 from wmtool.models.dreamer import WorldModel
 from wmtool.nets.dists import TwoHot
-from wmtool.nets.normed import SimNorm, shift_augment, stack_frames
+from wmtool.nets.normed import Ensemble, SimNorm, shift_augment, stack_frames
 from wmtool.spaces import Space
 
 CARTPOLE = {"position": Space((3,), "float32"), "velocity": Space((2,), "float32")}
@@ -42,6 +42,19 @@ def test_simnorm_groups_sum_to_one():
     groups = out.view(5, 8, 8)
     assert torch.allclose(groups.sum(-1), torch.ones(5, 8), atol=1e-6)
     assert (out >= 0).all() and not torch.allclose(out, torch.full_like(out, 1 / 8))
+
+
+def test_ensemble_members_are_independent_and_a_subset_computes_only_them():
+    torch.manual_seed(0)
+    ensemble = Ensemble(5, 6, [16, 16], 3).eval()
+    with torch.no_grad():
+        for p in ensemble.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # the zero-initialised head too
+    x = torch.randn(4, 7, 6)
+    full = ensemble(x)
+    assert full.shape == (5, 4, 7, 3) and not torch.allclose(full[0], full[1])
+    pair = torch.tensor([3, 1])
+    assert torch.allclose(ensemble(x, pair), full[pair], atol=1e-6)
 
 
 def test_twohot_is_the_one_dreamerv3_uses():

@@ -124,3 +124,8 @@ def test_imagine_collect_and_offline_training(trained, cli, tmp_path):
                  "--run-dir", tmp_path / "off", "--quiet", "--json"))
     assert out["updates"] == 4 and out["agent_steps"] == 0
     assert rundir.read_meta(tmp_path / "off")["algo"] == "tdmpc2"
+    # held-out losses beside an untrained model's, on the same windows
+    report = ok(cli("eval", "--run", run, "--data", data, "--batches", "2", "--json"))
+    joint = report["phases"]["joint"]
+    assert set(joint["trained"]) >= {"loss_consistency", "loss_reward", "loss_value"}
+    assert joint["trained"]["loss_reward"] != joint["untrained"]["loss_reward"]

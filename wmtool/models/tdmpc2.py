@@ -160,11 +160,11 @@ class TDMPC2Model(nn.Module):
 
     def q_value(self, z: torch.Tensor, action: torch.Tensor, kind: str = "avg",
                 target: bool = False) -> torch.Tensor:
-        """The mean (`avg`) or minimum (`min`) of two randomly chosen ensemble members."""
+        """The mean (`avg`) or minimum (`min`) of two randomly chosen ensemble members (only
+        those two are computed)."""
         net = self.target_q if target else self.q
-        logits = net(torch.cat([z, action], -1))
-        pair = torch.randperm(logits.shape[0], device=logits.device)[:2]
-        values = self.twohot.mean(logits[pair])
+        pair = torch.randperm(net.members, device=z.device)[:2]
+        values = self.twohot.mean(net(torch.cat([z, action], -1), pair))
         return values.min(0).values if kind == "min" else values.mean(0)
 
     def alive(self, z: torch.Tensor) -> torch.Tensor:

@@ -68,8 +68,10 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.zeros(members, 1, out))
         nn.init.trunc_normal_(self.weight, std=0.02, a=-0.04, b=0.04)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.baddbmm(self.bias, x, self.weight)
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        if members is None:
+            return torch.baddbmm(self.bias, x, self.weight)
+        return torch.baddbmm(self.bias[members], x, self.weight[members])
 
 
 class EnsembleNorm(nn.Module):
@@ -80,13 +82,16 @@ class EnsembleNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(members, 1, size))
         self.bias = nn.Parameter(torch.zeros(members, 1, size))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, x.shape[-1:]) * self.weight + self.bias
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        weight, bias = (self.weight, self.bias) if members is None else \
+            (self.weight[members], self.bias[members])
+        return F.layer_norm(x, x.shape[-1:]) * weight + bias
 
 
 class Ensemble(nn.Module):
     """E MLPs (NormedLinear hidden layers, dropout in the first) evaluated together.
-    Input (N, in) is shared by every member; output (E, N, out). Zero-initialised output."""
+    Input (N, in) is shared by every member; output (E, N, out), or (len(members), N, out)
+    for a subset: only those members are computed. Zero-initialised output."""
 
     def __init__(self, members: int, inp: int, hidden: list[int], out: int, dropout: float = 0.0):
         super().__init__()
@@ -102,11 +107,14 @@ class Ensemble(nn.Module):
         nn.init.zeros_(head.weight)
         self.net = nn.Sequential(*layers, head)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
         lead = x.shape[:-1]
-        flat = x.reshape(1, -1, x.shape[-1]).expand(self.members, -1, -1)
-        out = self.net(flat)
-        return out.reshape(self.members, *lead, out.shape[-1])
+        count = self.members if members is None else len(members)
+        out = x.reshape(1, -1, x.shape[-1]).expand(count, -1, -1)
+        for layer in self.net:
+            out = layer(out, members) if isinstance(layer, (EnsembleLinear, EnsembleNorm)) \
+                else layer(out)
+        return out.reshape(count, *lead, out.shape[-1])
 
 
 def shift_augment(images: torch.Tensor, pad: int) -> torch.Tensor:

@@ -54,6 +54,9 @@ ALGOS: dict[str, Entry] = {
     "tdmpc2": Entry("wmtool.models.tdmpc2_algo:build_tdmpc2",
                     "TD-MPC2 (2024): implicit latent model + MPPI with a policy prior",
                     acting="wmtool.models.tdmpc2_algo:acting_policy"),
+    "genie": Entry("wmtool.models.genie_algo:build_genie",
+                   "Genie-style latent actions (2024): VQ tokenizer, latent action model, "
+                   "MaskGIT dynamics, from frames alone", imagine=False),
     "worldmodels": Entry("wmtool.models.worldmodels_algo:build_worldmodels",
                          "World Models (2018): VAE + MDN-RNN, linear controller by CMA-ES"),
 }

@@ -19,6 +19,7 @@ from wmtool.progress import info
 from wmtool.runtime import default_run_dir, seed_everything, setup_torch
 
 STORE = Path("replay") / "episodes.h5"
+NO_ACTIONS = spaces.Space((), "int64", n=1)  # what an action-free dataset's agent is given
 
 
 def make_vec(env_cfg, count: int) -> VecEnv:
@@ -39,10 +40,8 @@ class TrainSession:
             obs_space, act_space = self.vec.obs_space, self.vec.act_space
         else:
             with EpisodeReader(self.data) as reader:
-                if not reader.has_action:
-                    raise WmtoolError(f"{self.data} has no actions",
-                                      f"{algo} needs actions; collect with `wmtool collect`")
-                obs_space, act_space = reader.obs_space, reader.act_space
+                has_action = reader.has_action
+                obs_space, act_space = reader.obs_space, reader.act_space or NO_ACTIONS
         if self.has_env and self.eval_vec is None:
             self.eval_vec = make_vec(cfg.env, 1)
             if self.data is not None and (self.eval_vec.obs_space, self.eval_vec.act_space) != \
@@ -50,6 +49,11 @@ class TrainSession:
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
                                   "evaluate in the env the data was collected from")
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
+        if self.data is not None and not has_action and getattr(self.agent.wm, "needs_actions",
+                                                                True):
+            raise WmtoolError(f"{self.data} has no actions",
+                              f"{algo} needs actions; collect with `wmtool collect`, or train "
+                              "--algo genie, which learns from frames alone")
         if cfg.train.eval_mode not in self.agent.modes:
             raise WmtoolError(f"train.eval_mode={cfg.train.eval_mode}: {algo} does not act "
                               "that way", f"use one of {', '.join(self.agent.modes)}")

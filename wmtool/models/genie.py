@@ -184,3 +184,104 @@ class MaskGITDynamics(nn.Module):
             still.scatter_(1, order[:, :keep_hidden], True)
             frame = torch.where(hidden & ~still, guess, frame)
         return frame
+
+
+class GenieModel(nn.Module):
+    """The WorldModel of `--algo genie`: phases tokenizer -> lam -> dynamics, each trained
+    with the earlier ones frozen. Learns from frames alone: actions in the data, if any, are
+    never read (they only grade the latent actions in `wmtool eval --data`)."""
+
+    phases = ("tokenizer", "lam", "dynamics")
+    behavior_phases: tuple[str, ...] = ()
+    needs_actions = False
+    can_decode = False  # `wmtool dream` drives it with latent actions instead
+
+    def __init__(self, obs_space: dict, act_space, cfg):
+        super().__init__()
+        from wmtool.errors import WmtoolError
+        from wmtool.nets.layers import split_keys
+
+        image_keys, _ = split_keys(obs_space)
+        if not image_keys:
+            raise WmtoolError("genie learns from frames, and these observations have none",
+                              "collect with --obs pixels, or import video with "
+                              "`wmtool data import-video`")
+        shape = obs_space[image_keys[0]].shape
+        if tuple(shape[:2]) != (64, 64):
+            raise WmtoolError(f"genie takes 64x64 frames, not {shape[0]}x{shape[1]}",
+                              "collect or import with --set env.size=[64,64]")
+        self.cfg, self.key, self.act_space = cfg, image_keys[0], act_space
+        self.input_keys = [self.key]
+        g = cfg.genie
+        channels = shape[-1]
+        self.tokenizer = Tokenizer(channels, g.codes, g.code_dim, g.depth, g.beta)
+        self.lam = LatentActionModel(channels, g.actions, g.action_dim, g.depth, g.beta)
+        self.dynamics = MaskGITDynamics(g.codes, g.actions, 64, g.frames, g.dim, g.layers,
+                                        g.heads)
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+
+    def schedule(self) -> list[tuple[str, int, int, int]]:
+        g = self.cfg.genie
+        return [("tokenizer", g.tokenizer_steps, g.batch, 1), ("lam", g.lam_steps, g.batch, 2),
+                ("dynamics", g.dynamics_steps, g.batch, g.frames)]
+
+    def optimizer_groups(self) -> dict:
+        g = self.cfg.genie
+        return {name: (getattr(self, name).parameters(), g.lr, 1e-8, g.clip)
+                for name in self.phases}
+
+    def phase_columns(self, phase: str) -> dict:
+        """In `dynamics` the tokenizer is frozen: every frame is tokenized once."""
+        if phase != "dynamics":
+            return {}
+
+        @torch.no_grad()
+        def tokens(rows: dict):
+            device = next(self.parameters()).device
+            pixels = to_pixels(torch.as_tensor(rows[self.key], device=device))
+            return self.tokenizer.encode(pixels)[1].to(torch.int16).cpu().numpy()
+        return {"tokens": tokens}
+
+    def frames(self, batch: dict) -> torch.Tensor:
+        """(B, T, H, W, C) uint8 -> (B, T, C, H, W) floats in [0, 1]."""
+        images = batch[self.key]
+        return to_pixels(images).reshape(*images.shape[:2], images.shape[-1], *images.shape[2:4])
+
+    @torch.no_grad()
+    def latent_actions(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, C, H, W) -> (B, T) index of the latent action into each frame (0 for the
+        first, which has none)."""
+        b, t = frames.shape[:2]
+        _, index, _ = self.lam.infer(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1))
+        return torch.cat([torch.zeros(b, 1, dtype=index.dtype, device=index.device),
+                          index.view(b, t - 1)], 1)
+
+    def loss(self, batch: dict, state=None, phase: str = "tokenizer"):
+        """(scalar loss, optimiser groups to step, None, metrics) of one phase."""
+        g = self.cfg.genie
+        frames = self.frames(batch)
+        if phase == "tokenizer":
+            losses, index = self.tokenizer.loss(frames.flatten(0, 1))
+            metrics = {"perplexity": VectorQuantizer.perplexity(index, g.codes)}
+        elif phase == "lam":
+            after = ~batch["is_first"][:, 1].bool()  # a pair inside one episode
+            per_frame, losses, index = self.lam.loss(frames[:, 0], frames[:, 1])
+            losses = {"rec": (per_frame * after).sum() / after.sum().clamp(min=1), **losses}
+            metrics = {"perplexity": VectorQuantizer.perplexity(index, g.actions)}
+        else:
+            tokens = batch["tokens"].long() if "tokens" in batch else \
+                self.tokenizer.encode(frames.flatten(0, 1))[1].view(*frames.shape[:2], -1)
+            # frames after a restart inside the window belong to another episode
+            valid = torch.cumsum(batch["is_first"][:, 1:].float(), 1) == 0
+            valid = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)
+            ce, accuracy = self.dynamics.loss(tokens, self.latent_actions(frames), valid)
+            losses, metrics = {"tokens": ce}, {"token_accuracy": accuracy}
+        if phase != "dynamics" and self.training:
+            self.updates += 1
+            if int(self.updates) % g.restart_every == 0:
+                metrics["restarted_codes"] = torch.tensor(float(
+                    getattr(self, phase).vq.restart()))
+        total = sum(losses.values())
+        metrics.update({f"loss_{k}": v.detach() for k, v in losses.items()})
+        metrics["loss"] = total.detach()
+        return total, [phase], None, {k: torch.as_tensor(v).detach() for k, v in metrics.items()}

@@ -50,3 +50,51 @@ def info(file: Annotated[Path, typer.Argument(help="HDF5 episode store")], json_
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+
+
+@app.command("drop-actions", epilog="Example:\n\n  wmtool collect --env atari:pong --episodes 2 "
+             "--set env.atari.max_frames=2000 --out data/pong.h5 --quiet\n\n"
+             "  wmtool data drop-actions data/pong.h5 --out data/pong_frames.h5 --json")
+@command
+def drop_actions(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
+                 out: Annotated[Path, typer.Option(help="new observation-only store")],
+                 json_: JsonOpt = False):
+    """Copy a store without its actions: observation-only data (what Genie learns from),
+    while the original keeps the true actions for grading latent actions."""
+    from wmtool.data.store import EpisodeReader, EpisodeWriter
+    from wmtool.errors import WmtoolError
+
+    if out.exists():
+        raise WmtoolError(f"{out} exists", "choose a new --out path; nothing was written")
+    with EpisodeReader(file) as reader:
+        writer = EpisodeWriter(out, reader.env_id, reader.obs_space, None,
+                               policy=f"{reader.policy} (actions dropped)", has_action=False)
+        with writer:
+            for episode in reader:
+                episode.action = None
+                writer.add(episode)
+        result = {"in": str(file), "out": str(out), "episodes": len(reader)}
+    _done(result, json_)
+
+
+@app.command("import-video", epilog="Example:\n\n  wmtool data import-video clip.mp4 "
+             "--out data/clips.h5 --size 64 --json")
+@command
+def import_video(videos: Annotated[list[Path], typer.Argument(help="video files (MP4, GIF, ...)")],
+                 out: Annotated[Path, typer.Option(help="new observation-only store")],
+                 size: Annotated[int, typer.Option(help="frames resized to SIZE x SIZE")] = 64,
+                 every: Annotated[int, typer.Option(help="keep every N-th frame")] = 1,
+                 json_: JsonOpt = False):
+    """Turn ordinary video files into an observation-only dataset: frames resized to
+    SIZE x SIZE RGB, one episode per file, no actions or rewards."""
+    from wmtool.data.video_import import import_videos
+
+    result = import_videos(videos, out, size, every)
+    _done(result, json_)
+
+
+def _done(result: dict, json_: bool) -> None:
+    if json_:
+        emit_json(result)
+    else:
+        console.print(f"wrote {result['out']}: {result['episodes']} episodes")

@@ -51,11 +51,14 @@ def eval_(
     if episodes < 1:
         raise WmtoolError("--episodes must be at least 1")
     loaded = load_run(run, checkpoint, optimizers=False)
+    if data is not None:
+        return _heldout(loaded, data, batches, seed, json_, quiet)
+    if not loaded.agent.modes:  # e.g. Genie, which learns from frames alone
+        raise WmtoolError(f"{loaded.agent.algo} has no policy for the real env",
+                          "score its model with `wmtool eval --run RUN --data FILE.h5`")
     if mode not in loaded.agent.modes:
         raise WmtoolError(f"--mode {mode}: {loaded.agent.algo} does not act that way",
                           f"use one of {', '.join(loaded.agent.modes)}")
-    if data is not None:
-        return _heldout(loaded, data, batches, seed, json_, quiet)
     # a vector-observation agent's video: render frames beside what it observes
     record_render = video is not None and "image" not in loaded.agent.obs_space
     eval_cfg = loaded.env_config(env, **({"obs": "both"} if record_render else {}))
@@ -94,6 +97,13 @@ def _heldout(loaded, data: Path, batches: int, seed: int, json_: bool, quiet: bo
     if batches < 1:
         raise WmtoolError("--batches must be at least 1")
     with EpisodeReader(data) as reader:
+        own_report = getattr(loaded.agent.wm, "data_report", None)
+        if own_report is not None:  # e.g. Genie's controllability and action agreement
+            loaded.check_spaces(reader.obs_space, loaded.agent.act_space, str(data))
+            result = {"run": str(loaded.path), "data": str(data),
+                      **own_report(list(reader), batches, seed)}
+            _report(result, json_, quiet)
+            return result
         loaded.check_spaces(reader.obs_space, reader.act_space, str(data))
     result = {"run": str(loaded.path), "data": str(data),
               **heldout_report(loaded.agent, data, batches, seed)}
@@ -105,3 +115,16 @@ def _heldout(loaded, data: Path, batches: int, seed: int, json_: bool, quiet: bo
                 f"{k} {pair['trained'][k]:.4g} (untrained {pair['untrained'][k]:.4g})"
                 for k in pair["trained"]), quiet)
     return result
+
+
+def _report(result: dict, json_: bool, quiet: bool) -> None:
+    """A model's own scores: JSON, or one line per score (nested ones flattened)."""
+    if json_:
+        emit_json(result)
+        return
+    from wmtool.config import flatten
+
+    for key, value in flatten(result).items():
+        shown = f"{value:.4g}" if isinstance(value, float) else (
+            ", ".join(f"{v:.3g}" for v in value) if isinstance(value, (list, tuple)) else value)
+        info(f"{key}: {shown}", quiet)

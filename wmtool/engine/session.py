@@ -54,7 +54,7 @@ class TrainSession:
             raise WmtoolError(f"{self.data} has no actions",
                               f"{algo} needs actions; collect with `wmtool collect`, or train "
                               "--algo genie, which learns from frames alone")
-        if cfg.train.eval_mode not in self.agent.modes:
+        if self.eval_vec is not None and cfg.train.eval_mode not in self.agent.modes:
             raise WmtoolError(f"train.eval_mode={cfg.train.eval_mode}: {algo} does not act "
                               "that way", f"use one of {', '.join(self.agent.modes)}")
         if self.data is None and len(self.agent.wm.phases) > 1:

@@ -242,6 +242,12 @@ class GenieModel(nn.Module):
             return self.tokenizer.encode(pixels)[1].to(torch.int16).cpu().numpy()
         return {"tokens": tokens}
 
+    def data_report(self, episodes: list, batches: int, seed: int) -> dict:
+        """`wmtool eval --data`: tokenizer PSNR, ΔPSNR and latent-vs-true-action scores."""
+        from wmtool.models.genie_report import data_report
+
+        return data_report(self, episodes, batches, seed)
+
     def frames(self, batch: dict) -> torch.Tensor:
         """(B, T, H, W, C) uint8 -> (B, T, C, H, W) floats in [0, 1]."""
         images = batch[self.key]

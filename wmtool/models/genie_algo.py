@@ -11,6 +11,8 @@ from wmtool.models.genie import GenieModel
 class NoPolicy(nn.Module):
     """Genie learns from video alone: nothing maps observations to the env's actions."""
 
+    modes: tuple[str, ...] = ()  # nothing to evaluate in an env
+
     def act(self, feat, mode: str = "greedy"):
         raise WmtoolError("genie has no policy for the real env: it learns from frames alone",
                           "drive its model with `wmtool dream --actions 0,3,1`, score it with "

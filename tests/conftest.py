@@ -35,8 +35,8 @@ def cli():
 
     runner = CliRunner()
 
-    def invoke(*args):
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+    def invoke(*args, input=None):
+        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return invoke
 

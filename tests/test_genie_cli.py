@@ -33,6 +33,15 @@ def test_genie_learns_from_frames_and_is_graded_on_true_actions(cli, tmp_path):
     assert len(report["psnr_inferred"]) == 4
     actions = report["actions"]
     assert 0 <= actions["nmi"] <= 1 and actions["chance"]["majority"] > 0
+    out = ok(cli("dream", "--run", run, "--actions", "0,3,3,1", "--render",
+                 tmp_path / "drive.mp4", "--json"))
+    assert out["frames"] == 5 and iio.imread(tmp_path / "drive.mp4").shape[0] == 5
+    live = tmp_path / "live.png"
+    res = cli("dream", "--run", run, "--interactive", "--render", live, "--json",
+              input="1 2x8q7")  # keys outside 1..8 are ignored; q ends before 7
+    assert ok(res)["actions"] == [0, 1, 7] and iio.imread(live).shape == (128, 128, 3)
+    res = cli("dream", "--run", run, "--actions", "0,9", "--render", tmp_path / "x.gif")
+    assert res.exit_code == 1 and "latent actions are 0..7" in res.stderr
     res = cli("eval", "--run", run, "--env", "atari:pong", "--episodes", "1")
     assert res.exit_code == 1 and "genie has no policy for the real env" in res.stderr
 

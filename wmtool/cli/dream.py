@@ -39,6 +39,11 @@ def dream(
     seed: Annotated[int, typer.Option(help="seed of episodes, windows and model samples")] = 0,
     fps: Annotated[int, typer.Option(help="video frames per second")] = 8,
     scale: Annotated[int, typer.Option(help="image upscaling factor in the video")] = 2,
+    actions: Annotated[Optional[str], typer.Option(
+        help="Genie: drive the model with these latent actions, e.g. 0,3,3,1")] = None,
+    interactive: Annotated[bool, typer.Option(
+        "--interactive", help="Genie: keys 1..N take latent actions, q quits; the newest "
+        "frame refreshes --render (.png) or <render>.png beside a video")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -52,10 +57,15 @@ def dream(
     from wmtool.render import dream_frames, dream_still
     from wmtool.video import write_video
 
-    for name, path, suffixes in (("--render", render, (".mp4", ".gif")), ("--plot", plot, (".png",))):
+    driving = actions is not None or interactive
+    videos = (".mp4", ".gif") + ((".png",) if interactive else ())
+    for name, path, suffixes in (("--render", render, videos), ("--plot", plot, (".png",))):
         if path is not None and path.suffix.lower() not in suffixes:
             raise WmtoolError(f"{name} {path}: unknown format", f"use {' or '.join(suffixes)}")
     loaded = load_run(run, checkpoint, optimizers=False)
+    if driving:
+        return _drive(loaded, actions, interactive, render, data, env, seed, fps, scale,
+                      json_, quiet)
     d = loaded.cfg.dream
     pick = lambda flag, default: default if flag is None else flag
     context, horizon = pick(context, d.context), pick(horizon, d.horizon)
@@ -101,15 +111,17 @@ def dream(
     return result
 
 
-def _episodes(loaded, data: Path | None, env: str | None, steps: int, seed: int) -> list:
+def _episodes(loaded, data: Path | None, env: str | None, steps: int, seed: int,
+              needs_actions: bool = True) -> list:
     """Real episodes: from a dataset, or played now in the env with the run's policy."""
     if data is not None:
         from wmtool.data.store import EpisodeReader
 
         with EpisodeReader(data) as reader:
-            if not reader.has_action:
+            if needs_actions and not reader.has_action:
                 raise WmtoolError(f"{data} has no actions", "open-loop prediction needs actions")
-            loaded.check_spaces(reader.obs_space, reader.act_space, str(data))
+            loaded.check_spaces(reader.obs_space, reader.act_space if needs_actions
+                                else loaded.agent.act_space, str(data))
             return list(reader)
     from wmtool.engine.agent import AgentPolicy
     from wmtool.engine.loops import run_episodes
@@ -125,3 +137,39 @@ def _episodes(loaded, data: Path | None, env: str | None, steps: int, seed: int)
     finally:
         vec.close()
 
+
+def _drive(loaded, actions, interactive, render, data, env, seed, fps, scale, json_, quiet):
+    """Genie: from a real start frame, generate one frame per latent action."""
+    import numpy as np
+
+    from wmtool.engine.drive import Driver, drive_interactive, parse_actions, upscale
+    from wmtool.video import write_video
+
+    if render is None:
+        raise WmtoolError("driving needs --render", "e.g. --render out.mp4 (or .png with "
+                          "--interactive, refreshed after every key)")
+    data = data or (Path(loaded.meta["data"]) if loaded.meta.get("data") else None)
+    if data is None:
+        raise WmtoolError("driving starts from a real frame", "pass --data FILE.h5")
+    episodes = _episodes(loaded, data, env, 1, seed, needs_actions=False)
+    rng = np.random.default_rng(seed)
+    episode = episodes[int(rng.integers(len(episodes)))]
+    key = loaded.agent.wm.input_keys[0]
+    first = episode.obs[key][int(rng.integers(len(episode.obs[key])))]
+    driver = Driver(loaded.agent.wm, first)
+    if interactive:
+        live = render if render.suffix.lower() == ".png" else render.with_suffix(".png")
+        taken = drive_interactive(driver, live, scale, say=lambda m: info(m, quiet))
+    else:
+        taken = parse_actions(actions, driver.actions)
+        for action in taken:
+            driver.step(action)
+    result = {"run": str(loaded.path), "actions": taken, "frames": len(driver.frames)}
+    if render.suffix.lower() != ".png":
+        write_video(render, [upscale(f, scale) for f in driver.frames], fps=fps)
+        result["video"] = str(render)
+    if json_:
+        emit_json(result)
+    else:
+        info(f"{len(taken)} latent actions -> {len(driver.frames)} frames: {render}", quiet)
+    return result

@@ -242,6 +242,31 @@ class GenieModel(nn.Module):
             return self.tokenizer.encode(pixels)[1].to(torch.int16).cpu().numpy()
         return {"tokens": tokens}
 
+    # -- driving by latent actions (engine/drive.py) --------------------------------------
+    @property
+    def latent_action_count(self) -> int:
+        return self.cfg.genie.actions
+
+    @torch.no_grad()
+    def drive_start(self, frame) -> dict:
+        """A real start frame (H, W, C) uint8 -> the state driving goes on from."""
+        device = next(self.parameters()).device
+        pixels = to_pixels(torch.as_tensor(frame, device=device)[None])
+        return {"tokens": [self.tokenizer.encode(pixels)[1]], "actions": [0]}
+
+    @torch.no_grad()
+    def drive_step(self, state: dict, action: int):
+        """One latent action -> (next state, the generated frame (H, W, C) uint8)."""
+        g = self.cfg.genie
+        actions = state["actions"] + [int(action)]
+        context = torch.stack(state["tokens"][-(g.frames - 1):], 1)
+        device = context.device
+        new = self.dynamics.generate(context, torch.tensor([actions], device=device),
+                                     g.maskgit_steps)
+        pixels = self.tokenizer.decode_tokens(new).clamp(0, 1)[0]
+        frame = (pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
+        return {"tokens": state["tokens"] + [new], "actions": actions}, frame
+
     def data_report(self, episodes: list, batches: int, seed: int) -> dict:
         """`wmtool eval --data`: tokenizer PSNR, ΔPSNR and latent-vs-true-action scores."""
         from wmtool.models.genie_report import data_report

@@ -10,7 +10,8 @@ from rich.table import Table
 from wmtool.cli.common import JsonOpt, command, emit_json
 from wmtool.progress import console
 
-app = typer.Typer(help="Inspect HDF5 episode stores.", no_args_is_help=True)
+app = typer.Typer(help="Inspect and convert HDF5 episode stores (info, drop-actions, import-video).",
+                  no_args_is_help=True)
 
 
 def _human_bytes(n: int) -> str:

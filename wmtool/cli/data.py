@@ -78,8 +78,12 @@ def drop_actions(file: Annotated[Path, typer.Argument(help="HDF5 episode store")
     _done(result, json_)
 
 
-@app.command("import-video", epilog="Example:\n\n  wmtool data import-video clip.mp4 "
-             "--out data/clips.h5 --size 64 --json")
+@app.command("import-video", epilog="Example (any MP4 will do; here one of a CartPole run):"
+             "\n\n  wmtool train --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 300 "
+             "--set train.prefill=200 --set train.train_ratio=32 --run-dir runs/iv --quiet"
+             "\n\n  wmtool eval --run runs/iv --episodes 1 --video videos/cartpole.mp4 --quiet"
+             "\n\n  wmtool data import-video videos/cartpole.mp4 --out data/cartpole_video.h5 "
+             "--size 64 --json")
 @command
 def import_video(videos: Annotated[list[Path], typer.Argument(help="video files (MP4, GIF, ...)")],
                  out: Annotated[Path, typer.Option(help="new observation-only store")],

@@ -50,7 +50,7 @@ class TrainSession:
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
                                   "evaluate in the env the data was collected from")
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
-        if cfg.train.eval_mode not in self.agent.modes:
+        if self.eval_vec is not None and cfg.train.eval_mode not in self.agent.modes:
             raise WmtoolError(f"train.eval_mode={cfg.train.eval_mode}: {algo} does not act "
                               "that way", f"use one of {', '.join(self.agent.modes)}")
         if self.data is None and len(self.agent.wm.phases) > 1:

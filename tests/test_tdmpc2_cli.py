@@ -12,6 +12,7 @@ from wmtool.data.store import EpisodeReader
 
 ENV = "dmc:cartpole-balance"
 TINY = ["--size", "debug", "--set", "runtime.threads=1", "--set", "train.batch=8",
+        "--set", "train.prefill_updates=20",
         "--set", "train.train_ratio=32", "--set", "train.eval_episodes=1",
         "--set", "train.eval_every=200", "--set", "env.time_limit=100",
         "--set", "train.log_every=50", "--set", "train.checkpoint_every=150"]
@@ -37,9 +38,9 @@ def trained(tmp_path_factory):
 
 def test_online_training_counts_agent_and_env_steps(trained):
     run, out = trained
-    # one update per agent step after prefill: 32 / (batch 8 x length 4)
+    # 20 updates on the prefill at once, then one per agent step: 32 / (batch 8 x length 4)
     assert out["agent_steps"] == 200 and out["env_steps"] == 400  # DMC repeats actions twice
-    assert out["updates"] == 100
+    assert out["updates"] == 20 + 100
     assert out["eval"]["plan/ms_per_action"] > 0
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
     logged = [r for r in rows if "train/wm/loss_consistency" in r]
@@ -59,7 +60,7 @@ def test_resume_eval_modes_and_dream_traces(trained, cli, tmp_path):
     shutil.copytree(run, copy)
     (copy / "checkpoints" / "step_000000150.pt").replace(copy / "checkpoints" / "latest.pt")
     out = ok(cli("train", "--resume", copy, "--quiet", "--json"))
-    assert out["agent_steps"] == 200 and out["updates"] == 100
+    assert out["agent_steps"] == 200 and out["updates"] == 120  # no second burst
 
     planned = ok(cli("eval", "--run", run, "--episodes", "1", "--json"))
     prior = ok(cli("eval", "--run", run, "--episodes", "1", "--mode", "prior", "--json"))

@@ -28,7 +28,7 @@ EXAMPLES = """Examples:
 
   wmtool train --algo worldmodels --data data/car.h5 --size debug --set vae.steps=20 --set mdnrnn.steps=10 --run-dir runs/wm --quiet
 
-  wmtool train --algo tdmpc2 --env dmc:cartpole-balance --size debug --steps 300 --set train.prefill=200 --set train.batch=16 --set train.train_ratio=64 --set train.eval_mode=prior --run-dir runs/td --quiet
+  wmtool train --algo tdmpc2 --env dmc:cartpole-balance --size debug --steps 300 --set train.prefill=200 --set train.prefill_updates=20 --set train.batch=16 --set train.train_ratio=64 --set train.eval_mode=prior --run-dir runs/td --quiet
 """
 
 

@@ -1,8 +1,9 @@
 """Training schedules on top of the one env loop (engine/loops.py): online and offline.
 
-Online: random prefill, then acting and learning interleaved by the train ratio, whose unit
-is replayed steps per env step; one update replays batch x length steps, so updates per env
-step = train_ratio / (batch * length). Every finished episode goes to the run's HDF5 store
+Online: random prefill (and, if `train.prefill_updates`, that many updates on it at once),
+then acting and learning interleaved by the train ratio, whose unit is replayed steps per
+agent step; one update replays batch x length steps, so updates per agent step =
+train_ratio / (batch * length). Every finished episode goes to the run's HDF5 store
 (durable) and to the in-memory replay (sampled). Offline: replay comes from a dataset and
 `train.steps` counts updates; no environment is stepped unless evaluating.
 """
@@ -225,7 +226,8 @@ class Trainer:
 
             def on_step(stats: LoopStats):
                 self.counters["agent_steps"] = base + stats.steps
-                due = int((self.counters["agent_steps"] - cfg.prefill) * ratio)
+                due = int((self.counters["agent_steps"] - cfg.prefill) * ratio) \
+                    + cfg.prefill_updates
                 while self.counters["updates"] < due and len(self.replay) >= cfg.length:
                     self.update()
                 self.periodic()

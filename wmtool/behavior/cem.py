@@ -9,11 +9,10 @@ agent adds exploration noise while collecting (behavior.explore, 0.3 in the pape
 """
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import nn
 
+from wmtool.behavior.plan_timer import PlanTimer
 from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
@@ -30,7 +29,7 @@ class CEMPlanner(nn.Module):
                               f"and horizon, iterations >= 1", "fix the planner.* settings")
         self.cfg, self.act_dim = cfg, int(act_space.shape[0])
         self._wm = [wm]  # a list, not a submodule: the agent owns the model's parameters
-        self.plan_seconds, self.plans = 0.0, 0
+        self.timer = PlanTimer()
 
     @torch.no_grad()
     def plan(self, feat: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -59,11 +58,8 @@ class CEMPlanner(nn.Module):
         return wm.predict_reward(feat).sum(0)
 
     def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
-        tick = time.perf_counter()
-        action = self.plan(feat)
-        self.plan_seconds += time.perf_counter() - tick
-        self.plans += feat.shape[0]
-        return action
+        with self.timer.plan(feat.shape[0]):
+            return self.plan(feat)
 
     def describe(self) -> str:
         p = self.cfg.planner
@@ -71,12 +67,7 @@ class CEMPlanner(nn.Module):
                 f"(top {p.top})")
 
     def acting_metrics(self) -> dict[str, float]:
-        """Mean planning time per action since the last call (0 calls: nothing)."""
-        if not self.plans:
-            return {}
-        ms = 1000 * self.plan_seconds / self.plans
-        self.plan_seconds, self.plans = 0.0, 0
-        return {"plan/ms_per_action": ms}
+        return self.timer.metrics()
 
     def learn(self, wm, start, start_cont, step, autocast) -> dict:
         return {}  # PlaNet learns only the model; the planner is computation

@@ -15,12 +15,12 @@ range of Q) with an entropy bonus, on the latents the model's rollout visited (w
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from torch import nn
 
 from wmtool.behavior.actor_critic import ReturnNorm, frozen
+from wmtool.behavior.plan_timer import PlanTimer
 from wmtool.errors import WmtoolError
 from wmtool.nets.normed import normed_mlp
 from wmtool.spaces import Space
@@ -68,7 +68,7 @@ class MPPIPlanner(nn.Module):
         self.cfg, self.act_dim = cfg, int(act_space.shape[0])
         self.prior = PolicyPrior(c.latent, c.mlp_dim, self.act_dim, c.log_std_min, c.log_std_max)
         self.scale = ReturnNorm(decay=1 - c.tau, limit=1e-4, initial=1.0)
-        self.plan_seconds, self.plans = 0.0, 0
+        self.timer = PlanTimer()
         self.bind(wm)
 
     def bind(self, wm) -> None:
@@ -118,12 +118,10 @@ class MPPIPlanner(nn.Module):
             return self.prior.mode(feat), carry
         if carry is not None:  # an episode start plans from scratch
             carry = torch.where(is_first.bool().view(-1, 1, 1), torch.zeros_like(carry), carry)
-        tick = time.perf_counter()
-        action, carry, std = self.plan(feat, carry)
-        if mode == "sample":
-            action = action + std * torch.randn_like(action)
-        self.plan_seconds += time.perf_counter() - tick
-        self.plans += feat.shape[0]
+        with self.timer.plan(feat.shape[0]):
+            action, carry, std = self.plan(feat, carry)
+            if mode == "sample":
+                action = action + std * torch.randn_like(action)
         return action.clamp(-1.0, 1.0), carry
 
     def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
@@ -137,12 +135,7 @@ class MPPIPlanner(nn.Module):
                 f"iterations x horizon {self.cfg.tdmpc2.horizon} ({m.elites} elites)")
 
     def acting_metrics(self) -> dict[str, float]:
-        """Mean planning time per action since the last call (0 plans: nothing)."""
-        if not self.plans:
-            return {}
-        ms = 1000 * self.plan_seconds / self.plans
-        self.plan_seconds, self.plans = 0.0, 0
-        return {"plan/ms_per_action": ms}
+        return self.timer.metrics()
 
     # -- learning --------------------------------------------------------------------------
     def loss(self, wm, start: dict) -> tuple[torch.Tensor, dict]:

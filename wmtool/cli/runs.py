@@ -42,14 +42,16 @@ def runs(root: Annotated[Path, typer.Argument(help="directory searched for runs"
             emit_json(row)
         return rows
     table = Table(title=f"runs under {root}")
-    numbers = ("agent steps", "env steps", "updates", "last eval")
-    for column in ("run", "algo", "env", "mode", *numbers, "status"):
-        table.add_column(column, justify="right" if column in numbers else "left")
+    numbers = ("agent/env steps", "updates", "last eval")
+    for column in ("run", "algo", "env", *numbers, "status"):  # mode: in --json
+        # the run's name folds rather than being cut with "…": it must stay readable
+        table.add_column(column, justify="right" if column in numbers else "left",
+                         overflow="fold" if column == "run" else "ellipsis")
     fmt = lambda v, spec="": "-" if v is None else format(v, spec)
     for r in rows:
         table.add_row(str(Path(r["run"]).relative_to(root)) if Path(r["run"]) != root else ".",
-                      fmt(r["algo"]), fmt(r["env"]), fmt(r["mode"]), fmt(r["agent_steps"], ","),
-                      fmt(r["env_steps"], ","),
+                      fmt(r["algo"]), fmt(r["env"]),
+                      f"{fmt(r['agent_steps'], ',')}/{fmt(r['env_steps'], ',')}",
                       fmt(r["updates"], ","), fmt(r["last_eval"], ".1f"), fmt(r["status"]))
     console.print(table)
     return rows

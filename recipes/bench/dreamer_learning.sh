@@ -8,6 +8,8 @@
 # Usage: [ALGO=planet] recipes/bench/dreamer_learning.sh [TASK] [SEEDS...]   e.g. cartpole-balance 0 1 2
 # JOBS=2 runs two seeds at a time with one torch thread each (the 2-core machine stays
 # full); the default runs them one after the other with the recipe's threads.
+# PLAN_EVAL=N then scores the final weights greedily (planning, for TD-MPC2, whose recipe
+# evaluates with the policy prior while training) over N episodes with `wmtool eval`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 task=${1:-cartpole-balance}; shift || true
@@ -24,9 +26,14 @@ run_seed() {
   json=$(.venv/bin/wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" $size \
          --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
          --json --quiet)
-  .venv/bin/python - "$json" "$seed" <<'PY'
+  local planned='{}'
+  if [ -n "${PLAN_EVAL:-}" ]; then
+    planned=$(.venv/bin/wmtool eval --run "$dir" --episodes "$PLAN_EVAL" --mode greedy \
+              --json --quiet)
+  fi
+  .venv/bin/python - "$json" "$seed" "$planned" <<'PY'
 import json, sys
-r, seed = json.loads(sys.argv[1]), sys.argv[2]
+r, seed, planned = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 e = r["eval"]
 plan = f"  planning {e['plan/ms_per_action']:.0f} ms/action" if "plan/ms_per_action" in e else ""
 print(f"{seed:<6} {r['seconds'] / 60:>10.1f} {r['agent_steps']:>11} {r['env_steps']:>10} {r['updates']:>9} "
@@ -40,6 +47,9 @@ best = r.get("best_eval")
 if best:
     print(f"       best evaluation {best['return_mean']:.1f} at {best['step']} agent steps: "
           f"{best['checkpoint']}")
+if planned:
+    print(f"       final weights, greedy (planning) over {planned['episodes']} episodes: "
+          f"{planned['return_mean']:.1f} ± {planned['return_std']:.1f}")
 PY
 }
 printf '%-6s %10s %11s %10s %9s %14s\n' seed minutes agent_steps env_steps updates eval_return

@@ -20,7 +20,7 @@ echo "machine: $(nproc) cores, $(date -u +%F); atari:$game, $episodes random epi
   --workers 2 --out "$out/$game.h5" --quiet
 [ -f "$out/$game-heldout.h5" ] || $wm collect --env "atari:$game" --episodes 4 --seed 900 \
   --out "$out/$game-heldout.h5" --quiet
-[ -f "$out/$game-frames.h5" ] || $wm data drop-actions "$out/$game.h5" --out "$out/$game-frames.h5" --quiet
+[ -f "$out/$game-frames.h5" ] || $wm data drop-actions "$out/$game.h5" --out "$out/$game-frames.h5"
 printf '%-5s %8s %10s %10s %14s %22s\n' seed minutes tok_psnr dpsnr_t4 "nmi (chance)" "accuracy (chance/maj)"
 for seed in $seeds; do
   run="$out/genie-$game-$seed"

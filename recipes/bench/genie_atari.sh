@@ -6,13 +6,15 @@
 # `wmtool eval --data` on the held-out episodes. Prints per seed: minutes, tokenizer PSNR,
 # ΔPSNR at t=4 (inferred vs random latent actions) and latent-vs-true-action NMI and
 # best-mapping accuracy beside their chance levels.
-# Usage: [OUT=runs/genie] [SIZE=preset] recipes/bench/genie_atari.sh [GAME] [EPISODES] [SEEDS...]
+# Usage: [OUT=runs/genie] [SIZE=preset] [THREADS=n] recipes/bench/genie_atari.sh [GAME] [EPISODES] [SEEDS...]
+# THREADS=1 when another run shares the 2-core machine (default: one per core).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 game=${1:-pong}; episodes=${2:-20}; shift 2 || true
 seeds=${*:-0 1 2}
 out=${OUT:-runs/genie}
 size=${SIZE:+--size $SIZE}
+threads=${THREADS:-0}
 wm=.venv/bin/wmtool
 mkdir -p "$out"
 echo "machine: $(nproc) cores, $(date -u +%F); atari:$game, $episodes random episodes"
@@ -24,8 +26,11 @@ echo "machine: $(nproc) cores, $(date -u +%F); atari:$game, $episodes random epi
 printf '%-5s %8s %10s %10s %14s %22s\n' seed minutes tok_psnr dpsnr_t4 "nmi (chance)" "accuracy (chance/maj)"
 for seed in $seeds; do
   run="$out/genie-$game-$seed"
-  [ -f "$run/train.json" ] || $wm train --algo genie --data "$out/$game-frames.h5" $size \
-    --seed "$seed" --run-dir "$run" --quiet --json > "$run.train.json.tmp" && mv "$run.train.json.tmp" "$run/train.json"
+  if [ ! -f "$run/train.json" ]; then
+    $wm train --algo genie --data "$out/$game-frames.h5" $size --seed "$seed" --run-dir "$run" \
+      --set runtime.threads="$threads" --quiet --json > "$run.train.json.tmp"
+    mv "$run.train.json.tmp" "$run/train.json"
+  fi
   $wm eval --run "$run" --data "$out/$game-heldout.h5" --batches 8 --json > "$run/eval.json"
   .venv/bin/python - "$run" "$seed" <<'PY'
 import json, sys

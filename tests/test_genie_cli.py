@@ -33,6 +33,8 @@ def test_genie_learns_from_frames_and_is_graded_on_true_actions(cli, tmp_path):
     assert len(report["psnr_inferred"]) == 4
     actions = report["actions"]
     assert 0 <= actions["nmi"] <= 1 and actions["chance"]["majority"] > 0
+    # graded against the action a step earlier too: one transition fewer per episode
+    assert actions["previous"]["transitions"] == actions["transitions"] - 2
     out = ok(cli("dream", "--run", run, "--actions", "0,3,3,1", "--render",
                  tmp_path / "drive.mp4", "--json"))
     assert out["frames"] == 5 and iio.imread(tmp_path / "drive.mp4").shape[0] == 5

@@ -3,6 +3,7 @@ bottleneck, and the dynamics' masking and causality."""
 import torch
 
 from wmtool.models.genie import LatentActionModel, MaskGITDynamics, Tokenizer
+from wmtool.nets.fsq import ScalarQuantizer, levels_for
 from wmtool.nets.vq import VectorQuantizer
 
 
@@ -37,16 +38,32 @@ def test_unused_codes_restart_on_recent_encodings():
 
 def test_latent_action_model_sees_the_next_frame_only_through_its_bottleneck():
     torch.manual_seed(0)
-    lam = LatentActionModel(3, actions=1, dim=8, depth=4, beta=0.25)
+    lam = LatentActionModel(3, actions=1, depth=4)
     now = torch.rand(2, 3, 64, 64)
     a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
     pred_a = lam.predict(now, lam.infer(now, a)[0])
     pred_b = lam.predict(now, lam.infer(now, b)[0])
     assert pred_a.shape == (2, 3, 64, 64)
     assert torch.equal(pred_a, pred_b)  # one code: nothing of the next frame gets through
-    lam8 = LatentActionModel(3, actions=8, dim=8, depth=4, beta=0.25)
+    lam8 = LatentActionModel(3, actions=8, depth=4)
     _, index, _ = lam8.infer(now, a)
     assert index.shape == (2,) and int(index.max()) < 8
+
+
+def test_fsq_codes_round_trip_and_gradients_pass_through_the_rounding():
+    assert levels_for(8) == [2, 2, 2] and levels_for(6) == [2, 3] and levels_for(1) == [1]
+    for codes in (1, 6, 8, 7):
+        fsq = ScalarQuantizer(codes)
+        vectors = fsq.lookup(torch.arange(codes))
+        assert len(torch.unique(vectors, dim=0)) == codes and vectors.abs().max() <= 1
+        _, index, _ = fsq(torch.atanh(vectors * 0.999))  # each code's own vector maps back
+        assert torch.equal(index, torch.arange(codes))
+    fsq = ScalarQuantizer(8)
+    z = torch.randn(32, 3, requires_grad=True)
+    quantised, index, _ = fsq(z)
+    assert torch.equal(quantised, fsq.lookup(index))  # forward: exactly the code
+    quantised.sum().backward()
+    assert torch.allclose(z.grad, 1 - torch.tanh(z.detach()) ** 2)  # backward: through tanh
 
 
 def test_tokenizer_round_trip_shapes():

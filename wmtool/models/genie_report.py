@@ -6,7 +6,10 @@ never trained on (`wmtool eval --run RUN --data FILE.h5`), and its rollouts.
   actions the LAM infers from the real ones, and with random latent actions; ΔPSNR_t is
   PSNR(inferred) - PSNR(random) against the real frame t (t = 4, as in the paper);
 - latent vs true actions: normalised mutual information and best-mapping accuracy, beside
-  the levels latent actions with no information would reach.
+  the levels latent actions with no information would reach; against the action taken at
+  o_t, and against the one taken a step earlier (`previous`), because some games show an
+  action one frame late: in ALE Pong the paddle's move from o_t to o_{t+1} follows a_{t-1}
+  (mean move up/down 3 pixels by a_{t-1}, under 2 by a_t, in our random-policy frames).
 """
 from __future__ import annotations
 
@@ -67,10 +70,11 @@ def action_agreement(latent: np.ndarray, true: np.ndarray, seed: int) -> dict:
 
 
 @torch.no_grad()
-def latent_actions_of(wm, episodes: list, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The LAM's action for every transition of `episodes`, beside the recorded action."""
+def latent_actions_of(wm, episodes: list, chunk: int = 256):
+    """The LAM's action for every transition of `episodes`, beside the recorded action and
+    the one recorded a step earlier (-1 at an episode's first transition)."""
     device = next(wm.parameters()).device
-    latent, true = [], []
+    latent, true, previous = [], [], []
     for ep in episodes:
         images = torch.as_tensor(ep.obs[wm.key], device=device)
         for start in range(0, ep.length, chunk):
@@ -78,8 +82,10 @@ def latent_actions_of(wm, episodes: list, chunk: int = 256) -> tuple[np.ndarray,
             after = to_pixels(images[start + 1:start + chunk + 1])
             n = min(len(now), len(after))
             latent.append(wm.lam.infer(now[:n], after[:n])[1].cpu().numpy())
-        true.append(np.asarray(ep.action).reshape(len(ep.action), -1)[:, 0])
-    return np.concatenate(latent), np.concatenate(true)
+        actions = np.asarray(ep.action).reshape(len(ep.action), -1)[:, 0]
+        true.append(actions)
+        previous.append(np.concatenate([[-1], actions[:-1]]))
+    return np.concatenate(latent), np.concatenate(true), np.concatenate(previous)
 
 
 def data_report(wm, episodes: list, batches: int, seed: int, horizon: int = 4) -> dict:
@@ -90,5 +96,8 @@ def data_report(wm, episodes: list, batches: int, seed: int, horizon: int = 4) -
     batch = sample_sequences(episodes, wm.act_space, batches * 8, horizon + 1, rng)
     report = genie_report(wm, batch, horizon, seed)
     if all(ep.action is not None for ep in episodes):
-        report["actions"] = action_agreement(*latent_actions_of(wm, episodes), seed)
+        latent, true, previous = latent_actions_of(wm, episodes)
+        report["actions"] = action_agreement(latent, true, seed)
+        has = previous >= 0
+        report["actions"]["previous"] = action_agreement(latent[has], previous[has], seed)
     return report

@@ -72,3 +72,19 @@ def test_exponent_without_dot_is_a_float_for_float_keys():
     assert cfg.wm.lr == pytest.approx(1e-3)
     with pytest.raises(WmtoolError, match="expected float"):
         config.compose(sets=["actor.lr=fast"])
+
+
+def test_a_run_saved_with_a_retired_key_still_loads_and_new_typos_still_fail(tmp_path):
+    from wmtool import rundir
+
+    cfg = config.compose(sets=["genie.actions=6"])
+    saved = cfg.to_dict()
+    saved["genie"]["action_dim"] = 32  # written by a version that had this option
+    config.Config(saved).save(tmp_path / "config.yaml")
+    (tmp_path / "run.json").write_text("{}")
+    again = rundir.load_config(tmp_path)
+    assert again.genie.actions == 6 and "action_dim" not in again.genie.to_dict()
+    saved["genie"]["action_dims"] = 32  # never an option: still an error
+    config.Config(saved).save(tmp_path / "config.yaml")
+    with pytest.raises(WmtoolError, match="genie.action_dims"):
+        rundir.load_config(tmp_path)

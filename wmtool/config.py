@@ -159,6 +159,18 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
+# Keys a saved run's config.yaml may still hold after the option was removed: a run written
+# by an older version still loads, and the value is dropped (it no longer means anything).
+RETIRED_KEYS = frozenset({
+    "genie.action_dim",  # the latent action model's FSQ size follows genie.actions
+})
+
+
+def without_retired(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config minus RETIRED_KEYS, nested again."""
+    return unflatten({k: v for k, v in flatten(saved).items() if k not in RETIRED_KEYS})
+
+
 def load(layers: list[tuple[str, Mapping[str, Any]]] = (), sets: list[str] = (),
          root: Path | None = None) -> Config:
     """Merge defaults, then each (source name, overrides) layer, then `--set` items."""

@@ -40,7 +40,8 @@ def read_meta(path: Path) -> dict:
 
 def load_config(path: Path) -> config.Config:
     read_meta(path)
-    return config.load([(str(path / "config.yaml"), config.read_yaml(path / "config.yaml"))])
+    saved = config.without_retired(config.read_yaml(path / "config.yaml"))
+    return config.load([(str(path / "config.yaml"), saved)])
 
 
 def latest_checkpoint(path: Path) -> Path:

@@ -17,7 +17,10 @@ def levels_for(codes: int) -> list[int]:
     """The levels per dimension that give exactly `codes` codes: its prime factors
     (8 -> [2, 2, 2], 6 -> [2, 3], 1 -> [1])."""
     if codes < 1:
-        raise ValueError(f"need at least one code, not {codes}")
+        from wmtool.errors import WmtoolError
+
+        raise WmtoolError(f"latent actions need at least one code, not {codes}",
+                          "set genie.actions to 1 or more (Genie uses 8)")
     levels, rest, p = [], codes, 2
     while rest > 1:
         while rest % p == 0:

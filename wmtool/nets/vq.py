@@ -1,7 +1,6 @@
 """Vector quantisation (VQ-VAE, van den Oord et al. 2017) as Genie's tokenizer and latent
 action model use it: nearest-codebook lookup, straight-through gradients to the encoder,
-codebook and commitment losses, and restarts of codes nobody uses onto the encodings the
-codebook serves worst."""
+codebook and commitment losses, and restarts of codes nobody uses."""
 from __future__ import annotations
 
 import torch
@@ -15,14 +14,7 @@ class VectorQuantizer(nn.Module):
     forward returns (quantised with straight-through gradients, code indices, loss parts):
     the codebook loss ||sg(z) - e||^2 moves codes to the encodings, the commitment loss
     beta ||z - sg(e)||^2 keeps the encoder near its codes. `restart` re-seeds codes unused
-    since the last call with recent encodings, drawn in proportion to their squared distance
-    from their nearest code.
-
-    Why weighted by that distance: in Atari frames nearly every 8x8 patch is background, so
-    codes re-seeded uniformly land on background too, and a tokenizer that drops the paddles
-    and the ball (1% of pixels) never recovers them (measured on Pong: after 3,000 updates
-    the player's paddle column had 17x the mean error and decoded frames showed no paddles).
-    Drawn by error, they land on the patches nothing represents yet."""
+    since the last call with random recent encodings, so the codebook stays in use."""
 
     def __init__(self, codes: int, dim: int, beta: float = 0.25):
         super().__init__()
@@ -50,20 +42,17 @@ class VectorQuantizer(nn.Module):
             with torch.no_grad():
                 self.usage += torch.bincount(index.flatten(), minlength=self.codes).float()
                 self._recent = z.detach().reshape(-1, self.dim)
-                self._recent_error = (z.detach() - e).pow(2).sum(-1).flatten()
         quantised = e + (z - z.detach())  # straight-through: forward exactly e, backward identity
         return quantised, index, losses
 
     @torch.no_grad()
     def restart(self) -> int:
-        """Move every code unused since the last restart onto a recent encoding, drawn by
-        its quantisation error (distinct ones while there are enough); returns how many
-        moved."""
+        """Move every code unused since the last restart onto a random recent encoding;
+        returns how many moved."""
         dead = (self.usage == 0).nonzero().flatten()
         recent = getattr(self, "_recent", None)
         if len(dead) and recent is not None and len(recent):
-            weight = self._recent_error + 1e-12  # all zero when every encoding is a code
-            pick = torch.multinomial(weight, len(dead), replacement=len(dead) > len(recent))
+            pick = torch.randint(0, len(recent), (len(dead),), device=recent.device)
             self.codebook.weight[dead] = recent[pick]
         self.usage.zero_()
         return len(dead)

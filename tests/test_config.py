@@ -88,3 +88,16 @@ def test_a_run_saved_with_a_retired_key_still_loads_and_new_typos_still_fail(tmp
     config.Config(saved).save(tmp_path / "config.yaml")
     with pytest.raises(WmtoolError, match="genie.action_dims"):
         rundir.load_config(tmp_path)
+
+
+def test_recipe_tasks_section_applies_the_longest_matching_prefix(tmp_path):
+    recipe = tmp_path / "per_task.yaml"
+    recipe.write_text("env:\n  time_limit: 7\ntasks:\n  pendulum: {env: {action_repeat: 4}}\n"
+                      "  pendulum-swing: {env: {action_repeat: 6}}\n")
+    swingup = config.compose({"env": {"id": "dmc:pendulum-swingup"}}, recipe=str(recipe))
+    assert (swingup.env.action_repeat, swingup.env.time_limit) == (6, 7)
+    other = config.compose(recipe=str(recipe), sets=["env.id=dmc:cartpole-balance"])
+    assert (other.env.action_repeat, other.env.time_limit) == (2, 7)  # the suite's repeat
+    # the flag and --set layers still win over a task's override
+    assert config.compose({"env": {"id": "dmc:pendulum-swingup"}}, recipe=str(recipe),
+                          sets=["env.action_repeat=3"]).env.action_repeat == 3

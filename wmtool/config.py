@@ -191,21 +191,24 @@ def suite_layer(env_id: str, root: Path | None = None) -> list[tuple[str, dict]]
 
 def algo_suite_layers(algo: str, env_id: str, root: Path | None = None) -> list[tuple[str, dict]]:
     """recipes/algo/<algo>__<suite>.yaml, if one exists: an algorithm's values for one suite
-    (DreamerV2's Atari vs DMC settings). Its optional `tasks:` section maps task-name
-    prefixes to further overrides (PlaNet's action repeat per DMC domain); the longest prefix
-    of the env's task applies."""
+    (DreamerV2's Atari vs DMC settings), with its per-task overrides (see with_task_overrides:
+    PlaNet's action repeat per DMC domain)."""
     root = root or recipes_dir()
-    suite, _, task = env_id.partition(":")
-    path = root / "algo" / f"{algo}__{suite}.yaml"
-    if not path.exists():
-        return []
-    data = dict(read_yaml(path))
+    path = root / "algo" / f"{algo}__{env_id.partition(':')[0]}.yaml"
+    return with_task_overrides(str(path), read_yaml(path), env_id) if path.exists() else []
+
+
+def with_task_overrides(name: str, data: Mapping[str, Any], env_id: str) -> list[tuple[str, dict]]:
+    """A layer whose optional `tasks:` section maps task-name prefixes to further overrides
+    becomes two layers: itself, then the overrides of the longest prefix of the env's task."""
+    data = dict(data)
     tasks = data.pop("tasks", None) or {}
-    layers = [(str(path), data)]
+    task = env_id.partition(":")[2]
+    layers = [(name, data)]
     matches = [prefix for prefix in tasks if task.startswith(str(prefix))]
     if matches:
         prefix = max(matches, key=len)
-        layers.append((f"{path}:tasks.{prefix}", tasks[prefix] or {}))
+        layers.append((f"{name}:tasks.{prefix}", tasks[prefix] or {}))
     return layers
 
 
@@ -257,7 +260,9 @@ def compose(flags: Mapping[str, Any] | None = None, recipe: str | None = None,
         path = root / "algo" / f"{algo}.yaml"
         layers += [(str(path), read_yaml(path))] if path.exists() else []
         layers += algo_suite_layers(algo, str(env_id), root)
-    layers += size_layer(size, root, algo) + recipe_layers
+    layers += size_layer(size, root, algo)
+    for name, layer in recipe_layers:
+        layers += with_task_overrides(name, layer, str(env_id))
     if flags:
         layers.append(("command-line flags", flags))
     return load(layers, sets, root)

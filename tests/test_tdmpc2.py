@@ -177,6 +177,27 @@ def test_mppi_improves_on_its_prior_in_a_toy_model():
     assert torch.allclose(again[:, 0], torch.full_like(again[:, 0], 0.6), atol=0.1)
 
 
+def test_greedy_mean_acts_with_the_elites_mean_and_jitters_less_than_an_elite_draw():
+    def greedy_actions(how):
+        torch.manual_seed(0)
+        cfg = tiny(["mppi.samples=64", "mppi.elites=16", "mppi.prior_trajs=0",
+                    "mppi.iterations=2", f"mppi.greedy={how}"])
+        planner = MPPIPlanner(Toy(None), ACTION, cfg)
+        planner.bind(Toy(planner.prior))
+        z = torch.zeros(64, cfg.tdmpc2.latent)  # 64 independent plans from the same state
+        first = torch.ones(64, dtype=torch.bool)
+        action, plan = planner.act_step(z, None, first, "greedy")
+        return action, plan
+    mean_action, plan = greedy_actions("mean")
+    assert torch.equal(mean_action, plan[:, 0].clamp(-1, 1))
+    elite_action, _ = greedy_actions("elite")
+    assert mean_action.std() < 0.5 * elite_action.std()
+    # both aim at the toy's optimum, 0.6
+    assert abs(mean_action.mean() - 0.6) < 0.15 and abs(elite_action.mean() - 0.6) < 0.15
+    with pytest.raises(WmtoolError, match="greedy"):
+        MPPIPlanner(Toy(None), ACTION, tiny(["mppi.greedy=median"]))
+
+
 def test_size_presets_match_the_papers_parameter_counts():
     def total(size):
         agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny(size=size))

@@ -6,7 +6,9 @@ the previous step's plan shifted by one (warm start; zero at an episode start) a
 starts at `max_std`. Score every sequence by discounted predicted rewards plus the Q value at
 the end, all candidates in one batched rollout; refit mean/std to the `elites` best, weighted
 by exp(temperature x value), `iterations` times. Act with the first action of one elite drawn
-by those weights; `sample` (collecting) adds noise of the final std. `prior` acts with the
+by those weights (`greedy` with mppi.greedy: elite, as the paper evaluates), or with the
+elites' weighted mean (mppi.greedy: mean: no draw between elites, so smoother actions);
+`sample` (collecting) draws an elite and adds noise of the final std. `prior` acts with the
 prior's mean alone: no planning, for fast evaluation.
 
 Learning: the prior maximises Q (mean of two random heads, scaled by the running 5-95%
@@ -61,10 +63,12 @@ class MPPIPlanner(nn.Module):
         super().__init__()
         c, m = cfg.tdmpc2, cfg.mppi
         if not 0 < m.elites <= m.samples or not 0 <= m.prior_trajs < m.samples \
-                or m.iterations < 1 or not 0 < m.min_std <= m.max_std:
+                or m.iterations < 1 or not 0 < m.min_std <= m.max_std \
+                or m.greedy not in ("elite", "mean"):
             raise WmtoolError(f"mppi: need 0 < elites ({m.elites}) <= samples ({m.samples}), "
                               f"0 <= prior_trajs ({m.prior_trajs}) < samples, iterations >= 1 "
-                              f"and 0 < min_std <= max_std", "fix the mppi.* settings")
+                              f"and 0 < min_std <= max_std, and greedy elite or mean "
+                              f"({m.greedy!r})", "fix the mppi.* settings")
         self.cfg, self.act_dim = cfg, int(act_space.shape[0])
         self.prior = PolicyPrior(c.latent, c.mlp_dim, self.act_dim, c.log_std_min, c.log_std_max)
         self.scale = ReturnNorm(decay=1 - c.tau, limit=1e-4, initial=1.0)
@@ -120,7 +124,9 @@ class MPPIPlanner(nn.Module):
             carry = torch.where(is_first.bool().view(-1, 1, 1), torch.zeros_like(carry), carry)
         with self.timer.plan(feat.shape[0]):
             action, carry, std = self.plan(feat, carry)
-            if mode == "sample":
+            if mode == "greedy" and self.cfg.mppi.greedy == "mean":
+                action = carry[:, 0]
+            elif mode == "sample":
                 action = action + std * torch.randn_like(action)
         return action.clamp(-1.0, 1.0), carry
 

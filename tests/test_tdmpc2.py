@@ -254,9 +254,10 @@ def test_exported_pixel_prior_carries_its_frame_stack(fmt, tmp_path):
     assert len({round(float(a[0, 0]), 5) for a in ours}) > 1
 
 
-def test_cpu_recipe_gives_pendulum_a_longer_action_repeat_for_the_same_agent_steps():
+def test_cpu_recipe_sets_action_repeat_per_task_for_the_same_agent_steps():
     def env_steps(task):
         cfg = config.compose({"env": {"id": f"dmc:{task}"}}, algo="tdmpc2", size="1m",
                              recipe="tdmpc2__dmc_proprio_cpu")
         return cfg.train.steps * cfg.env.action_repeat
-    assert (env_steps("cartpole-balance"), env_steps("pendulum-swingup")) == (26_000, 104_000)
+    assert (env_steps("cartpole-balance"), env_steps("pendulum-swingup"),
+            env_steps("walker-walk")) == (52_000, 104_000, 26_000)

@@ -179,7 +179,9 @@ def test_offline_training_takes_no_env_steps(tmp_path):
         f["reward"][:] = np.nan
     res = run_wmtool("train", "--algo", "dreamerv3", "--data", data, "--steps", 5, *FAST,
                      "--run-dir", tmp_path / "nan")
-    assert res.returncode == 1 and "non-finite loss" in res.stderr
+    # refused where it enters replay, naming the file and the episode, before any update
+    assert res.returncode == 1 and f"{data}: episode 0 has non-finite values" in res.stderr
+    assert "reward" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_foreign_checkpoint_is_refused(tmp_path):

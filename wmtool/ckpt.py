@@ -16,6 +16,7 @@ import torch
 
 from wmtool import __version__, spaces
 from wmtool.errors import WmtoolError
+from wmtool.rundir import disk_error
 
 FORMAT = "wmtool-checkpoint"
 FORMAT_VERSION = 1
@@ -56,11 +57,19 @@ def save(path: str | Path, agent, counters: dict, replay_rng=None) -> Path:
         "rng": rng_state(replay_rng),
     }
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # readers see the old file or the new one, never half of one
+    except BaseException as exc:  # a full disk or a kill mid-write: no temp file stays
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise disk_error(path, exc) from None
+        if isinstance(exc, RuntimeError) and "No space left" in str(exc):  # torch's writer
+            raise disk_error(path, OSError(28, "No space left on device")) from None
+        raise
     return path
 
 

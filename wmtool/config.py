@@ -179,7 +179,30 @@ def load(layers: list[tuple[str, Mapping[str, Any]]] = (), sets: list[str] = (),
     for source, overrides in layers:
         apply(flat, overrides, source)
     apply(flat, parse_set(sets), "--set")
+    check_ranges(flat)
     return Config(unflatten(flat))
+
+
+# Values outside these bounds fail later and obscurely (batch 0: a ZeroDivisionError; steps
+# 0: a full random prefill, then nothing), so they are refused when the config is made.
+AT_LEAST = {"seed": 0, "train.steps": 1, "train.batch": 1, "train.length": 1,
+            "train.prefill": 0, "train.prefill_updates": 0, "train.envs": 1,
+            "train.log_every": 1, "train.eval_every": 0, "train.eval_episodes": 0,
+            "train.checkpoint_every": 0, "train.replay_capacity": 1, "env.action_repeat": 1,
+            "env.time_limit": 0, "collect.workers": 1, "collect.image_chunk": 1,
+            "runtime.threads": 0, "behavior.horizon": 1}
+ABOVE_ZERO = ("train.train_ratio", "wm.lr", "actor.lr", "critic.lr")
+
+
+def check_ranges(flat: Mapping[str, Any]) -> None:
+    for key, low in AT_LEAST.items():
+        if key in flat and flat[key] < low:
+            raise WmtoolError(f"{key}={flat[key]} is out of range: it must be at least {low}",
+                              f"change it in the recipe or with --set {key}=...")
+    for key in ABOVE_ZERO:
+        if key in flat and not flat[key] > 0:
+            raise WmtoolError(f"{key}={flat[key]} is out of range: it must be above 0",
+                              f"change it in the recipe or with --set {key}=...")
 
 
 def suite_layer(env_id: str, root: Path | None = None) -> list[tuple[str, dict]]:

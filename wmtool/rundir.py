@@ -1,29 +1,89 @@
-"""Run directories (DESIGN.md §6): config.yaml, run.json, metrics.jsonl, checkpoints/, replay/."""
+"""Run directories (DESIGN.md §6): config.yaml, run.json, metrics.jsonl, checkpoints/, replay/.
+
+Every file here is written whole or not at all (a unique temp name, fsync, rename), so a
+full disk or a kill leaves the previous version, never half of one. One process at a time
+trains a run: `RunLock` holds `.lock` for the session's lifetime.
+"""
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
+import os
 from pathlib import Path
+
+import yaml
 
 from wmtool import config
 from wmtool.errors import WmtoolError
 
+CHECKPOINTS = "checkpoints"
+
+
+def write_atomic(file: Path, data: bytes | str) -> None:
+    """`file` holds the old content or all of `data`; a failed write leaves no temp file."""
+    file = Path(file)
+    tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, file)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise disk_error(file, exc) from None
+        raise
+
+
+def disk_error(file: Path, exc: OSError) -> WmtoolError:
+    """OSError from a write as one line; a full disk names the fix."""
+    if exc.errno == 28:  # ENOSPC
+        return WmtoolError(f"disk full while writing {file}",
+                           "free some space (what was written before is intact) and resume")
+    return WmtoolError(f"cannot write {file}: {exc.strerror or exc}", "check the path and space")
+
+
+class RunLock:
+    """Exclusive while a process trains the run (a POSIX lock, dropped when it dies)."""
+
+    def __init__(self, path: Path):
+        path.mkdir(parents=True, exist_ok=True)
+        self.file = open(path / ".lock", "a+")
+        try:
+            fcntl.lockf(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            raise WmtoolError(f"{path} is being trained by another process",
+                              "wait for it to finish or stop it; nothing was changed") from None
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+
 
 def create(path: Path, cfg, meta: dict) -> Path:
+    """A new run in `path`. A directory whose run never got going (config.yaml unreadable,
+    no checkpoint) may be started over; its stored episodes are kept."""
     if (path / "config.yaml").exists():
-        raise WmtoolError(f"{path} already holds a run", f"continue it with --resume {path}, "
-                          "or choose another --run-dir")
+        try:
+            load_config(path)
+            usable = True
+        except WmtoolError:
+            usable = bool(list((path / CHECKPOINTS).glob("*.pt")))
+        if usable:
+            raise WmtoolError(f"{path} already holds a run", f"continue it with --resume "
+                              f"{path}, or choose another --run-dir")
     path.mkdir(parents=True, exist_ok=True)
-    cfg.save(path / "config.yaml")
+    write_atomic(path / "config.yaml", cfg.dump())
     write_meta(path, {**meta, "created": datetime.datetime.now().isoformat(timespec="seconds"),
                       "status": "running"})
     return path
 
 
 def write_meta(path: Path, meta: dict) -> None:
-    tmp = path / ".run.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    tmp.replace(path / "run.json")
+    write_atomic(Path(path) / "run.json", json.dumps(meta, indent=1, sort_keys=True))
 
 
 def update_meta(path: Path, **changes) -> None:
@@ -35,21 +95,86 @@ def read_meta(path: Path) -> dict:
     if not file.exists():
         raise WmtoolError(f"{path} is not a wmtool run directory (no run.json)",
                           "pass a directory made by `wmtool train`")
-    return json.loads(file.read_text())
+    try:
+        meta = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise WmtoolError(f"{file} is damaged (not a JSON object)",
+                          "restore it from a backup, or start a new run")
+    return meta
 
 
 def load_config(path: Path) -> config.Config:
     read_meta(path)
-    saved = config.without_retired(config.read_yaml(path / "config.yaml"))
-    return config.load([(str(path / "config.yaml"), saved)])
+    file = Path(path) / "config.yaml"
+    try:
+        saved = yaml.safe_load(file.read_text()) if file.exists() else None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise WmtoolError(f"{file} is missing or damaged", "start the run again with the same "
+                          f"flags and --run-dir {path} (its stored episodes are kept)")
+    return config.load([(str(file), config.without_retired(saved))])
 
 
-def latest_checkpoint(path: Path) -> Path:
-    file = Path(path) / "checkpoints" / "latest.pt"
-    if not file.exists():
-        raise WmtoolError(f"{path} has no checkpoint yet (checkpoints/latest.pt)",
+def checkpoint_files(path: Path) -> list[Path]:
+    """latest.pt, then the kept step_*.pt copies, newest first."""
+    folder = Path(path) / CHECKPOINTS
+    return [folder / "latest.pt", *sorted(folder.glob("step_*.pt"), reverse=True)]
+
+
+def load_checkpoint(path: Path, required: bool = True, quiet: bool = False) -> dict | None:
+    """The newest intact checkpoint's payload. A damaged latest.pt (a kill or a full disk
+    on an older wmtool) falls back to the newest intact step_*.pt, and says so. None when
+    there is none and not `required`."""
+    from wmtool import ckpt
+    from wmtool.progress import info
+
+    damaged = []
+    for file in checkpoint_files(path):
+        if not file.exists():
+            continue
+        try:
+            payload = ckpt.load(file)
+        except WmtoolError as exc:
+            damaged.append(f"{file.name} ({exc.message})")
+            continue
+        if damaged:
+            info(f"{path}: skipped damaged {', '.join(damaged)}; using {file.name}", quiet)
+        return payload
+    if damaged:
+        raise WmtoolError(f"{path}: every checkpoint is damaged: {'; '.join(damaged)}",
+                          "start a new run")
+    if required:
+        raise WmtoolError(f"{path} has no checkpoint yet ({CHECKPOINTS}/latest.pt)",
                           "wait for the first checkpoint or lower train.checkpoint_every")
-    return file
+    return None
+
+
+def trim_metrics(path: Path, last_step: int) -> int:
+    """Cut metrics.jsonl before its first row past `last_step` (a killed run logged work
+    that its resume redoes) or its first torn line; returns how many rows went. Rows are
+    appended in step order, so this is one truncation: safe against a kill, and the
+    logger's append-mode handle stays valid."""
+    file = Path(path) / "metrics.jsonl"
+    if not file.exists():
+        return 0
+    with open(file, "r+b") as fh:
+        lines = fh.read().split(b"\n")
+        lines = lines[:-1] if lines and not lines[-1] else lines
+        keep = next((i for i, line in enumerate(lines) if _step_of(line) > last_step),
+                    len(lines))
+        if keep < len(lines):
+            fh.truncate(sum(len(line) + 1 for line in lines[:keep]))
+    return len(lines) - keep
+
+
+def _step_of(line: bytes) -> float:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")  # torn or foreign: cut here
 
 
 def step_counts(counters: dict, action_repeat: int) -> dict[str, int]:

@@ -65,12 +65,23 @@ def _run_policy(run: Path, vec):
     return AgentPolicy(loaded.agent, "greedy")
 
 
+def first_seed(out: Path, seed: int) -> int:
+    """`seed`, or past the seeds `out`'s episodes already used: collecting again into the
+    same file continues the seed sequence instead of appending copies."""
+    from wmtool.data.store import EpisodeReader, next_seed
+
+    if not out.exists() or out.stat().st_size == 0:
+        return seed
+    with EpisodeReader(out) as reader:
+        return max(seed, next_seed(reader.index))
+
+
 @command
 def collect(
     env: EnvOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="HDF5 file to create or append to")],
-    episodes: Annotated[Optional[int], typer.Option(help="stop after this many episodes")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="stop after this many agent steps (env steps / env.action_repeat)")] = None,
+    episodes: Annotated[Optional[int], typer.Option(min=1, help="stop after this many episodes")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="stop after this many agent steps (env steps / env.action_repeat)")] = None,
     seed: SeedOpt = 0,
     policy: Annotated[str, typer.Option(
         help="policy that acts: random (uniform), brownian (smooth random walk, continuous "
@@ -105,6 +116,7 @@ def collect(
         raise WmtoolError("--workers must be at least 1")
     config.require_choice("env.obs", cfg.env.obs, ("state", "pixels", "both"))
 
+    seed = first_seed(out, seed)
     vec = VecEnv([functools.partial(make_env, cfg.env, None)
                   for _ in range(cfg.collect.workers)])
     try:
@@ -115,8 +127,8 @@ def collect(
         with BackgroundWriter(store) as writer:
             start_episodes = writer.num_episodes
             info(f"collect {vec.env_id} -> {out} ({describe_spaces(vec.obs_space, vec.act_space)}; "
-                 f"{cfg.collect.workers} worker(s); {start_episodes} episodes already in file)",
-                 quiet)
+                 f"{cfg.collect.workers} worker(s); {start_episodes} episodes already in file; "
+                 f"seeds from {seed})", quiet)
             if store.recovered_rows:
                 info(f"recovered {out} after an unclean stop: dropped "
                      f"{store.recovered_rows} rows of an unfinished episode", quiet)
@@ -134,7 +146,7 @@ def collect(
                                      on_episode=writer.add, on_step=throttled(show, 0.25))
                 progress.update(task, completed=total)
             writer.flush()
-            result = {"out": str(out), "env": vec.env_id, "policy": label,
+            result = {"out": str(out), "env": vec.env_id, "policy": label, "seed": seed,
                       "workers": cfg.collect.workers, "file_episodes": writer.num_episodes,
                       **stats.summary()}
     finally:

@@ -22,7 +22,7 @@ ObsOpt = Annotated[Optional[str], typer.Option(
     "--obs", help="state | pixels | both (default: the suite's; pixels are 64x64 RGB)")]
 EnvImportOpt = Annotated[Optional[list[str]], typer.Option(
     "--env-import", help="python module to import first so it can register gymnasium envs")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="random seed")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="random seed")]
 RecipeOpt = Annotated[Optional[str], typer.Option(
     "--recipe", help="experiment recipe: a YAML path or a name under recipes/exp/")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(

@@ -32,13 +32,13 @@ def dream(
     data: Annotated[Optional[Path], typer.Option(help="real episodes from this HDF5 file "
                                                  "(default: fresh episodes in the run's env)")] = None,
     env: Annotated[Optional[str], typer.Option(help="env for fresh episodes (default: the run's)")] = None,
-    context: Annotated[Optional[int], typer.Option(help="real steps observed first")] = None,
-    horizon: Annotated[Optional[int], typer.Option(help="steps predicted after the context")] = None,
-    sequences: Annotated[Optional[int], typer.Option(help="sequences side by side")] = None,
+    context: Annotated[Optional[int], typer.Option(min=1, help="real steps observed first")] = None,
+    horizon: Annotated[Optional[int], typer.Option(min=1, help="steps predicted after the context")] = None,
+    sequences: Annotated[Optional[int], typer.Option(min=1, help="sequences side by side")] = None,
     checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
     seed: Annotated[int, typer.Option(help="seed of episodes, windows and model samples")] = 0,
-    fps: Annotated[int, typer.Option(help="video frames per second")] = 8,
-    scale: Annotated[int, typer.Option(help="image upscaling factor in the video")] = 2,
+    fps: Annotated[int, typer.Option(min=1, help="video frames per second")] = 8,
+    scale: Annotated[int, typer.Option(min=1, help="image upscaling factor in the video")] = 2,
     actions: Annotated[Optional[str], typer.Option(
         help="Genie: drive the model with these latent actions, e.g. 0,3,3,1")] = None,
     interactive: Annotated[bool, typer.Option(

@@ -30,7 +30,7 @@ EXAMPLES = """Examples:
 def eval_(
     run: Annotated[Path, typer.Option(help="run directory made by `wmtool train`")],
     checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
-    episodes: Annotated[int, typer.Option(help="episodes to play")] = 10,
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to play")] = 10,
     mode: Annotated[str, typer.Option(
         help="greedy | sample | prior (TD-MPC2: the policy prior alone, no planning)")] = "greedy",
     video: Annotated[Optional[Path], typer.Option(help="record what the agent saw (.mp4/.gif)")] = None,
@@ -38,7 +38,7 @@ def eval_(
     seed: Annotated[int, typer.Option(help="seed of the evaluation episodes")] = 12345,
     data: Annotated[Optional[Path], typer.Option(
         help="held-out HDF5 episodes: report the model's losses on them instead of playing")] = None,
-    batches: Annotated[int, typer.Option(help="--data: batches per phase")] = 8,
+    batches: Annotated[int, typer.Option(min=1, help="--data: batches per phase")] = 8,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):

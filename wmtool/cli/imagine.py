@@ -28,12 +28,12 @@ EXAMPLES = """Examples:
 @command
 def imagine(
     run: Annotated[Path, typer.Option(help="run whose world model to use (made by `wmtool train`)")],
-    steps: Annotated[int, typer.Option(help="behaviour updates (CMA-ES: generations)")] = 1000,
+    steps: Annotated[int, typer.Option(min=1, help="behaviour updates (CMA-ES: generations)")] = 1000,
     run_dir: Annotated[Optional[Path], typer.Option(help="new run directory (default RUN-imagine)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="start states from this HDF5 dataset")] = None,
     env: Annotated[Optional[str], typer.Option(help="env to evaluate in (default: the run's)")] = None,
-    eval_every: Annotated[int, typer.Option(help="updates between evaluations (0: only at the end)")] = 0,
-    eval_episodes: Annotated[int, typer.Option(help="episodes per evaluation (0: none)")] = 10,
+    eval_every: Annotated[int, typer.Option(min=0, help="updates between evaluations (0: only at the end)")] = 0,
+    eval_episodes: Annotated[int, typer.Option(min=0, help="episodes per evaluation (0: none)")] = 10,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="start the behaviour from fresh weights")] = False,
     score_in: Annotated[str, typer.Option(
         "--in", help="World Models: score CMA-ES candidates in the `dream` or the `real` env")] = "dream",

@@ -10,7 +10,24 @@ from __future__ import annotations
 import numpy as np
 
 from wmtool.data.episode import Episode
+from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
+
+
+def nonfinite_fields(ep: Episode) -> list[str]:
+    """Names of the episode's float arrays that hold NaN or +-inf."""
+    arrays = {"reward": ep.reward, "action": ep.action, **{f"obs/{k}": v for k, v in ep.obs.items()}}
+    return [name for name, a in arrays.items()
+            if a is not None and np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+
+
+def check_finite(ep: Episode, where: str) -> None:
+    """Non-finite data is refused where it enters replay: it would poison every update
+    (twohot clamps an infinite reward silently; NaN stops training at the first update)."""
+    bad = nonfinite_fields(ep)
+    if bad:
+        raise WmtoolError(f"{where} has non-finite values (NaN or inf) in {', '.join(bad)}",
+                          "fix or drop those episodes; `wmtool data info FILE` lists them")
 
 
 def episode_rows(ep: Episode, act_space: Space) -> dict[str, np.ndarray]:

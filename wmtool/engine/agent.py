@@ -74,8 +74,8 @@ class Agent(nn.Module):
     def _step(self, names: list[str], loss: torch.Tensor) -> dict[str, float]:
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"non-finite loss ({loss.item()}) in {'/'.join(names)}",
-                                "the run stopped; the last checkpoint is intact — lower the "
-                                "learning rate or check the data")
+                                "the run stopped before applying it; lower the learning rate "
+                                "or check the data")
         for name in names:
             self.optims[name].zero_grad(set_to_none=True)
         loss.backward()

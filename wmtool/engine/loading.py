@@ -45,7 +45,7 @@ def load_run(run: Path, checkpoint: Path | None = None, optimizers: bool = True)
     """Rebuild a run's agent from its latest (or the given) checkpoint, in eval mode."""
     meta = rundir.read_meta(run)
     cfg = rundir.load_config(run)
-    payload = ckpt.load(checkpoint or rundir.latest_checkpoint(run))
+    payload = ckpt.load(checkpoint) if checkpoint else rundir.load_checkpoint(run)
     device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
     obs_space = spaces.loads_obs(payload["obs_space"])
     act_space = spaces.loads_act(payload["act_space"])

@@ -10,7 +10,7 @@ import numpy as np
 from wmtool import ckpt, config, rundir, spaces
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
-from wmtool.engine.agent import Agent
+from wmtool.engine.agent import Agent, NonFiniteLoss
 from wmtool.engine.train import Trainer, evaluate, step_counts, updates_per_env_step
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
@@ -82,14 +82,31 @@ class TrainSession:
 
     # -- construction ----------------------------------------------------------------------
     @classmethod
+    def _locked(cls, path: Path, build):
+        """`build()` under the run's lock, which the session keeps until close()."""
+        lock = rundir.RunLock(path)
+        try:
+            session = build()
+        except BaseException:
+            lock.release()
+            raise
+        session.lock = lock
+        return session
+
+    @classmethod
     def create(cls, algo, cfg, run_dir, data, has_env, quiet, phases=None):
         env_id = cfg.env.id if has_env else ""
         label = env_id or f"data:{Path(data).stem}"
         path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)
-        meta = {"algo": algo, "env": env_id, "data": str(data) if data else None,
+        # absolute, so that --resume and imagine work from any directory
+        meta = {"algo": algo, "env": env_id, "data": str(Path(data).resolve()) if data else None,
                 "mode": "offline" if data else "online", "phases": phases}
-        rundir.create(path, cfg, meta)
-        return cls(algo, cfg, path, meta, quiet)
+
+        def build():
+            rundir.create(path, cfg, meta)
+            return cls(algo, cfg, path, meta, quiet)
+
+        return cls._locked(path, build)
 
     @classmethod
     def imagine(cls, source: Path, run_dir: Path | None, data: Path | None, env: str | None,
@@ -99,6 +116,7 @@ class TrainSession:
         start states of `data` (default: the source's replay or dataset); no env steps."""
         meta = rundir.read_meta(source)
         data = data or (source / STORE if (source / STORE).exists() else meta.get("data"))
+        data = Path(data).resolve() if data else None
         if not data:
             raise WmtoolError(f"{source} has no replay to start imagination from",
                               "pass --data FILE.h5")
@@ -112,9 +130,9 @@ class TrainSession:
                                **({"env": {"id": env_id}} if env_id else {})})]
         cfg = config.load(layers, sets)
         path = Path(run_dir) if run_dir else Path(f"{source}-imagine")
-        payload = ckpt.load(rundir.latest_checkpoint(source))
+        payload = rundir.load_checkpoint(source, quiet=quiet)
         meta = {"algo": meta["algo"], "env": env_id, "data": str(data), "mode": "imagine",
-                "source": str(source), "from_scratch": from_scratch}
+                "source": str(Path(source).resolve()), "from_scratch": from_scratch}
         if score_in == "real":  # kept so that a resumed run goes on scoring in the env
             meta.update(score_in=score_in, workers=workers)
         from wmtool.registry import ALGOS, lookup
@@ -123,8 +141,12 @@ class TrainSession:
             raise WmtoolError(f"{meta['algo']} plans at every step and has no behaviour to "
                               "train in imagination",
                               "evaluate it with `wmtool eval`, or imagine with a dreamer run")
-        rundir.create(path, cfg, meta)
-        session = cls(meta["algo"], cfg, path, meta, quiet)
+
+        def build():
+            rundir.create(path, cfg, meta)
+            return cls(meta["algo"], cfg, path, meta, quiet)
+
+        session = cls._locked(path, build)
         ckpt.restore_agent(session.agent, payload)
         if from_scratch:
             session.agent.reset_behavior()
@@ -151,23 +173,34 @@ class TrainSession:
 
     @classmethod
     def resume(cls, path: Path, quiet: bool, phases: list[str] | None = None):
+        path = Path(path)
+        rundir.read_meta(path)  # a clear error for a path that is not a run, before locking
+        return cls._locked(path, lambda: cls._resume(path, quiet, phases))
+
+    @classmethod
+    def _resume(cls, path: Path, quiet: bool, phases: list[str] | None):
         meta = rundir.read_meta(path)
+        cfg = rundir.load_config(path)
+        payload = rundir.load_checkpoint(path, required=False, quiet=quiet)
         if phases:  # e.g. `--phase mdnrnn` after a run that trained only the VAE
             meta["phases"] = phases
             rundir.update_meta(path, phases=phases)
-        cfg = rundir.load_config(path)
-        payload = ckpt.load(rundir.latest_checkpoint(path))
-        session = cls(meta["algo"], cfg, Path(path), meta, quiet)
-        session.trainer.restore(payload)
+        session = cls(meta["algo"], cfg, path, meta, quiet)
+        if payload is not None:
+            session.trainer.restore(payload)
+        else:  # killed before its first checkpoint: start afresh, keep what it stored
+            info(f"{path} has no checkpoint yet: starting afresh from its saved config",
+                 quiet)
         if meta.get("score_in") == "real":
             session.score_in_real(meta["workers"])
         if session.data is None and (path / STORE).exists():
-            with EpisodeReader(path / STORE) as reader:
-                for episode in reader:
-                    session.trainer.replay.add(episode)
-                session.trainer.counters["episodes"] = len(reader)
+            session.trainer.load_store(path / STORE)
+        dropped = rundir.trim_metrics(path, session.clock())
+        if dropped:
+            info(f"dropped {dropped} metrics rows logged after step {session.clock():,} "
+                 "(work the resumed run redoes)", quiet)
         info(f"resumed {path} at {session.trainer.counters}", quiet)
-        rundir.update_meta(path, status="running")
+        rundir.update_meta(path, status="running", counters=dict(session.trainer.counters))
         return session
 
     def _announce(self, device, threads, obs_space, act_space) -> None:
@@ -215,9 +248,14 @@ class TrainSession:
             else:
                 self.trainer.train_offline(self.data, self.phases)
         except KeyboardInterrupt:
-            self.trainer.save()
+            self.trainer.interrupted()
             rundir.update_meta(self.run_dir, status="interrupted")
             raise
+        except NonFiniteLoss as exc:
+            rundir.update_meta(self.run_dir, status="failed")
+            saved = rundir.checkpoint_files(self.run_dir)[0].exists()
+            raise NonFiniteLoss(exc.message, f"{exc.hint}; " + (
+                "its last checkpoint is intact" if saved else "it has no checkpoint yet")) from None
         except Exception:
             rundir.update_meta(self.run_dir, status="failed")
             raise
@@ -245,3 +283,5 @@ class TrainSession:
         for vec in (self.vec, self.eval_vec, getattr(self, "score_vec", None)):
             if vec is not None:
                 vec.close()
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()

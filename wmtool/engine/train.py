@@ -21,7 +21,7 @@ from wmtool import ckpt, rundir
 from wmtool.rundir import migrate_counters, step_counts
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
-from wmtool.data.replay import Replay
+from wmtool.data.replay import Replay, check_finite
 from wmtool.data.store import EpisodeReader, EpisodeWriter
 from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream import open_loop
@@ -94,6 +94,7 @@ class Trainer:
         self.on_eval: Callable[[int, dict], None] | None = None
         self.online = True  # the schedule's clock: env steps online, updates offline
         self.world_model = True  # False: `wmtool imagine`, behaviour only in a frozen model
+        self.stored_steps = 0  # agent steps of the episodes handed to the run's store
 
     @property
     def ckpt_dir(self) -> Path:
@@ -120,13 +121,37 @@ class Trainer:
         ckpt.restore_agent(self.agent, payload)
         ckpt.restore_rng(payload["rng"], self.replay.rng)
         self.counters.update(migrate_counters(payload["counters"]))
+        self._restart_clocks()
+
+    def _restart_clocks(self) -> None:
         self.last_log = self.last_ckpt = self.last_eval = self.last_dream = self._clock()
+
+    def load_store(self, path: Path) -> None:
+        """Resume from the run's own store: its episodes refill replay and set the step
+        counters, so they agree with what is stored (a killed run stored episodes after its
+        last checkpoint and lost the ones it had not finished)."""
+        with EpisodeReader(path) as reader:
+            for i, episode in enumerate(reader):
+                check_finite(episode, f"{path}: episode {i}")
+                self.replay.add(episode)
+                note_episode(self.agent.wm, episode)
+            self.counters["episodes"] = len(reader)
+            self.stored_steps = self.counters["agent_steps"] = reader.num_steps
+        self._restart_clocks()
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: count only the steps the store kept (the episodes under way
+        are dropped), then checkpoint."""
+        if self.online and self.world_model:
+            self.counters["agent_steps"] = self.stored_steps
+        self.save()
 
     def _clock(self) -> int:
         return self.counters["agent_steps"] if self.online else self.counters["updates"]
 
     # -- bookkeeping -----------------------------------------------------------------------
     def on_episode(self, episode) -> None:
+        check_finite(episode, f"{self.cfg.env.id}: an episode")
         self.replay.add(episode)
         note_episode(self.agent.wm, episode)
         self.counters["episodes"] += 1
@@ -208,8 +233,15 @@ class Trainer:
                               policy=self.agent.algo)
         with BackgroundWriter(store) as writer:
             def on_episode(episode):
-                writer.add(episode)
                 self.on_episode(episode)
+                writer.add(episode)
+                self.stored_steps += episode.length
+
+            def first_seed(default: int) -> int:
+                """Past every seed the store's episodes used: a resumed run meets new
+                starts instead of replaying the ones it stored."""
+                writer.flush()
+                return max(default, store.next_seed)
 
             base = self.counters["agent_steps"]
             if base < cfg.prefill:
@@ -218,10 +250,13 @@ class Trainer:
                     if self.on_progress:
                         self.on_progress(self.counters)
 
-                run_episodes(vec, RandomPolicy(vec.act_space, self.cfg.seed),
-                             steps=cfg.prefill - base, seed=self.cfg.seed,
-                             on_episode=on_episode, on_step=on_prefill)
+                seed = first_seed(self.cfg.seed)
+                run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=cfg.prefill - base,
+                             seed=seed, on_episode=on_episode, on_step=on_prefill)
                 base = self.counters["agent_steps"]
+                writer.flush()
+                self.save()  # a run killed after its prefill resumes from here
+                self.last_ckpt = base
             ratio = updates_per_env_step(self.cfg)
 
             def on_step(stats: LoopStats):
@@ -235,7 +270,7 @@ class Trainer:
             remaining = cfg.steps - base
             if remaining > 0:
                 run_episodes(vec, AgentPolicy(self.agent, "sample"), steps=remaining,
-                             seed=self.cfg.seed + 1 + base,  # a resumed run meets new starts
+                             seed=first_seed(self.cfg.seed + 1 + base),
                              on_episode=on_episode, on_step=on_step)
         self.save()
 
@@ -250,7 +285,8 @@ class Trainer:
         """Each phase in turn (all, or those in `phases`), from where a resumed run stopped."""
         self.online = False
         with EpisodeReader(data) as reader:
-            for episode in reader:
+            for i, episode in enumerate(reader):
+                check_finite(episode, f"{data}: episode {i}")
                 self.replay.add(episode)
                 note_episode(self.agent.wm, episode)
         schedule = self.schedule()

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: what is finished is saved, then the command stops."""
+
+
 class WmtoolError(Exception):
     """An error the CLI prints as one line (plus a hint) and exits 1 on.
 

@@ -18,6 +18,8 @@ from wmtool import config
 from wmtool.errors import WmtoolError
 
 CHECKPOINTS = "checkpoints"
+# Set by `--trust-run` anywhere on the command line (see wmtool.cli.main).
+TRUST = {"on": False}
 
 
 def write_atomic(file: Path, data: bytes | str) -> None:
@@ -116,6 +118,26 @@ def load_config(path: Path) -> config.Config:
         raise WmtoolError(f"{file} is missing or damaged", "start the run again with the same "
                           f"flags and --run-dir {path} (its stored episodes are kept)")
     return config.load([(str(file), config.without_retired(saved))])
+
+
+def env_modules(env_cfg, own_id: str | None = None) -> list[str]:
+    """Python modules that making this env imports: `env.imports`, and the module of a
+    gymnasium `module:Env` id (not of `own_id`, an env the user named on this command)."""
+    modules = list(env_cfg.imports)
+    suite, _, task = str(env_cfg.id).partition(":")
+    if suite == "gym" and ":" in task and env_cfg.id != own_id:
+        modules.append(task.partition(":")[0])
+    return modules
+
+
+def check_trusted(path: Path, env_cfg, own_id: str | None = None) -> None:
+    """A run directory can carry code, as a TorchScript file can: the modules its config
+    names are imported only when the user says they trust it."""
+    modules = env_modules(env_cfg, own_id)
+    if modules and not TRUST["on"]:
+        raise WmtoolError(f"{path}'s env imports python code when it is made ({', '.join(modules)}); "
+                          "a run directory can carry code", "add --trust-run if you trust "
+                          "where the run came from")
 
 
 def checkpoint_files(path: Path) -> list[Path]:

@@ -39,6 +39,16 @@ def curve(rows: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def summary(run: Path) -> dict:
+    """One row of `wmtool runs`; a run whose files are damaged is a row saying so."""
+    try:
+        return _summary(run)
+    except WmtoolError as exc:
+        return {"run": str(run), "algo": None, "env": None, "mode": None,
+                "status": "corrupt", "error": exc.message, "created": None,
+                "agent_steps": None, "env_steps": None, "updates": None, "last_eval": None}
+
+
+def _summary(run: Path) -> dict:
     meta = rundir.read_meta(run)
     rows = read_metrics(run)
     counters = rundir.migrate_counters(meta.get("counters", {}))  # at the last checkpoint

@@ -5,18 +5,22 @@ Exit codes: 0 success, 1 runtime failure (one line with the cause and a fix), 2 
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
+from wmtool import rundir
 from wmtool.cli import (collect, data, dream, envs, eval, export, imagine, recipes, runs,
                         train)
 from wmtool.cli.common import DEBUG
+from wmtool.errors import Terminated
 
 app = typer.Typer(
     name="wmtool", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
     help="World-model reinforcement learning from the command line. "
-         "Add --debug to any command for full tracebacks.")
+         "Add --debug to any command for full tracebacks, --trust-run to let a run directory "
+         "import the python modules its env names.")
 app.command("collect", help=collect.HELP, epilog=collect.EXAMPLES)(collect.collect)
 app.command("train", help=train.HELP, epilog=train.EXAMPLES)(train.train)
 app.command("eval", help=eval.HELP, epilog=eval.EXAMPLES)(eval.eval_)
@@ -30,9 +34,20 @@ app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")
 
 
+def _terminate(signum, frame) -> None:
+    """The first SIGTERM stops the command as Ctrl-C does (checkpoint, store closed, status
+    "interrupted"); a second one kills at once."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated()
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminate)
     argv = sys.argv[1:]
     if "--debug" in argv:
         DEBUG["on"] = True
         argv = [a for a in argv if a != "--debug"]
+    if "--trust-run" in argv:  # let run directories import their env's modules
+        rundir.TRUST["on"] = True
+        argv = [a for a in argv if a != "--trust-run"]
     app(args=argv, prog_name="wmtool")

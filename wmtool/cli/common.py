@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from wmtool.errors import WmtoolError
+from wmtool.errors import Terminated, WmtoolError
 from wmtool.progress import console
 
 # Set from `--debug` anywhere on the command line (see wmtool.cli.main) or WMTOOL_DEBUG=1.
@@ -45,8 +45,15 @@ def command(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: one line, not a traceback
+            if DEBUG["on"]:
+                traceback.print_exc()
+            name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+            console.print(f"interrupted by {name}: finished work is saved", style="yellow",
+                          highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: report, don't crash
             if DEBUG["on"]:
                 traceback.print_exc()

@@ -75,6 +75,8 @@ def train(
         if data and str(data) != meta.get("data"):
             raise WmtoolError("--data conflicts with the resumed run", "drop --data when resuming")
         saved = rundir.load_config(resume)
+        if env_import and set(rundir.env_modules(saved.env)) <= set(env_import):
+            rundir.TRUST["on"] = True  # the user named every module the run imports
         conflicts = _resume_conflicts(saved, flags, sets, recipe, size)
         if conflicts:
             raise WmtoolError(f"--resume {resume}: flags conflict with the saved config: "

@@ -30,7 +30,9 @@ class LoadedRun:
         if not env["id"]:
             raise WmtoolError(f"{self.path} was trained offline without an env",
                               "pass --env SUITE:TASK")
-        return config.load([("run", self.cfg.to_dict()), ("override", {"env": env})])
+        cfg = config.load([("run", self.cfg.to_dict()), ("override", {"env": env})])
+        rundir.check_trusted(self.path, cfg.env, own_id=env_id)
+        return cfg
 
     def check_spaces(self, obs_space: dict, act_space, where: str) -> None:
         """`where`'s spaces must contain the agent's inputs and equal its action space."""

@@ -129,6 +129,8 @@ class TrainSession:
                                "dream": {"every": 0},  # the model is frozen: nothing new to see
                                **({"env": {"id": env_id}} if env_id else {})})]
         cfg = config.load(layers, sets)
+        if env_id:
+            rundir.check_trusted(source, cfg.env, own_id=env)
         path = Path(run_dir) if run_dir else Path(f"{source}-imagine")
         payload = rundir.load_checkpoint(source, quiet=quiet)
         meta = {"algo": meta["algo"], "env": env_id, "data": str(data), "mode": "imagine",
@@ -185,6 +187,8 @@ class TrainSession:
         if phases:  # e.g. `--phase mdnrnn` after a run that trained only the VAE
             meta["phases"] = phases
             rundir.update_meta(path, phases=phases)
+        if meta.get("env"):
+            rundir.check_trusted(path, cfg.env)
         session = cls(meta["algo"], cfg, path, meta, quiet)
         if payload is not None:
             session.trainer.restore(payload)

@@ -9,6 +9,9 @@ of stepped (its action ignored), and that row has is_first=True, as in envs/base
 """
 from __future__ import annotations
 
+import multiprocessing
+import signal
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -64,6 +67,11 @@ class _Make:
         self.make = make
 
     def __call__(self):
+        # Ctrl-C in a terminal reaches the whole process group: the parent stops and closes
+        # its workers, which would otherwise each print a KeyboardInterrupt traceback.
+        # (gymnasium also calls this once in the parent, for the spaces: not there.)
+        if multiprocessing.parent_process() is not None:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return _gymnasium_view(self.make)
 
 
@@ -82,6 +90,7 @@ class VecEnv:
                                        shared_memory=False,
                                        autoreset_mode=AutoresetMode.NEXT_STEP)
         self._done = np.zeros(self.num_envs, bool)
+        self._stepping = False  # a step under way (an interrupt can land inside one)
         self.steps_taken_here = 0
         self.obs_space, self.act_space, self.env_id = self._vec.call("wmtool_spaces")[0]
 
@@ -94,7 +103,9 @@ class VecEnv:
                 "is_last": np.zeros(n, bool), "is_terminal": np.zeros(n, bool)}
 
     def step(self, actions: np.ndarray) -> dict[str, Any]:
+        self._stepping = True
         obs, reward, terminated, truncated, _ = self._vec.step(actions)
+        self._stepping = False
         VecEnv.steps_taken += self.num_envs
         self.steps_taken_here += self.num_envs
         first = self._done.copy()
@@ -104,7 +115,17 @@ class VecEnv:
                 "is_last": last, "is_terminal": np.asarray(terminated, bool)}
 
     def close(self) -> None:
-        self._vec.close()
+        """Interrupted mid-step (Ctrl-C, SIGTERM), the workers are stopped, not asked: a
+        polite close would wait on the step, then warn, and dead workers' pipes break."""
+        if not self._stepping:
+            self._vec.close()
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self._vec.close(terminate=True)
+            except (OSError, EOFError):
+                pass  # a worker already gone: nothing left to close
 
 
 class _InProcess:
@@ -135,7 +156,7 @@ class _InProcess:
         return (self._batch(out), np.array([out["reward"]], np.float32), np.array([terminal]),
                 np.array([self._needs_reset and not terminal]), {})
 
-    def close(self):
+    def close(self, terminate: bool = False):
         self.env.close()
 
 

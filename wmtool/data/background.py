@@ -16,6 +16,19 @@ from wmtool.data.episode import Episode
 from wmtool.data.store import EpisodeWriter
 
 _STOP = object()
+WRITER_NICENESS = 10
+
+
+def _lower_priority(niceness: int) -> None:
+    """Make this thread at least `niceness` nice: the env loop comes first. Never nicer to
+    it than it already is: as root, setting 10 outright undid a `nice -n 15 wmtool ...`."""
+    try:  # Linux: a thread id here sets that thread's niceness
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        if current < niceness:
+            os.setpriority(os.PRIO_PROCESS, tid, niceness)
+    except (AttributeError, OSError):
+        pass
 
 
 class BackgroundWriter:
@@ -27,10 +40,7 @@ class BackgroundWriter:
         self._thread.start()
 
     def _run(self) -> None:
-        try:  # Linux: a thread id here sets that thread's niceness; the env loop comes first
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
+        _lower_priority(WRITER_NICENESS)
         while True:
             batch = [self._queue.get()]
             while not self._queue.empty():  # whatever piled up meanwhile: one commit

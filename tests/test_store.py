@@ -140,6 +140,7 @@ def test_uncommitted_rows_are_trimmed_on_reopen(tmp_path):
         for name, rows in (("obs/vector", 4), ("reward", 3), ("action", 3)):
             f[name].resize(f[name].shape[0] + rows, axis=0)
         f["episodes"].resize(2, axis=0)  # ... and a torn index row (zeros)
+    set_writer_mark(path)  # ... by a writer that was killed (clean stores are not trimmed)
     with EpisodeReader(path) as r:  # readers ignore it before any repair
         assert len(r) == 1
     with EpisodeWriter(path, "gym:Fake-v0", VECTOR, spaces.discrete(2)) as w:
@@ -147,6 +148,15 @@ def test_uncommitted_rows_are_trimmed_on_reopen(tmp_path):
         w.add(kept)
     with EpisodeReader(path) as r:
         assert [episode_digest(e) for e in r] == [episode_digest(kept)] * 2
+
+
+def set_writer_mark(path):
+    """Leave the superblock as a killed SWMR writer does: write + SWMR-write flags set."""
+    head = bytearray(path.read_bytes()[:48])
+    head[11] = 0x05
+    head[44:48] = struct.pack("<I", lookup3(bytes(head[:44])))
+    with open(path, "r+b") as fh:
+        fh.write(head)
 
 
 def test_lookup3_matches_hdf5_superblock_checksum(tmp_path):

@@ -1,4 +1,5 @@
-"""`wmtool data info FILE`: what an episode store holds."""
+"""`wmtool data info|verify|repair FILE`: what an episode store holds, whether it is sound,
+and fixing it after a crash or damage (wmtool/data/maintenance.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,9 @@ from rich.table import Table
 from wmtool.cli.common import JsonOpt, command, emit_json
 from wmtool.progress import console
 
-app = typer.Typer(help="Inspect and convert HDF5 episode stores (info, drop-actions, import-video).",
-                  no_args_is_help=True)
+app = typer.Typer(help="Inspect, check, repair and convert HDF5 episode stores (info, verify, "
+                  "repair, drop-actions, import-video).", no_args_is_help=True)
+EXAMPLE_STORE = "wmtool collect --env gym:CartPole-v1 --episodes 5 --out data/cartpole.h5 --quiet"
 
 
 def _human_bytes(n: int) -> str:
@@ -22,14 +24,26 @@ def _human_bytes(n: int) -> str:
     return str(n)
 
 
+def _listed(rows: list, limit: int = 12) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" ... ({len(rows)} in all)" if len(rows) > limit else "")
+
+
 @app.command("info", epilog="Example:\n\n  wmtool data info data/cartpole.h5 --json")
 @command
 def info(file: Annotated[Path, typer.Argument(help="HDF5 episode store")], json_: JsonOpt = False):
-    """Episodes, steps, return statistics, spaces and size of an episode store."""
+    """Episodes, steps, returns, spaces and size of an episode store.
+
+    Also lists index rows it could not use (damaged, or left by a crashed writer) and
+    episodes whose rewards, actions or vector observations hold NaN/inf."""
+    from wmtool.data.maintenance import scan_store
     from wmtool.data.store import EpisodeReader
 
-    with EpisodeReader(file) as reader:
+    with EpisodeReader(file, strict=False) as reader:  # report damage here, do not refuse
         summary = reader.info()
+        found = scan_store(reader, full=False)
+    summary["nonfinite_episodes"] = found["nonfinite_episodes"]
+    summary["nonfinite_fields"] = found["nonfinite_fields"]
     if json_:
         emit_json(summary)
         return
@@ -46,11 +60,110 @@ def info(file: Annotated[Path, typer.Argument(help="HDF5 episode store")], json_
          (f"discrete({summary['act_space']['n']})" if "n" in summary["act_space"]
           else f"continuous {summary['act_space']['shape']} in [-1, 1]")),
         ("size on disk", _human_bytes(summary["size_bytes"])),
-        ("format", f"wmtool-episodes v{summary['format_version']}"),
+        ("format", f"wmtool-episodes v{summary['format_version']}"
+                   + ("" if summary["checksums"] else " (no chunk checksums: written before "
+                                                      "wmtool added them)")),
     ]
+    if summary["writer_mark"]:
+        rows.append(("writer", "a writer has it open, or died holding it (`wmtool data "
+                               "repair` clears a dead writer's mark)"))
+    if summary["unusable_index_rows"]:
+        rows.append(("unusable index rows", _listed(summary["unusable_index_rows"])
+                     + "; " + "; ".join(summary["index_problems"][:3])))
+    if summary["nonfinite_episodes"]:
+        rows.append(("non-finite data", "episodes " + _listed(summary["nonfinite_episodes"])
+                     + " hold NaN/inf"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
+    if summary["index_problems"]:
+        console.print(f"{file}: damaged index rows; run `wmtool data verify {file}` and "
+                      f"`wmtool data repair {file}`", style="yellow", highlight=False,
+                      markup=False, soft_wrap=True)
+
+
+@app.command("verify", epilog=f"Example:\n\n  {EXAMPLE_STORE}\n\n"
+             "  wmtool data verify data/cartpole.h5 --json")
+@command
+def verify(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
+           json_: JsonOpt = False):
+    """Check every index row and every chunk of every episode; exit 1 if any is damaged.
+
+    Lists damaged episodes (a chunk fails its checksum or cannot be read), damaged index
+    rows, and episodes holding NaN/inf (reported; they do not fail the check)."""
+    from wmtool.data.maintenance import verify as run_verify
+
+    result = run_verify(file)
+    if json_:
+        emit_json(result)
+    else:
+        for line in _verify_lines(result):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _verify_lines(r: dict) -> list[str]:
+    lines = []
+    if r["index_problems"]:
+        lines.append(f"damaged index rows: {'; '.join(r['index_problems'][:5])}"
+                     + (f" ... ({len(r['index_problems'])} in all)"
+                        if len(r["index_problems"]) > 5 else ""))
+    if r["damaged_episodes"]:
+        lines.append(f"damaged episodes (a chunk fails its checksum or cannot be read): "
+                     f"{_listed(r['damaged_episodes'])}")
+    if r["nonfinite_episodes"]:
+        lines.append(f"episodes holding NaN/inf: {_listed(r['nonfinite_episodes'])}")
+    if r["uncommitted_index_rows"]:
+        lines.append(f"{r['uncommitted_index_rows']} index rows of an unfinished commit "
+                     "(a crashed writer; the next writer or `wmtool data repair` drops them)")
+    if not r["checksums"]:
+        lines.append("note: this store predates chunk checksums; bit flips in it go unnoticed")
+    verdict = "ok" if r["ok"] else "DAMAGED"
+    lines.append(f"{r['path']}: {verdict}, {r['episodes']} readable episodes"
+                 + ("" if r["ok"] else f"; run `wmtool data repair {r['path']}` for damaged "
+                    "index rows, re-collect damaged episodes"))
+    return lines
+
+
+@app.command("repair", epilog=f"Example:\n\n  {EXAMPLE_STORE}\n\n"
+             "  wmtool data repair data/cartpole.h5 --json")
+@command
+def repair(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
+           json_: JsonOpt = False):
+    """Fix a store in place after a crash or damage; exit 1 if damage remains.
+
+    Clears a dead writer's mark (so plain h5py opens the file again), rebuilds a damaged
+    index row from its neighbours when that is unambiguous, and trims rows of an unfinished
+    episode. Refused while a writer is running."""
+    from wmtool.data.maintenance import repair as run_repair
+
+    result = run_repair(file)
+    if json_:
+        emit_json(result)
+    else:
+        for line in _repair_lines(result):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+def _repair_lines(r: dict) -> list[str]:
+    lines = []
+    if r["writer_mark_cleared"]:
+        lines.append("cleared a dead writer's mark")
+    for fix in r["rebuilt_index_rows"]:
+        changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in fix["changed"].items())
+        lines.append(f"rebuilt index row {fix['row']} from its neighbours ({changed})")
+    if r["trimmed_rows"]:
+        lines.append(f"trimmed {r['trimmed_rows']} rows of an unfinished episode")
+    for problem in r["unrepaired"]:
+        lines.append(f"cannot repair index {problem}")
+    if len(lines) == 0:
+        lines.append("nothing to repair")
+    lines.append(f"{r['path']}: {'ok' if r['ok'] else 'still damaged'}, "
+                 f"{r['episodes']} episodes")
+    return lines
 
 
 @app.command("drop-actions", epilog="Example:\n\n  wmtool collect --env atari:pong --episodes 2 "

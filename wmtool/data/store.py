@@ -17,11 +17,25 @@ at every flush (plain h5py with per-episode flushes lost finished episodes in 4 
 trials here; SWMR kept all of them in 8 of 8). SWMR cannot create new groups or datasets
 once started, so episodes are appended rows, not groups. A row in /episodes is the commit:
 data rows are written and flushed first, the index row last. After a crash, the next writer
-clears the dead writer's mark (superblock.py) and trims rows that no index entry covers.
+clears the dead writer's mark (superblock.py) and trims rows that no index entry covers:
+data rows past the last episode and all-zero index rows of a commit cut short. It trims only
+after an unclean stop (the mark was set); an index row that is damaged (integrity.py) makes
+readers and writers refuse the file with one line instead, never a silent truncation.
+
+New stores checksum every chunk (HDF5's fletcher32 filter), so a flipped bit fails the read
+of its chunk instead of returning wrong numbers; stores written before that stay readable
+and appendable. Tools for damaged or crashed files (wmtool/data/maintenance.py):
+    wmtool data verify FILE   read every chunk, list damaged and non-finite episodes
+    wmtool data repair FILE   clear a dead writer's mark (so plain h5py opens the file
+                              again), rebuild a damaged index row from its neighbours when
+                              that is unambiguous, trim rows of an unfinished episode
+A store whose writer crashed keeps the writer mark until the next writer or `data repair`:
+until then plain h5py opens it only as h5py.File(path, "r", libver="latest", swmr=True).
 """
 from __future__ import annotations
 
 import datetime
+import time
 import fcntl
 import os
 from pathlib import Path
@@ -30,8 +44,14 @@ import numpy as np
 
 from wmtool import __version__, spaces
 from wmtool.data.episode import Episode
+from wmtool.data.hdf5io import discard_and_close, open_swmr_read, write_failure
+from wmtool.data.integrity import (IndexCheck, check_index, nonfinite_fields, past_end,
+                                   read_index)
 from wmtool.data.superblock import clear_writer_mark, writer_mark_set
 from wmtool.errors import WmtoolError
+
+# nonfinite_fields lives in integrity.py; callers may import it from here.
+__all__ = ["EpisodeReader", "EpisodeWriter", "WriterLock", "nonfinite_fields"]
 
 FORMAT = "wmtool-episodes"
 FORMAT_VERSION = 1
@@ -39,6 +59,8 @@ INDEX_DTYPE = np.dtype([("obs_start", "<i8"), ("step_start", "<i8"), ("length", 
                         ("return", "<f8"), ("seed", "<i8")])
 STEP_COLUMNS = ("reward", "terminated", "truncated")
 VECTOR_CHUNK_BYTES = 1 << 16
+# Free space a commit leaves untouched for HDF5's own metadata and the final close.
+SPACE_MARGIN = 256 << 10
 
 
 def _h5():
@@ -47,23 +69,10 @@ def _h5():
     return h5py
 
 
-def valid_rows(index: np.ndarray, obs_rows: int, step_rows: int) -> int:
-    """Number of leading index rows that describe complete, contiguous episodes."""
-    obs_end = step_end = 0
-    for i, row in enumerate(index):
-        length = int(row["length"])
-        if (length <= 0 or row["obs_start"] != obs_end or row["step_start"] != step_end
-                or obs_end + length + 1 > obs_rows or step_end + length > step_rows):
-            return i
-        obs_end += length + 1
-        step_end += length
-    return len(index)
-
-
-def _open_h5(path: Path, mode: str, **kwargs):
+def _open_h5(path: Path, mode: str, swmr_read: bool = False, **kwargs):
     h5py = _h5()
     try:
-        return h5py.File(path, mode, **kwargs)
+        return open_swmr_read(path) if swmr_read else h5py.File(path, mode, **kwargs)
     except FileNotFoundError:
         raise WmtoolError(f"{path}: no such file", "check the path") from None
     except OSError as exc:
@@ -75,6 +84,43 @@ def _open_h5(path: Path, mode: str, **kwargs):
                               "pass a .h5 file written by `wmtool collect`") from None
         raise WmtoolError(f"{path} is corrupt or truncated ({text.splitlines()[0]})",
                           "it cannot be read; collect into a new file") from None
+
+
+def damaged_index_error(path: Path, check: IndexCheck) -> WmtoolError:
+    return WmtoolError(f"{path}: {check.first_problem()}",
+                       f"run `wmtool data verify {path}` to see what is affected and "
+                       f"`wmtool data repair {path}` to rebuild it")
+
+
+def _columns(f, obs_keys) -> tuple[list[str], list[str]]:
+    """(observation columns, step columns) present in an open store."""
+    steps = [c for c in (*STEP_COLUMNS, "action") if c in f]
+    return [f"obs/{k}" for k in obs_keys], steps
+
+
+def _data_rows(f, obs_keys) -> tuple[int, int]:
+    """(observation rows, step rows) every column holds at least."""
+    obs_cols, step_cols = _columns(f, obs_keys)
+    return min(f[c].shape[0] for c in obs_cols), min(f[c].shape[0] for c in step_cols)
+
+
+def committed_ends(index: np.ndarray, n: int) -> tuple[int, int]:
+    """(observation rows, step rows) the first n (usable) index rows cover."""
+    if n == 0:
+        return 0, 0
+    last = index[n - 1]
+    return int(last["obs_start"] + last["length"] + 1), int(last["step_start"] + last["length"])
+
+
+def trim_to(f, obs_keys, n_index: int, obs_end: int, step_end: int) -> int:
+    """Cut every column to the committed rows and the index to n_index rows; rows removed."""
+    obs_cols, step_cols = _columns(f, obs_keys)
+    removed = 0
+    for names, end in ((obs_cols, obs_end), (step_cols, step_end), (["episodes"], n_index)):
+        for name in names:
+            removed += f[name].shape[0] - end
+            f[name].resize(end, axis=0)
+    return removed
 
 
 def _check_format(f, path) -> None:
@@ -93,22 +139,27 @@ def _check_format(f, path) -> None:
 
 
 class EpisodeReader:
-    """Reads finished episodes; safe while a writer is appending (SWMR read)."""
+    """Reads finished episodes; safe while a writer is appending (SWMR read).
 
-    def __init__(self, path: str | Path):
+    A damaged index row makes it refuse the file (strict, the default). With strict=False
+    (`wmtool data info`, `data verify`) it serves every usable episode instead and lists the
+    rest in `check`; `rows` maps its episode positions to index rows."""
+
+    def __init__(self, path: str | Path, strict: bool = True):
         self.path = Path(path)
+        self.strict = strict
         if not self.path.exists():
             raise WmtoolError(f"{self.path}: no such file", "check the path")
         # SWMR read only while a writer holds the file (or died holding it): a SWMR reader
-        # retries failed metadata reads for a long time, which would hang on a corrupt file.
+        # retries failed metadata reads, which hung for minutes on a truncated crashed store,
+        # so its retries are bounded (hdf5io.py).
         try:
             self._swmr = writer_mark_set(self.path)
         except ValueError:
             raise WmtoolError(f"{self.path} is not an HDF5 file",
                               "pass a .h5 file written by `wmtool collect`") from None
         # locking=False matches the writer's flags (HDF5 refuses mixed flags in one process).
-        self._f = _open_h5(self.path, "r", locking=False,
-                           **({"libver": "latest", "swmr": True} if self._swmr else {}))
+        self._f = _open_h5(self.path, "r", swmr_read=self._swmr, locking=False)
         try:
             _check_format(self._f, self.path)
             attrs = self._f.attrs
@@ -117,18 +168,46 @@ class EpisodeReader:
             self.obs_space = spaces.loads_obs(attrs["obs_space"])
             self.act_space = spaces.loads_act(attrs["act_space"]) if "act_space" in attrs else None
             self.refresh()
-        except Exception:
+        except Exception as exc:
             self._f.close()
+            if isinstance(exc, (OSError, RuntimeError)):  # metadata unreadable: truncated?
+                raise WmtoolError(f"{self.path} is corrupt or truncated "
+                                  f"({str(exc).splitlines()[0] if str(exc) else exc!r})",
+                                  f"run `wmtool data verify {self.path}`; a partial copy "
+                                  "needs copying again") from None
             raise
 
     def refresh(self) -> None:
         """Re-read the index (a writer may have committed more episodes)."""
-        if self._swmr:
-            for name in ("episodes", "reward", *(f"obs/{k}" for k in self.obs_space)):
-                self._f[name].refresh()
-        index = self._f["episodes"][()]
-        obs_rows = min(self._f[f"obs/{k}"].shape[0] for k in self.obs_space)
-        self.index = index[:valid_rows(index, obs_rows, self._f["reward"].shape[0])]
+        for _ in range(3 if self._swmr else 1):
+            if self._swmr:
+                for name in ("episodes", *_columns(self._f, self.obs_space)[1],
+                             *(f"obs/{k}" for k in self.obs_space)):
+                    self._f[name].refresh()
+            cut = self._past_end()
+            index, unreadable = read_index(self._f["episodes"])
+            obs_rows, step_rows = _data_rows(self._f, self.obs_space)
+            check = check_index(index, obs_rows, step_rows, unreadable)
+            if check.clean and cut is None:
+                break
+            time.sleep(0.05)  # a live writer may be mid-write: look again before judging
+        if cut is not None:
+            raise WmtoolError(f"{self.path} is truncated ({cut})",
+                              "it was cut short (a partial copy or a full disk): copy it "
+                              "again from its source; episodes past the cut are lost")
+        if self.strict and not check.clean:
+            raise damaged_index_error(self.path, check)
+        self.check = check
+        self.rows = np.flatnonzero(check.usable)
+        self.index = index[self.rows]
+
+    def _past_end(self) -> str | None:
+        size = self.path.stat().st_size
+        for name in self.column_names():
+            cut = past_end(self._f[name], size)
+            if cut is not None:
+                return cut
+        return None
 
     @property
     def has_action(self) -> bool:
@@ -144,12 +223,33 @@ class EpisodeReader:
     def episode(self, i: int) -> Episode:
         row = self.index[i]
         o0, s0, n = int(row["obs_start"]), int(row["step_start"]), int(row["length"])
-        f = self._f
-        return Episode(
-            obs={k: f[f"obs/{k}"][o0:o0 + n + 1] for k in self.obs_space},
-            action=f["action"][s0:s0 + n] if self.has_action else None,
-            reward=f["reward"][s0:s0 + n], terminated=f["terminated"][s0:s0 + n],
-            truncated=f["truncated"][s0:s0 + n], seed=int(row["seed"]))
+        for _ in range(3 if self._swmr else 1):
+            try:
+                obs, steps = self._read_rows(o0, s0, n)
+                break
+            except OSError as exc:  # a chunk failed its checksum or lies past a truncated end
+                error = exc
+                time.sleep(0.05)  # a live writer may be rewriting that chunk: look again
+        else:
+            name = getattr(self, "_reading", "")
+            raise WmtoolError(
+                f"{self.path}: episode {int(self.rows[i])} cannot be read: /{name} is damaged "
+                f"({str(error).splitlines()[0] if str(error) else type(error).__name__})",
+                f"run `wmtool data verify {self.path}` to list the damaged episodes; "
+                "re-collect them or restore the file from a copy") from None
+        return Episode(obs=obs, action=steps.get("action"), reward=steps["reward"],
+                       terminated=steps["terminated"], truncated=steps["truncated"],
+                       seed=int(row["seed"]))
+
+    def _read_rows(self, o0: int, s0: int, n: int) -> tuple[dict, dict]:
+        obs, steps = {}, {}
+        for key in self.obs_space:
+            self._reading = f"obs/{key}"
+            obs[key] = self._f[self._reading][o0:o0 + n + 1]
+        for name in (*STEP_COLUMNS, *(("action",) if self.has_action else ())):
+            self._reading = name
+            steps[name] = self._f[name][s0:s0 + n]
+        return obs, steps
 
     def __iter__(self):
         return (self.episode(i) for i in range(len(self)))
@@ -168,7 +268,23 @@ class EpisodeReader:
             "act_space": self.act_space.to_dict() if self.act_space else None,
             "has_action": self.has_action,
             "size_bytes": self.path.stat().st_size,
+            "checksums": self.checksummed,
+            "writer_mark": self._swmr,
+            "unusable_index_rows": self.check.unusable_rows(),
+            "index_problems": [f"row {r}: {why}" for r, why in self.check.damaged],
         }
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether every column carries fletcher32 checksums (stores from before do not)."""
+        return all(self._f[name].fletcher32 for name in self.column_names())
+
+    def column_names(self) -> list[str]:
+        obs_cols, step_cols = _columns(self._f, self.obs_space)
+        return [*obs_cols, *step_cols, "episodes"]
+
+    def dataset(self, name: str):
+        return self._f[name]
 
     def close(self) -> None:
         self._f.close()
@@ -224,44 +340,85 @@ class EpisodeWriter:
         self.path = Path(path)
         self.recovered_rows = 0
         self._f = None
+        self._dsets: dict = {}  # kept open: see _open_columns
+        self._broken: WmtoolError | None = None
         if self.path.exists() and self.path.stat().st_size > 0:
             self._lock = WriterLock(self.path)
             try:
-                self._recover_if_crashed()
+                crashed = self._recover_if_crashed()
                 # locking=False: WriterLock is the writer's lock; HDF5's own flock would make
                 # a reader that happens to be opening the file look like a second writer.
                 self._f = _open_h5(self.path, "a", libver="latest", locking=False)
                 _check_format(self._f, self.path)
                 self._check_matches(env_id, obs_space, act_space)
-                self._trim_uncommitted()
+                self._open_columns()
+                self._trim_uncommitted(crashed)
+                self._quick_check()
                 self._add_policy(policy)
-            except BaseException:
-                self._abort()
-                raise
+                self._f.swmr_mode = True
+            except BaseException as exc:
+                self._fail_open(exc)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._create_file()
             try:
-                self._f = _h5().File(self.path, "w-", libver="latest", locking=False)
-            except (FileExistsError, OSError):
-                raise _busy(self.path) from None
-            self._lock = WriterLock(self.path)
-            self._create(env_id, obs_space, act_space, policy, image_chunk, has_action)
-        self.obs_keys = list(spaces.loads_obs(self._f.attrs["obs_space"]))
-        self._f.swmr_mode = True
-        self.num_episodes = self._f["episodes"].shape[0]
+                self._create(env_id, obs_space, act_space, policy, image_chunk, has_action)
+                self._open_columns()
+                self._f.swmr_mode = True
+            except BaseException as exc:
+                self._fail_open(exc, created=True)
+        self.num_episodes = self._dsets["episodes"].shape[0]
 
     # -- opening -------------------------------------------------------------------------
-    def _abort(self) -> None:
+    def _create_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._f = _h5().File(self.path, "w-", libver="latest", locking=False)
+        except (FileExistsError, OSError) as exc:
+            error = write_failure(self.path, exc) if self.path.exists() else None
+            if error is not None:
+                self.path.unlink(missing_ok=True)  # we created it; it holds nothing
+                raise error from None
+            raise _busy(self.path) from None
+        self._lock = WriterLock(self.path)
+
+    def _open_columns(self) -> None:
+        """Open every column once for the writer's life. Each `f[name]` is a new handle, and
+        closing the last handle of a dataset writes its cached chunks: on a full disk that
+        happened inside h5py's garbage collection, where the error cannot be caught."""
+        self.obs_keys = list(spaces.loads_obs(self._f.attrs["obs_space"]))
+        obs_cols, step_cols = _columns(self._f, self.obs_keys)
+        self._dsets = {name: self._f[name] for name in (*obs_cols, *step_cols, "episodes")}
+
+    def _fail_open(self, exc: BaseException, created: bool = False) -> None:
+        """Give up opening: close (safely after a failed write) and raise a one-line error."""
+        error = write_failure(self.path, exc)
+        self._abort(broken=error is not None)
+        if created:
+            self.path.unlink(missing_ok=True)  # a new file that never held an episode
+        if error is not None:
+            raise error from None
+        raise exc
+
+    def _abort(self, broken: bool = False) -> None:
+        """Close the file and drop the lock; `broken`: a write failed, HDF5 must not flush."""
         if self._f is not None:
-            self._f.close()
+            if broken:
+                discard_and_close(self._f, self._dsets.values())
+            else:
+                self._f.close()
             self._f = None
+            self._dsets = {}
         self._lock.release()
 
-    def _recover_if_crashed(self) -> None:
+    def _recover_if_crashed(self) -> bool:
+        """Clear a dead writer's mark; True if there was one (the last writer stopped
+        uncleanly, so rows of an unfinished commit may follow its last episode)."""
         try:
             if writer_mark_set(self._lock.file):
                 # We hold the writer lock, so whoever left the mark is dead: safe to clear.
                 clear_writer_mark(self._lock.file)
+                return True
+            return False
         except ValueError:
             raise WmtoolError(f"{self.path} is not an HDF5 file",
                               "choose another --out path; nothing was written") from None
@@ -281,7 +438,8 @@ class EpisodeWriter:
         self._column("reward", (), "float32", image_chunk, False)
         self._column("terminated", (), "bool", image_chunk, False)
         self._column("truncated", (), "bool", image_chunk, False)
-        f.create_dataset("episodes", (0,), maxshape=(None,), dtype=INDEX_DTYPE, chunks=(256,))
+        f.create_dataset("episodes", (0,), maxshape=(None,), dtype=INDEX_DTYPE, chunks=(256,),
+                         fletcher32=True)
 
     def _column(self, name, shape, dtype, image_chunk, is_image) -> None:
         shape = tuple(shape)
@@ -290,8 +448,9 @@ class EpisodeWriter:
         else:
             row = max(1, int(np.prod(shape)) * np.dtype(dtype).itemsize)
             chunk, extra = max(1, VECTOR_CHUNK_BYTES // row), {}
+        # fletcher32: a checksum per chunk (after compression), so bit rot fails loudly
         self._f.create_dataset(name, (0, *shape), maxshape=(None, *shape), dtype=dtype,
-                               chunks=(chunk, *shape), **extra)
+                               chunks=(chunk, *shape), fletcher32=True, **extra)
 
     def _check_matches(self, env_id, obs_space, act_space) -> None:
         attrs = self._f.attrs
@@ -315,22 +474,54 @@ class EpisodeWriter:
         if policy and policy not in known:
             self._f.attrs["policy"] = ",".join([*known, policy])
 
-    def _trim_uncommitted(self) -> None:
-        f = self._f
-        index = f["episodes"][()]
-        obs_keys = list(spaces.loads_obs(f.attrs["obs_space"]))
-        obs_rows = min(f[f"obs/{k}"].shape[0] for k in obs_keys)
-        n = valid_rows(index, obs_rows, f["reward"].shape[0])
-        obs_end = int(index["length"][:n].sum()) + n
-        step_end = int(index["length"][:n].sum())
-        columns = {f"obs/{k}": obs_end for k in obs_keys}
-        columns.update({c: step_end for c in (*STEP_COLUMNS, "action") if c in f})
-        for name, end in columns.items():
-            self.recovered_rows += f[name].shape[0] - end
-            f[name].resize(end, axis=0)
-        self.recovered_rows += len(index) - n
-        f["episodes"].resize(n, axis=0)
-        f.flush()
+    def _trim_uncommitted(self, crashed: bool) -> None:
+        """Refuse a damaged index; after a crash, drop what no index row commits.
+
+        Only rows past the last episode go: all-zero index rows of a commit cut short, and
+        data rows no index row covers. A clean store never has such rows (a failed commit
+        is rolled back, a failed write leaves the writer mark), so there they mean damage:
+        refused, and left to `wmtool data repair`."""
+        index, unreadable = read_index(self._dsets["episodes"])
+        check = check_index(index, *_data_rows(self._dsets, self.obs_keys), unreadable)
+        if not check.clean:
+            raise damaged_index_error(self.path, check)
+        n = check.committed
+        obs_end, step_end = committed_ends(index, n)
+        obs_cols, step_cols = _columns(self._dsets, self.obs_keys)
+        extra = len(index) - n + sum(self._dsets[c].shape[0] - obs_end for c in obs_cols) + \
+            sum(self._dsets[c].shape[0] - step_end for c in step_cols)
+        if not extra:
+            return
+        if not crashed:
+            raise WmtoolError(f"{self.path} has {extra} rows after its last episode, but no "
+                              "writer crashed", f"run `wmtool data verify {self.path}`, then "
+                              f"`wmtool data repair {self.path}` to remove them")
+        self.recovered_rows = trim_to(self._dsets, self.obs_keys, n, obs_end, step_end)
+        self._f.flush()
+
+    def _quick_check(self) -> None:
+        """Refuse to append to a store whose checksums fail where appending reads.
+
+        Checked on every open: the whole index (read above, so its chunks' checksums) and
+        the last chunk of every column, which the next commit rewrites. Cheap whatever the
+        file's size; chunks further back are `wmtool data verify`'s job. A file cut short
+        (its last chunks past its end) is refused too: appending would build on them."""
+        size = self.path.stat().st_size
+        for dset in self._dsets.values():
+            cut = past_end(dset, size)
+            if cut is not None:
+                raise WmtoolError(f"{self.path} is truncated ({cut}); appending is refused",
+                                  "copy it again from its source, or write to another file")
+        for name, dset in self._dsets.items():
+            rows = dset.shape[0]
+            if rows and dset.chunks:
+                try:
+                    dset[(rows - 1) // dset.chunks[0] * dset.chunks[0]:rows]
+                except OSError:
+                    raise WmtoolError(f"{self.path}: /{name} fails its checksum at its end; "
+                                      "appending is refused",
+                                      f"run `wmtool data verify {self.path}` to see the "
+                                      "damaged episodes") from None
 
     # -- writing -------------------------------------------------------------------------
     def add(self, episode: Episode) -> int:
@@ -342,7 +533,9 @@ class EpisodeWriter:
 
         Short episodes (CartPole: ~20 steps) spent most of their time in per-episode flushes.
         """
-        f = self._f
+        if self._broken is not None:
+            raise self._broken
+        f = self._dsets
         has_action = "action" in f
         rows = []
         obs_start = f[f"obs/{self.obs_keys[0]}"].shape[0]
@@ -360,30 +553,103 @@ class EpisodeWriter:
         columns = {f"obs/{k}": [ep.obs[k] for ep in episodes] for k in self.obs_keys}
         for name in STEP_COLUMNS + (("action",) if has_action else ()):
             columns[name] = [getattr(ep, name) for ep in episodes]
+        self._check_space(columns)
+        sizes = {name: dset.shape[0] for name, dset in f.items()}
+        try:
+            self._commit(columns, rows)
+        except BaseException as exc:
+            self._fail_commit(exc, sizes)
+        first = self.num_episodes
+        self.num_episodes += len(rows)
+        return list(range(first, self.num_episodes))
+
+    def _commit(self, columns: dict, rows: list) -> None:
+        f = self._dsets
         for name, parts in columns.items():
             data = parts[0] if len(parts) == 1 else np.concatenate(parts)
             dset = f[name]
             start = dset.shape[0]
             dset.resize(start + len(data), axis=0)
             dset[start:] = data
-        f.flush()  # data first ...
+        self._f.flush()  # data first ...
         index = f["episodes"]
         first = self.num_episodes
         index.resize(first + len(rows), axis=0)
         index[first:] = np.array(rows, dtype=INDEX_DTYPE)
-        f.flush()  # ... then the index rows that commit them
-        self.num_episodes += len(rows)
-        return list(range(first, self.num_episodes))
+        self._f.flush()  # ... then the index rows that commit them
+
+    def _fail_commit(self, exc: BaseException, sizes: dict) -> None:
+        """A commit failed. A failed write (disk full) leaves HDF5 unable to write this file
+        safely again: give it up (hdf5io.discard_and_close), keep the error for every later
+        call. Anything else: cut the columns back to where the commit started, so the
+        store stays clean (no rows past its last episode), and re-raise."""
+        error = write_failure(self.path, exc)
+        if error is None:
+            try:
+                for name, size in sizes.items():
+                    self._dsets[name].resize(size, axis=0)
+                self._f.flush()
+            except (OSError, RuntimeError) as again:
+                error = write_failure(self.path, again)
+                if error is None:
+                    raise
+            else:
+                raise exc
+        self._broken = error
+        self._abort(broken=True)
+        raise error from None
+
+    def _check_space(self, columns: dict) -> None:
+        """Refuse a commit the disk cannot hold, before writing a byte of it.
+
+        Once a write fails HDF5 must abandon the file (see _fail_commit); checking first
+        keeps the usual case, a disk filling up, clean: the file closes normally. Needed:
+        the raw bytes (compression only shrinks them), a rewrite of every column's last
+        chunk, and a margin for metadata. Root may use the blocks reserved for root."""
+        raw = sum(part.nbytes for parts in columns.values() for part in parts)
+        chunks = sum(np.dtype(d.dtype).itemsize * int(np.prod(d.chunks))
+                     for d in self._dsets.values() if d.chunks)
+        need = raw + chunks + SPACE_MARGIN
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        free = st.f_frsize * (st.f_bfree if os.geteuid() == 0 else st.f_bavail)
+        if free < need:
+            raise WmtoolError(f"{self.path}: disk full ({free / 2**20:.1f} MiB free, the next "
+                              f"episodes need {need / 2**20:.1f} MiB)",
+                              f"free space or write elsewhere; the {self.num_episodes} "
+                              "episodes in the file are intact")
 
     def close(self) -> None:
-        if self._f is not None:
-            self._abort()
+        """Close the file; raises the one-line error if its final flush fails (disk full)."""
+        if self._f is None:
+            return
+        try:
+            self._f.flush()
+        except (OSError, RuntimeError) as exc:
+            error = write_failure(self.path, exc)
+            self._abort(broken=True)
+            if error is not None:
+                raise error from None
+            raise
+        self._abort()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+    @property
+    def next_seed(self) -> int:
+        return next_seed(self._f["episodes"][()])
+
+
+def next_seed(index: np.ndarray) -> int:
+    """One past the largest reset seed the episodes record (0 for none): where new seeds
+    start, so appending never replays the episode starts already stored."""
+    return int(max(index["seed"], default=-1)) + 1
 
 
 def describe_spaces(obs_space: dict, act_space) -> str:

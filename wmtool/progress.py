@@ -20,7 +20,7 @@ def make_progress(quiet: bool = False) -> Progress:
 
 def info(message: str, quiet: bool = False) -> None:
     if not quiet:
-        console.print(message, highlight=False)
+        console.print(message, highlight=False, soft_wrap=True)  # greppable: one line each
 
 
 def throttled(fn, interval: float):

@@ -68,8 +68,10 @@ def info(file: Annotated[Path, typer.Argument(help="HDF5 episode store")], json_
         rows.append(("writer", "a writer has it open, or died holding it (`wmtool data "
                                "repair` clears a dead writer's mark)"))
     if summary["unusable_index_rows"]:
-        rows.append(("unusable index rows", _listed(summary["unusable_index_rows"])
-                     + "; " + "; ".join(summary["index_problems"][:3])))
+        unusable, problems = summary["unusable_index_rows"], summary["index_problems"]
+        rows.append(("unusable index rows", "; ".join(problems[:3]) + (
+            f" ({len(unusable)} rows in all)" if len(unusable) > 3 else "") if problems else
+            f"{_listed(unusable)}: an unfinished commit (a crashed writer)"))
     if summary["nonfinite_episodes"]:
         rows.append(("non-finite data", "episodes " + _listed(summary["nonfinite_episodes"])
                      + " hold NaN/inf"))

@@ -198,7 +198,8 @@ def test_run_directory_that_imports_code_needs_trust(tmp_path):
                            max_episode_steps=50)
     """))
     mark = tmp_path / "imported"
-    env = {"PYTHONPATH": str(tmp_path / "mods"), "PLANTED_MARK": str(mark)}
+    path = os.pathsep.join(filter(None, [str(tmp_path / "mods"), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "PLANTED_MARK": str(mark)}
     run = tmp_path / "run"
     res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:Planted-v0", "--env-import",
                      "planted", "--steps", 120, "--set", "train.prefill=100", *TINY,

@@ -65,12 +65,19 @@ def save(path: str | Path, agent, counters: dict, replay_rng=None) -> Path:
         os.replace(tmp, path)  # readers see the old file or the new one, never half of one
     except BaseException as exc:  # a full disk or a kill mid-write: no temp file stays
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise disk_error(path, exc) from None
-        if isinstance(exc, RuntimeError) and "No space left" in str(exc):  # torch's writer
-            raise disk_error(path, OSError(28, "No space left on device")) from None
+        cause = _os_error(exc)
+        if cause is not None:
+            raise disk_error(path, cause) from None
         raise
     return path
+
+
+def _os_error(exc: BaseException | None) -> OSError | None:
+    """The OSError behind `exc`: torch's zip writer reports a failed write as a
+    RuntimeError raised while handling it."""
+    while exc is not None and not isinstance(exc, OSError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 def load(path: str | Path) -> dict:

@@ -10,15 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from wmtool.data.episode import Episode
+from wmtool.data.integrity import nonfinite_fields
 from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
-
-
-def nonfinite_fields(ep: Episode) -> list[str]:
-    """Names of the episode's float arrays that hold NaN or +-inf."""
-    arrays = {"reward": ep.reward, "action": ep.action, **{f"obs/{k}": v for k, v in ep.obs.items()}}
-    return [name for name, a in arrays.items()
-            if a is not None and np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
 
 
 def check_finite(ep: Episode, where: str) -> None:

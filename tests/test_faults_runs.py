@@ -32,6 +32,12 @@ def stored(path):
         return [episode_digest(e) for e in reader], reader.num_steps, reader.index["seed"]
 
 
+def count(path):
+    """Episodes in a store (cheap enough to poll while a writer runs)."""
+    with EpisodeReader(path) as reader:
+        return len(reader)
+
+
 def wait_until(check, proc, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -62,10 +68,10 @@ def test_kill_before_first_checkpoint_resumes_afresh_without_replaying_seeds(tmp
     checkpoints the end of prefill, and its counters agree with the store."""
     run = tmp_path / "run"
     store = run / "replay" / "episodes.h5"
-    proc = start("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--steps", 20100,
-                 "--set", "train.prefill=20000", "--set", "train.checkpoint_every=100000",
+    proc = start("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--steps", 40100,
+                 "--set", "train.prefill=40000", "--set", "train.checkpoint_every=100000",
                  *TINY, "--run-dir", run, "--quiet")
-    wait_until(lambda: len(stored(store)[0]) >= 20, proc)
+    wait_until(lambda: count(store) >= 20, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before, _, _ = stored(store)
@@ -79,9 +85,9 @@ def test_kill_before_first_checkpoint_resumes_afresh_without_replaying_seeds(tmp
     positive = seeds[seeds >= 0]
     assert len(set(positive.tolist())) == len(positive)
     out = json.loads(res.stdout)
-    assert out["agent_steps"] == 20100 == steps  # the counters agree with the store
-    assert (run / "checkpoints" / "step_000020000.pt").exists()  # end of prefill
-    assert json.loads((run / "run.json").read_text())["counters"]["agent_steps"] == 20100
+    assert out["agent_steps"] == 40100 == steps  # the counters agree with the store
+    assert (run / "checkpoints" / "step_000040000.pt").exists()  # end of prefill
+    assert json.loads((run / "run.json").read_text())["counters"]["agent_steps"] == 40100
 
 
 @pytest.mark.slow
@@ -125,8 +131,8 @@ def test_ctrl_c_with_workers_prints_one_line(tmp_path):
     for sig, code, name in ((signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")):
         proc = start("collect", "--env", "gym:CartPole-v1", "--steps", 10**7, "--workers", 2,
                      "--out", out, "--quiet")
-        count = len(stored(out)[0]) if out.exists() else 0
-        wait_until(lambda: len(stored(out)[0]) > count + 5, proc)
+        before = count(out) if out.exists() else 0
+        wait_until(lambda: count(out) > before + 5, proc)
         os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C does: the whole process group
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == code
@@ -257,6 +263,18 @@ def test_bad_numbers_are_refused_before_anything_runs(tmp_path, args, code, need
     assert not (tmp_path / "run").exists()
     if code == 1:
         assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_online_run_without_steps_is_refused_and_its_directory_reusable(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", *TINY, "--set",
+            "train.prefill=100", "--run-dir", run, "--quiet"]
+    res = run_wmtool(*args, "--set", "train.steps=0")
+    assert res.returncode == 1
+    assert res.stderr.strip() == ("error: train.steps=0: an online run needs at least one "
+                                  "agent step; pass --steps N (N >= 1)")
+    res = run_wmtool(*args, "--steps", 120)  # not a dead end: the same --run-dir works
+    assert res.returncode == 0, res.stderr
 
 
 def test_runs_table_marks_a_corrupt_run_json(cli, tmp_path):

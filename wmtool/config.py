@@ -183,9 +183,10 @@ def load(layers: list[tuple[str, Mapping[str, Any]]] = (), sets: list[str] = (),
     return Config(unflatten(flat))
 
 
-# Values outside these bounds fail later and obscurely (batch 0: a ZeroDivisionError; steps
-# 0: a full random prefill, then nothing), so they are refused when the config is made.
-AT_LEAST = {"seed": 0, "train.steps": 1, "train.batch": 1, "train.length": 1,
+# Values outside these bounds fail later and obscurely (batch 0: a ZeroDivisionError), so
+# they are refused when the config is made. train.steps may be 0 in a config (World Models
+# trains by phases); an online run checks that it has steps to take (engine/session.py).
+AT_LEAST = {"seed": 0, "train.steps": 0, "train.batch": 1, "train.length": 1,
             "train.prefill": 0, "train.prefill_updates": 0, "train.envs": 1,
             "train.log_every": 1, "train.eval_every": 0, "train.eval_episodes": 0,
             "train.checkpoint_every": 0, "train.replay_capacity": 1, "env.action_repeat": 1,

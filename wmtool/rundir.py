@@ -66,22 +66,28 @@ class RunLock:
 
 
 def create(path: Path, cfg, meta: dict) -> Path:
-    """A new run in `path`. A directory whose run never got going (config.yaml unreadable,
-    no checkpoint) may be started over; its stored episodes are kept."""
-    if (path / "config.yaml").exists():
-        try:
-            load_config(path)
-            usable = True
-        except WmtoolError:
-            usable = bool(list((path / CHECKPOINTS).glob("*.pt")))
-        if usable:
-            raise WmtoolError(f"{path} already holds a run", f"continue it with --resume "
-                              f"{path}, or choose another --run-dir")
+    """A new run in `path`. A directory whose run never got going may be started over:
+    one that stopped before storing anything (a config error found once the env or model
+    was built), or whose config.yaml is unreadable and that has no checkpoint (its stored
+    episodes are kept, and must match the new run's env)."""
+    if (path / "config.yaml").exists() and _holds_a_run(path):
+        raise WmtoolError(f"{path} already holds a run", f"continue it with --resume "
+                          f"{path}, or choose another --run-dir")
     path.mkdir(parents=True, exist_ok=True)
     write_atomic(path / "config.yaml", cfg.dump())
     write_meta(path, {**meta, "created": datetime.datetime.now().isoformat(timespec="seconds"),
                       "status": "running"})
     return path
+
+
+def _holds_a_run(path: Path) -> bool:
+    if list((path / CHECKPOINTS).glob("*.pt")):
+        return True
+    try:
+        load_config(path)
+    except WmtoolError:
+        return False
+    return (path / "replay").exists()
 
 
 def write_meta(path: Path, meta: dict) -> None:

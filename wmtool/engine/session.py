@@ -62,6 +62,9 @@ class TrainSession:
                               "from a dataset, not online",
                               f"`wmtool collect --out FILE.h5`, then `wmtool train --algo {algo} "
                               "--data FILE.h5`")
+        if self.data is None and cfg.train.steps < 1:
+            raise WmtoolError(f"train.steps={cfg.train.steps}: an online run needs at least "
+                              "one agent step", "pass --steps N (N >= 1)")
         self.phases = meta.get("phases")
         valid = self.agent.wm.phases
         if self.phases and not set(self.phases) <= set(valid):

@@ -244,29 +244,33 @@ class Trainer:
                 return max(default, store.next_seed)
 
             base = self.counters["agent_steps"]
-            if base < cfg.prefill:
+            prefill = min(cfg.prefill, cfg.steps)  # a run shorter than its prefill stops there
+            if base < prefill:
                 def on_prefill(stats: LoopStats):
                     self.counters["agent_steps"] = base + stats.steps
                     if self.on_progress:
                         self.on_progress(self.counters)
 
                 seed = first_seed(self.cfg.seed)
-                run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=cfg.prefill - base,
+                run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=prefill - base,
                              seed=seed, on_episode=on_episode, on_step=on_prefill)
                 base = self.counters["agent_steps"]
                 writer.flush()
                 self.save()  # a run killed after its prefill resumes from here
-                self.last_ckpt = base
             ratio = updates_per_env_step(self.cfg)
 
-            def on_step(stats: LoopStats):
-                self.counters["agent_steps"] = base + stats.steps
+            def learn_due():
                 due = int((self.counters["agent_steps"] - cfg.prefill) * ratio) \
                     + cfg.prefill_updates
                 while self.counters["updates"] < due and len(self.replay) >= cfg.length:
                     self.update()
+
+            def on_step(stats: LoopStats):
+                self.counters["agent_steps"] = base + stats.steps
+                learn_due()
                 self.periodic()
 
+            learn_due()  # a resumed run first makes the updates its stored steps are owed
             remaining = cfg.steps - base
             if remaining > 0:
                 run_episodes(vec, AgentPolicy(self.agent, "sample"), steps=remaining,

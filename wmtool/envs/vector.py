@@ -124,8 +124,11 @@ class VecEnv:
             warnings.simplefilter("ignore")
             try:
                 self._vec.close(terminate=True)
-            except (OSError, EOFError):
-                pass  # a worker already gone: nothing left to close
+            except (OSError, EOFError):  # a worker already died (SIGTERM to the group)
+                for process in self._vec.processes:
+                    process.kill()
+                    process.join()
+                self._vec.closed = True  # else its __del__ tries again at exit, noisily
 
 
 class _InProcess:

@@ -10,7 +10,8 @@ import pytest
 from conftest import episode_digest, file_digest
 from wmtool import spaces
 from wmtool.data.episode import Episode
-from wmtool.data.store import EpisodeReader, EpisodeWriter
+from wmtool.data.store import EpisodeReader
+from wmtool.data.writer import EpisodeWriter
 from wmtool.data.superblock import clear_writer_mark, lookup3, writer_mark_set
 from wmtool.errors import WmtoolError
 

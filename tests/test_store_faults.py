@@ -18,7 +18,8 @@ from conftest import BIN, episode_digest, file_digest, run_wmtool
 from test_store import DICT, VECTOR, fake_episode
 from wmtool import spaces
 from wmtool.data.episode import Episode
-from wmtool.data.store import EpisodeReader, EpisodeWriter, nonfinite_fields
+from wmtool.data.store import EpisodeReader, nonfinite_fields
+from wmtool.data.writer import EpisodeWriter
 from wmtool.data.superblock import writer_mark_set
 from wmtool.errors import WmtoolError
 
@@ -245,11 +246,11 @@ import sys, numpy as np
 sys.path.insert(0, {tests!r})
 from test_store import DICT, fake_episode
 from wmtool import spaces
-from wmtool.data import store
+from wmtool.data import writer
 from wmtool.errors import WmtoolError
-store.EpisodeWriter._check_space = lambda self, columns: None  # lose the race on purpose
+writer.EpisodeWriter._check_space = lambda self, columns: None  # lose the race on purpose
 rng = np.random.default_rng(0)
-w = store.EpisodeWriter({out!r}, "gym:Fake-v0", DICT, spaces.discrete(2))
+w = writer.EpisodeWriter({out!r}, "gym:Fake-v0", DICT, spaces.discrete(2))
 try:
     for i in range(10000):
         w.add(fake_episode(DICT, spaces.discrete(2), 20, rng))

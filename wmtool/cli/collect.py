@@ -99,7 +99,8 @@ def collect(
     quiet: QuietOpt = False,
 ):
     from wmtool.data.background import BackgroundWriter
-    from wmtool.data.store import EpisodeWriter, describe_spaces
+    from wmtool.data.store import describe_spaces
+    from wmtool.data.writer import EpisodeWriter
     from wmtool.engine.loops import run_episodes
     from wmtool.envs.factory import make_env
     from wmtool.envs.vector import VecEnv

@@ -95,11 +95,15 @@ def verify(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
     rows, and episodes holding NaN/inf (reported; they do not fail the check)."""
     from wmtool.data.maintenance import verify as run_verify
 
-    result = run_verify(file)
+    _report_check(run_verify(file), _verify_lines, json_)
+
+
+def _report_check(result: dict, lines, json_: bool) -> None:
+    """verify's and repair's output; exit 1 when the store is (still) damaged."""
     if json_:
         emit_json(result)
     else:
-        for line in _verify_lines(result):
+        for line in lines(result):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
     if not result["ok"]:
         raise typer.Exit(1)
@@ -140,14 +144,7 @@ def repair(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
     episode. Refused while a writer is running."""
     from wmtool.data.maintenance import repair as run_repair
 
-    result = run_repair(file)
-    if json_:
-        emit_json(result)
-    else:
-        for line in _repair_lines(result):
-            console.print(line, highlight=False, markup=False, soft_wrap=True)
-    if not result["ok"]:
-        raise typer.Exit(1)
+    _report_check(run_repair(file), _repair_lines, json_)
 
 
 def _repair_lines(r: dict) -> list[str]:
@@ -177,7 +174,8 @@ def drop_actions(file: Annotated[Path, typer.Argument(help="HDF5 episode store")
                  json_: JsonOpt = False):
     """Copy a store without its actions: observation-only data (what Genie learns from),
     while the original keeps the true actions for grading latent actions."""
-    from wmtool.data.store import EpisodeReader, EpisodeWriter
+    from wmtool.data.store import EpisodeReader
+    from wmtool.data.writer import EpisodeWriter
     from wmtool.errors import WmtoolError
 
     if out.exists():

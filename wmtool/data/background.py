@@ -13,7 +13,7 @@ import queue
 import threading
 
 from wmtool.data.episode import Episode
-from wmtool.data.store import EpisodeWriter
+from wmtool.data.writer import EpisodeWriter
 
 _STOP = object()
 WRITER_NICENESS = 10

@@ -32,7 +32,7 @@ def read_frames(path: Path, size: int, every: int = 1) -> np.ndarray:
 
 
 def import_videos(videos: list[Path], out: Path, size: int, every: int = 1) -> dict:
-    from wmtool.data.store import EpisodeWriter
+    from wmtool.data.writer import EpisodeWriter
 
     if out.exists():
         raise WmtoolError(f"{out} exists", "choose a new --out path; nothing was written")

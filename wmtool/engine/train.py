@@ -22,7 +22,8 @@ from wmtool.rundir import migrate_counters, step_counts
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay, check_finite
-from wmtool.data.store import EpisodeReader, EpisodeWriter
+from wmtool.data.store import EpisodeReader
+from wmtool.data.writer import EpisodeWriter
 from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream import open_loop
 from wmtool.engine.loops import LoopStats, run_episodes

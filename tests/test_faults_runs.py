@@ -310,3 +310,28 @@ def test_failed_checkpoint_write_leaves_no_temp_file(tmp_path):
         assert (small / "latest.pt").read_bytes() == b"previous"
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.slow
+def test_every_reader_of_a_truncated_crashed_store_fails_in_seconds(tmp_path):
+    """kill -9 a collect, cut its file short (a partial copy): `eval --data`, `dream --data`
+    and `train --data` answer with one line in seconds (they used to hang >10 min)."""
+    from test_store_faults import kill_collect_after, one_error_line
+
+    run = tmp_path / "run"
+    res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--obs",
+                     "both", "--steps", 120, "--set", "train.prefill=100", *TINY,
+                     "--run-dir", run, "--quiet")
+    assert res.returncode == 0, res.stderr
+    store = tmp_path / "c.h5"
+    kill_collect_after(store, 100)
+    os.truncate(store, store.stat().st_size // 2)
+    for args in (["eval", "--run", run, "--data", store],
+                 ["dream", "--run", run, "--data", store, "--plot", tmp_path / "p.png"],
+                 ["train", "--algo", "dreamerv3", "--data", store, "--steps", 2,
+                  "--run-dir", tmp_path / "offline"]):
+        started = time.time()
+        res = run_wmtool(*args, timeout=120)
+        assert res.returncode == 1
+        assert "truncated" in one_error_line(res.stderr)
+        assert time.time() - started < 30

@@ -11,7 +11,8 @@ from wmtool import ckpt, config, rundir, spaces
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent, NonFiniteLoss
-from wmtool.engine.train import Trainer, evaluate, step_counts, updates_per_env_step
+from wmtool.engine.train import (Trainer, eval_seed, evaluate, step_counts,
+                                 updates_per_env_step)
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.errors import WmtoolError
@@ -76,7 +77,7 @@ class TrainSession:
         if self.eval_vec is not None:
             self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
                                                       cfg.train.eval_episodes,
-                                                      cfg.train.eval_mode)
+                                                      cfg.train.eval_mode, eval_seed(cfg.seed))
         self.trainer.on_eval = lambda step, r: info(
             f"eval at {step:,} {'agent steps' if self.data is None else 'updates'}: return "
             f"{r['return_mean']:.1f} ± {r['return_std']:.1f} ({r['episodes']} episodes)", quiet)
@@ -273,7 +274,7 @@ class TrainSession:
                   if self.trainer.returns else None}
         if self.eval_vec is not None and self.cfg.train.eval_episodes > 0:
             result["eval"] = evaluate(self.agent, self.eval_vec, self.cfg.train.eval_episodes,
-                                      self.cfg.train.eval_mode)
+                                      self.cfg.train.eval_mode, eval_seed(self.cfg.seed))
             self.trainer.logger.log(self.clock(), {f"eval/{k}": v
                                                    for k, v in result["eval"].items()})
             if result["eval"]["return_mean"] > self.trainer.best_eval:

@@ -54,6 +54,18 @@ def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
     replay.derive(columns(phase) if columns else {})
 
 
+# Evaluation seeds sit this far above the run seed: training resets use the run seed plus
+# small offsets (env index, agent steps so far), so the two never meet in practice.
+EVAL_SEED_OFFSET = 2**30
+
+
+def eval_seed(run_seed: int) -> int:
+    """The seed of every evaluation during a run: the same episode starts at each
+    evaluation point (a learning curve compares like with like), none of them a training
+    start."""
+    return run_seed + EVAL_SEED_OFFSET
+
+
 def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int | None = None,
              on_frame: Callable[[np.ndarray], None] | None = None) -> dict:
     """Score the agent in the real env; `on_frame` sees each observation batch."""
@@ -69,7 +81,8 @@ def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int |
         policy.act = act
     stats = run_episodes(vec, policy, episodes=episodes, seed=seed)
     r = np.asarray(stats.returns)
-    return {"episodes": len(r), "return_mean": float(r.mean()), "return_std": float(r.std()),
+    return {"episodes": len(r), "seed": seed, "return_mean": float(r.mean()),
+            "return_std": float(r.std()),
             "return_min": float(r.min()), "return_max": float(r.max()),
             "length_mean": float(np.mean(stats.lengths)), **agent.acting_metrics()}
 

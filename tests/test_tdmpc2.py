@@ -135,13 +135,18 @@ def test_target_qs_follow_by_polyak_averaging():
     assert not all(p.requires_grad for p in agent.wm.target_q.parameters())
 
 
-class Toy:
+class Toy(torch.nn.Module):
     """A latent model whose return is -(a - 0.6)^2 per step: the best plan is a = 0.6."""
 
     discount = torch.tensor(1.0)
 
     def __init__(self, prior):
-        self.prior = prior
+        super().__init__()
+        self._prior = [prior]  # not a submodule, as in TDMPC2Model
+
+    @property
+    def prior(self):
+        return self._prior[0]
 
     def bind_prior(self, prior):
         pass
@@ -261,3 +266,112 @@ def test_cpu_recipe_sets_action_repeat_per_task_for_the_same_agent_steps():
         return cfg.train.steps * cfg.env.action_repeat
     assert (env_steps("cartpole-balance"), env_steps("pendulum-swingup"),
             env_steps("walker-walk")) == (52_000, 104_000, 26_000)
+
+
+# -- as in the official code, and the paper's values pinned ------------------------------
+def test_q_scale_starts_at_one_floors_each_batch_at_one_and_moves_by_tau():
+    from wmtool.behavior.mppi import RunningScale
+
+    scale = RunningScale(rate=0.01)
+    assert float(scale.value) == 1.0
+    for _ in range(50):  # no reward yet: Q's range is tiny, the scale stays 1
+        scale.update(torch.linspace(0.0, 0.03, 100))
+    assert float(scale.value) == pytest.approx(1.0)
+    q = torch.linspace(0.0, 10.0, 1001)  # 5-95% range: 9
+    scale.update(q)
+    assert float(scale.value) == pytest.approx(1.0 + 0.01 * (9.0 - 1.0), rel=1e-5)
+    old = {"hi": torch.tensor(3.0), "lo": torch.tensor(0.5), "count": torch.tensor(7)}
+    loaded = RunningScale(rate=0.01)
+    loaded.load_state_dict(old)  # a checkpoint from before: the EMA's ends become the range
+    assert float(loaded.value) == pytest.approx(2.5)
+
+
+def test_prior_loss_divides_q_by_the_running_scale():
+    torch.manual_seed(0)
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny())
+    planner = agent.behavior
+    z = torch.softmax(torch.randn(16, 4, agent.wm.c.latent), -1)
+    start = {"z": z, "weight": torch.ones(16, 4)}
+    planner.scale.value.fill_(8.0)
+    torch.manual_seed(1)
+    _, metrics = planner.loss(agent.wm, start)
+    assert float(metrics["prior/q_scale"]) == pytest.approx(0.99 * 8.0 + 0.01 * 1.0)
+
+
+def test_planning_and_td_targets_see_the_qs_without_dropout():
+    """Dropout (0.01, the paper's) is on while the model learns; planning and the TD targets
+    use the Qs in eval mode, as the official code does, whatever mode the agent is in."""
+    torch.manual_seed(0)
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny(["tdmpc2.dropout=0.5"]))
+    with torch.no_grad():
+        for p in agent.wm.q.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # make the Qs (and their dropout) matter
+        agent.wm.target_q.load_state_dict(agent.wm.q.state_dict())
+    z = torch.softmax(torch.randn(2, agent.wm.c.latent), -1)
+    batch = {k: torch.as_tensor(v) for k, v in window().items()}
+
+    def in_mode(train: bool):
+        agent.train(train)
+        torch.manual_seed(3)
+        plan = agent.behavior.plan(z)[1]
+        torch.manual_seed(4)
+        with torch.no_grad():
+            td = agent.wm.loss(batch)[3]["td_target"]
+        return plan, td
+
+    (plan_train, td_train), (plan_eval, td_eval) = in_mode(True), in_mode(False)
+    assert torch.equal(plan_train, plan_eval) and torch.equal(td_train, td_eval)
+    assert agent.wm.q.training is False  # the mode asked for is kept
+    agent.train(True)
+    torch.manual_seed(5)
+    first = agent.wm.q(torch.randn(4, agent.wm.c.latent + 1))
+    torch.manual_seed(6)
+    assert not torch.equal(first, agent.wm.q(torch.randn(4, agent.wm.c.latent + 1)))
+
+
+def test_td_target_bootstraps_from_the_minimum_of_two_target_qs():
+    torch.manual_seed(0)
+    wm = Agent("tdmpc2", CARTPOLE, ACTION, tiny(size=None)).wm  # the paper's 5 Qs
+    # one constant per target member; no mean of two is also a minimum of two
+    values = torch.tensor([-3.0, -1.0, 0.4, 1.7, 4.1])
+    with torch.no_grad():
+        for p in wm.target_q.parameters():
+            p.zero_()
+        head = list(wm.target_q.parameters())[-1]  # output bias: (members, 1, bins)
+        for member, v in enumerate(values):
+            head[member, 0] = -1e4
+            bins = wm.twohot.encode(v[None])[0]  # two adjacent bins carry v exactly
+            head[member, 0][bins > 0] = torch.log(bins[bins > 0])
+    z = torch.softmax(torch.randn(1, wm.c.latent), -1)
+    a = torch.zeros(1, 1)
+    assert wm.target_q.members == 5
+    seen = wm.q_value(z, a, "min", target=True)
+    mins = torch.stack([wm.q_value(z, a, "min", target=True) for _ in range(300)])
+    pairs = {round(float(min(x, y)), 3) for i, x in enumerate(values) for y in values[i + 1:]}
+    assert {round(float(m), 3) for m in mins.flatten()} <= pairs and seen.shape == (1,)
+    assert round(float(mins.max()), 3) == 1.7  # never the largest member alone
+    # the loss bootstraps from exactly that: td = r + discount * min of a pair of target Qs
+    batch = {k: torch.as_tensor(v) for k, v in window().items()}
+    rewards = batch["reward"][:, 1:4].mean()
+    boots = set()
+    for _ in range(40):
+        with torch.no_grad():
+            td = wm.loss(batch)[3]["td_target"]
+        boots.add(round(float((td - rewards) / wm.discount), 3))
+    assert boots <= pairs and len(boots) > 1
+
+
+def test_the_papers_values_are_the_defaults():
+    """TD-MPC2 (Hansen et al. 2024), Table/appendix values: changing any of them is a
+    recipe departure to list, not a silent default."""
+    cfg = tiny(size=None)
+    c, m = cfg.tdmpc2, cfg.mppi
+    assert (c.consistency, c.reward, c.value) == (20.0, 0.1, 0.1)
+    assert (c.horizon, c.rho, c.tau, c.entropy) == (3, 0.5, 0.01, 1e-4)
+    assert (c.lr, c.enc_lr_scale, c.clip) == (3e-4, 0.3, 20.0)
+    assert (c.num_q, c.dropout, c.simnorm, c.bins, c.vmin, c.vmax) == (5, 0.01, 8, 101, -10, 10)
+    assert (c.discount_denom, c.discount_min, c.discount_max) == (5, 0.95, 0.995)
+    assert (m.samples, m.prior_trajs, m.iterations, m.elites, m.temperature) == \
+        (512, 24, 6, 64, 0.5)
+    assert (m.min_std, m.max_std) == (0.05, 2.0)
+    assert (cfg.train.batch, cfg.env.action_repeat) == (256, 2)

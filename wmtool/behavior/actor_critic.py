@@ -45,18 +45,16 @@ def lambda_return(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor,
 
 class ReturnNorm(nn.Module):
     """S = EMA of Per(R, high) - Per(R, low); advantages are divided by max(limit, S).
-
-    DreamerV3 (limit 1) starts S at the first batch's range; TD-MPC2's Q scale starts at
-    `initial` (1) and moves towards each batch's range from there."""
+    DreamerV3 (limit 1) starts S at the first batch's range."""
 
     def __init__(self, decay: float = 0.99, low: float = 5.0, high: float = 95.0,
-                 limit: float = 1.0, initial: float | None = None):
+                 limit: float = 1.0):
         super().__init__()
         self.decay, self.q = decay, torch.tensor([low / 100, high / 100])
         self.limit = limit
         self.register_buffer("lo", torch.zeros(()))
-        self.register_buffer("hi", torch.full((), initial or 0.0))
-        self.register_buffer("count", torch.full((), int(initial is not None), dtype=torch.long))
+        self.register_buffer("hi", torch.zeros(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     def update(self, returns: torch.Tensor) -> None:
         lo, hi = torch.quantile(returns.detach().float().flatten(), self.q.to(returns.device))

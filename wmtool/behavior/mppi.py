@@ -11,8 +11,9 @@ elites' weighted mean (mppi.greedy: mean: no draw between elites, so smoother ac
 `sample` (collecting) draws an elite and adds noise of the final std. `prior` acts with the
 prior's mean alone: no planning, for fast evaluation.
 
-Learning: the prior maximises Q (mean of two random heads, scaled by the running 5-95%
-range of Q) with an entropy bonus, on the latents the model's rollout visited (weights rho^t).
+Learning: the prior maximises Q (mean of two random heads, divided by the running scale of
+Q) with an entropy bonus, on the latents the model's rollout visited (weights rho^t). As in
+the official code, planning sees the Qs without dropout (eval mode); the prior's Qs keep it.
 """
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ import math
 import torch
 from torch import nn
 
-from wmtool.behavior.actor_critic import ReturnNorm, frozen
+from wmtool.behavior.actor_critic import frozen
 from wmtool.behavior.plan_timer import PlanTimer
 from wmtool.errors import WmtoolError
-from wmtool.nets.normed import normed_mlp
+from wmtool.nets.normed import evaluating, normed_mlp
 from wmtool.spaces import Space
 
 
@@ -56,6 +57,32 @@ class PolicyPrior(nn.Module):
         return self(z)[0]
 
 
+class RunningScale(nn.Module):
+    """TD-MPC2's Q scale: an EMA (rate tau) of the 5-95% percentile range of Q at the
+    rollout's first latents, each batch's range floored at 1 before it enters; starts at 1.
+    The floor keeps the scale at 1 while Q carries no signal yet, so the entropy bonus keeps
+    its weight relative to Q (a floor of 1e-4 let it fall to ~0.03 before any reward)."""
+
+    def __init__(self, rate: float, low: float = 5.0, high: float = 95.0, floor: float = 1.0):
+        super().__init__()
+        self.rate, self.floor = rate, floor
+        self.register_buffer("q", torch.tensor([low / 100, high / 100]))
+        self.register_buffer("value", torch.ones(()))
+
+    def update(self, q: torch.Tensor) -> None:
+        lo, hi = torch.quantile(q.detach().float().flatten(), self.q.to(q.device))
+        self.value.lerp_(torch.clamp(hi - lo, min=self.floor), self.rate)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints from before kept the EMA's ends (lo, hi, count): their range."""
+        if prefix + "hi" in state_dict:
+            hi, lo = state_dict.pop(prefix + "hi"), state_dict.pop(prefix + "lo")
+            state_dict.pop(prefix + "count", None)
+            state_dict[prefix + "value"] = torch.clamp(hi - lo, min=self.floor)
+            state_dict.setdefault(prefix + "q", self.q)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class MPPIPlanner(nn.Module):
     modes = ("greedy", "sample", "prior")
 
@@ -71,7 +98,7 @@ class MPPIPlanner(nn.Module):
                               f"({m.greedy!r})", "fix the mppi.* settings")
         self.cfg, self.act_dim = cfg, int(act_space.shape[0])
         self.prior = PolicyPrior(c.latent, c.mlp_dim, self.act_dim, c.log_std_min, c.log_std_max)
-        self.scale = ReturnNorm(decay=1 - c.tau, limit=1e-4, initial=1.0)
+        self.scale = RunningScale(rate=c.tau)
         self.timer = PlanTimer()
         self.bind(wm)
 
@@ -81,10 +108,13 @@ class MPPIPlanner(nn.Module):
         wm.bind_prior(self.prior)
 
     # -- acting ----------------------------------------------------------------------------
-    @torch.no_grad()
     def plan(self, z: torch.Tensor, warm: torch.Tensor | None = None):
         """(B, D) latents [+ (B, H, A) previous plan means] -> first actions (B, A), the new
         plan means (B, H, A) and the final std of the first action (B, A)."""
+        with torch.no_grad(), evaluating(self._wm[0]):
+            return self._plan(z, warm)
+
+    def _plan(self, z: torch.Tensor, warm: torch.Tensor | None):
         m, wm = self.cfg.mppi, self._wm[0]
         batch, n, p, h, a = z.shape[0], m.samples, m.prior_trajs, self.cfg.tdmpc2.horizon, \
             self.act_dim
@@ -149,10 +179,10 @@ class MPPIPlanner(nn.Module):
         with frozen(wm):  # the Qs judge; only the prior learns (through its actions)
             _, action, log_prob = self.prior(z)
             q = wm.q_value(z, action, "avg")
-        self.scale.update(q)
-        loss = (weight * (self.cfg.tdmpc2.entropy * log_prob - q / self.scale.scale())).mean()
+        self.scale.update(q.reshape(q.shape[0], -1)[:, 0])  # the rollout's first latents
+        loss = (weight * (self.cfg.tdmpc2.entropy * log_prob - q / self.scale.value)).mean()
         metrics = {"prior/loss": loss.detach(), "prior/entropy": -log_prob.mean().detach(),
-                   "prior/q": q.mean().detach(), "prior/q_scale": self.scale.scale().detach()}
+                   "prior/q": q.mean().detach(), "prior/q_scale": self.scale.value.clone()}
         return loss, metrics
 
     def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:

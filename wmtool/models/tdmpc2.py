@@ -22,7 +22,8 @@ from torch import nn
 from wmtool.errors import WmtoolError
 from wmtool.nets.dists import TwoHot, bernoulli_nll
 from wmtool.nets.layers import ObsScaling, split_keys
-from wmtool.nets.normed import (Ensemble, SimNorm, conv_out_size, normed_mlp, shift_augment,
+from wmtool.nets.normed import (Ensemble, SimNorm, conv_out_size, evaluating, normed_mlp,
+                                shift_augment,
                                 small_init, stack_frames)
 from wmtool.spaces import Space
 
@@ -290,8 +291,8 @@ class TDMPC2Model(nn.Module):
             zs.append(z)
         zs_all = torch.stack(zs, 1)  # (B, H+1, D)
         za = torch.cat([zs_all[:, :-1], action], -1)
-        with torch.no_grad():
-            next_action = self.prior.sample(targets)
+        with torch.no_grad(), evaluating(self.target_q):  # targets without dropout, as the
+            next_action = self.prior.sample(targets)       # official code computes them
             bootstrap = self.q_value(targets, next_action, "min", target=True)
             td = reward + self.discount * (1.0 - terminal) * bootstrap
         q_logits = self.q(za)  # (E, B, H, bins)

@@ -3,6 +3,7 @@ batched Q ensemble, random-shift augmentation and frame stacking (ALGORITHMS.md,
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -152,3 +153,14 @@ def stack_frames(images: torch.Tensor, is_first: torch.Tensor, frames: int) -> t
 
 def conv_out_size(size: int, kernel: int, stride: int) -> int:
     return math.floor((size - kernel) / stride) + 1
+
+
+@contextmanager
+def evaluating(module: nn.Module):
+    """`module` in eval mode (no dropout) inside the block, as it was afterwards."""
+    was = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was)

@@ -10,6 +10,8 @@
 # full); the default runs them one after the other with the recipe's threads.
 # PLAN_EVAL=N then scores the final weights greedily (planning, for TD-MPC2, whose recipe
 # evaluates with the policy prior while training) over N episodes with `wmtool eval`.
+# SETS="--set env.action_repeat=2" passes extra overrides to every run (they win over the
+# recipe, its per-task section included).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 task=${1:-cartpole-balance}; shift || true
@@ -25,7 +27,7 @@ run_seed() {
   local json
   json=$(.venv/bin/wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" $size \
          --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
-         --json --quiet)
+         ${SETS:-} --json --quiet)
   local planned='{}'
   if [ -n "${PLAN_EVAL:-}" ]; then
     planned=$(.venv/bin/wmtool eval --run "$dir" --episodes "$PLAN_EVAL" --mode greedy \

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench tables
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -16,3 +16,6 @@ test: setup
 
 bench: setup
 	bash recipes/bench/collect_throughput.sh
+
+tables: setup
+	$(BIN)/python recipes/bench/tables.py

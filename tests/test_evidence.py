@@ -192,3 +192,41 @@ def test_slow_critic_moves_towards_the_critic_by_its_rate():
     for slow, old, fast in zip(behavior.slow_critic.parameters(), before,
                                behavior.critic.parameters()):
         assert torch.allclose(slow, old + rate * (fast - old), atol=1e-6)
+
+
+# -- results as data ---------------------------------------------------------------------------
+def bench_module(name):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "recipes" / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_records_and_the_tables_generated_from_them(tmp_path):
+    record, tables = bench_module("record"), bench_module("tables")
+    session, result = short_run(tmp_path / "run-7", seed=7)
+    try:
+        planned = evaluate(session.agent, session.eval_vec, 2, seed=12345)
+    finally:
+        session.close()
+    rec = record.record(tmp_path / "run-7", "wmtool train ...", "abc123", "nothing", planned)
+    assert rec["commit"] == "abc123" and rec["seed"] == 7 and rec["config"]["seed"] == 7
+    assert rec["machine"]["cpu_capability"] and rec["machine"]["threads"] == 1
+    steps = [e["agent_steps"] for e in rec["evaluations"]]
+    assert steps == [101, 201, 300] and rec["budget"] == {"agent_steps": 300, "env_steps": 300}
+    assert [e.get("final", False) for e in rec["evaluations"]] == [False, False, True]
+    assert rec["final"]["return_mean"] == result["eval"]["return_mean"]
+    assert all(e["seed"] == 7 + EVAL_SEED_OFFSET for e in rec["evaluations"])
+    assert rec["final_weights_eval"]["seed"] == 12345
+    assert rec["best"]["return_mean"] == max(e["return_mean"] for e in rec["evaluations"])
+    other = {**rec, "seed": 8, "run": "run-8",
+             "final": {**rec["final"], "return_mean": rec["final"]["return_mean"] + 10}}
+    text = tables.markdown([rec, other])
+    row = next(line for line in text.splitlines() if line.startswith("| gym:CartPole-v1"))
+    final = [rec["final"]["return_mean"], other["final"]["return_mean"]]
+    assert f"{np.mean(final):.1f} ± {np.std(final):.1f}" in row and "[greedy]" in row
+    assert "of 3" in row and "`run-7`, `run-8`" in row

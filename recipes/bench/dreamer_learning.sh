@@ -11,7 +11,9 @@
 # PLAN_EVAL=N then scores the final weights greedily (planning, for TD-MPC2, whose recipe
 # evaluates with the policy prior while training) over N episodes with `wmtool eval`.
 # SETS="--set env.action_repeat=2" passes extra overrides to every run (they win over the
-# recipe, its per-task section included).
+# recipe, its per-task section included). Each run's record (command, commit, machine,
+# config, every seeded evaluation) goes to benchmarks/results/ (recipes/bench/record.py);
+# `make tables` turns the records into benchmarks/TABLES.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 task=${1:-cartpole-balance}; shift || true
@@ -21,6 +23,7 @@ jobs=${JOBS:-1}
 algo=${ALGO:-dreamerv3}
 size=${SIZE:+--size $SIZE}
 threads=${THREADS:-$([ "$jobs" -gt 1 ] && echo 1 || echo 0)}  # THREADS=1 when another run shares the machine
+command_line="ALGO=$algo SIZE=${SIZE:-} JOBS=$jobs THREADS=$threads PLAN_EVAL=${PLAN_EVAL:-} SETS='${SETS:-}' $0 $task $seeds"
 echo "machine: $(nproc) cores, $(date -u +%F), recipe ${algo}__dmc_proprio_cpu, task $task, $jobs at a time"
 run_seed() {
   local seed=$1 dir="$out/$algo-$task-$1-$(date +%s)"
@@ -28,11 +31,16 @@ run_seed() {
   json=$(.venv/bin/wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" $size \
          --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
          ${SETS:-} --json --quiet)
-  local planned='{}'
+  local planned='{}' record_args=()
   if [ -n "${PLAN_EVAL:-}" ]; then
     planned=$(.venv/bin/wmtool eval --run "$dir" --episodes "$PLAN_EVAL" --mode greedy \
               --json --quiet)
+    echo "$planned" > "$dir/final_weights_eval.json"
+    record_args=(--plan-eval "$dir/final_weights_eval.json")
   fi
+  .venv/bin/python recipes/bench/record.py "$dir" "${record_args[@]}" \
+    --command "$command_line" --concurrent "$jobs run(s) at a time, $threads thread(s) each" \
+    >&2
   .venv/bin/python - "$json" "$seed" "$planned" <<'PY'
 import json, sys
 r, seed, planned = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])

@@ -1,0 +1,93 @@
+"""Write a benchmark run's record: one JSON file under benchmarks/results/ that holds what
+a reader needs to trust and rerun the figure (DEVELOPERS.md, "Evidence rules").
+
+    python recipes/bench/record.py RUN_DIR --command "..." [--plan-eval EVAL.json]
+        [--commit SHA] [--concurrent "3 runs, 1 thread each"] [--out benchmarks/results]
+
+Contents: the command, the commit the run was made with, the date, the machine (CPU model,
+cores, torch's cpu capability, torch version, threads, what else ran), the resolved config,
+and one row per evaluation during training (agent and env steps, wall minutes, return
+mean/std/min/max, episodes, mode, seed) with the final one marked `final`; the best is in
+its own `best` field, never the headline. `--plan-eval` adds a separate evaluation of the
+final weights (the JSON `wmtool eval --json` printed), e.g. TD-MPC2's planning.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import yaml
+
+EVAL_KEYS = ("return_mean", "return_std", "return_min", "return_max", "episodes", "seed")
+
+
+def machine(threads: int, concurrent: str) -> dict:
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in
+                  Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": threads,
+            "concurrent": concurrent}
+
+
+def evaluations(run: Path, started: float, repeat: int, mode: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    out = [{"agent_steps": int(r["step"]), "env_steps": int(r["step"]) * repeat,
+            "wall_minutes": round((r["time"] - started) / 60, 1), "mode": mode,
+            **{k: r[f"eval/{k}"] for k in EVAL_KEYS if f"eval/{k}" in r}}
+           for r in rows if "eval/return_mean" in r]
+    if out:
+        out[-1]["final"] = True
+    return out
+
+
+def record(run: Path, command: str, commit: str, concurrent: str,
+           plan_eval: dict | None) -> dict:
+    meta = json.loads((run / "run.json").read_text())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    started = datetime.datetime.fromisoformat(meta["created"]).timestamp()
+    repeat = int(cfg["env"]["action_repeat"])
+    evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"])
+    out = {"record_version": 1, "run": run.name, "command": command, "commit": commit,
+           "date": meta["created"], "machine": machine(cfg["runtime"]["threads"], concurrent),
+           "algo": meta["algo"], "env": meta["env"], "seed": cfg["seed"],
+           "status": meta.get("status"), "config": cfg,
+           "budget": {"agent_steps": cfg["train"]["steps"],
+                      "env_steps": cfg["train"]["steps"] * repeat},
+           "evaluations": evals, "final": evals[-1] if evals else None,
+           "best": max(evals, key=lambda e: e["return_mean"]) if evals else None}
+    if plan_eval is not None:
+        out["final_weights_eval"] = {"mode": plan_eval.get("mode", "greedy"),
+                                     **{k: plan_eval[k] for k in EVAL_KEYS if k in plan_eval}}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run", type=Path)
+    p.add_argument("--command", required=True, help="the command line that made the run")
+    p.add_argument("--commit", default=None, help="default: HEAD of this checkout")
+    p.add_argument("--concurrent", default="", help="what else ran on the machine")
+    p.add_argument("--plan-eval", type=Path, default=None,
+                   help="`wmtool eval --json` output for the final weights")
+    p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    a = p.parse_args()
+    commit = a.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                                        text=True).stdout.strip()
+    plan = json.loads(a.plan_eval.read_text()) if a.plan_eval else None
+    rec = record(a.run, a.command, commit, a.concurrent, plan)
+    a.out.mkdir(parents=True, exist_ok=True)
+    path = a.out / f"{a.run.name}.json"
+    path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -76,11 +76,15 @@ def main() -> None:
         obs, _ = env.reset(seed=args.seed + episode)
         agent.reset()
         total, done = 0.0, False
+        repeat = agent.meta.get("action_repeat", 1)  # as the policy was trained to act
         while not done:
-            obs, reward, terminated, truncated, _ = env.step(to_env_action(agent.act(obs),
-                                                                           env.action_space))
-            total += float(reward)
-            done = terminated or truncated
+            action = to_env_action(agent.act(obs), env.action_space)
+            for _ in range(repeat):
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                done = terminated or truncated
+                if done:
+                    break
         print(json.dumps({"episode": episode, "return": total}))
 
 

@@ -181,6 +181,12 @@ def test_exported_policy_runs_without_wmtool(cli, runs, tmp_path):
     out = tmp_path / "policy.pt"
     assert cli("export", "--run", runs / "trained", "--format", "torchscript", "--out",
                out).exit_code == 0
+    before = out.read_bytes()
+    res = cli("export", "--run", runs / "trained", "--format", "onnx", "--out", out)
+    assert res.exit_code == 1 and f"--out {out} exists" in res.stderr  # never overwritten
+    assert out.read_bytes() == before
+    assert cli("export", "--run", runs / "trained", "--format", "torchscript", "--out", out,
+               "--force").exit_code == 0
     blocker = tmp_path / "blocked" / "wmtool"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('wmtool must not be needed')\n")

@@ -230,3 +230,28 @@ def test_run_records_and_the_tables_generated_from_them(tmp_path):
     final = [rec["final"]["return_mean"], other["final"]["return_mean"]]
     assert f"{np.mean(final):.1f} ± {np.std(final):.1f}" in row and "[greedy]" in row
     assert "of 3" in row and "`run-7`, `run-8`" in row
+
+
+def test_exported_policy_plays_at_the_runs_action_repeat(cli, tmp_path):
+    """An exported policy acts once per action_repeat env steps, as it was trained and as
+    `wmtool eval` plays it: the standalone example reads the repeat from the metadata."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run, out = tmp_path / "run", tmp_path / "policy.pt"
+    res = cli("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--size", "debug",
+              "--steps", 150, "--set", "train.prefill=100", "--set", "train.batch=4", "--set",
+              "train.length=16", "--set", "env.action_repeat=3", "--set",
+              "train.eval_episodes=1", "--run-dir", run, "--quiet")
+    assert res.exit_code == 0, res.output
+    res = cli("export", "--run", run, "--format", "torchscript", "--out", out, "--json")
+    assert json.loads(res.stdout)["metadata"]["action_repeat"] == 3
+    example = Path(__file__).resolve().parent.parent / "examples" / "run_exported.py"
+    played = subprocess.run([sys.executable, str(example), str(out), "CartPole-v1",
+                             "--episodes", "1", "--seed", "21"], capture_output=True, text=True,
+                            timeout=120, env=os.environ)
+    assert played.returncode == 0, played.stderr
+    res = cli("eval", "--run", run, "--episodes", 1, "--seed", 21, "--json")
+    assert json.loads(played.stdout)["return"] == json.loads(res.stdout)["return_mean"]

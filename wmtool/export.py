@@ -43,6 +43,9 @@ def metadata(loaded, module=None) -> dict:
     agent = loaded.agent
     meta = {"format": "wmtool-policy", "wmtool_version": __version__, "algo": agent.algo,
             "env": loaded.env_id, "counters": loaded.payload.get("counters", {}),
+            # the policy chose one action per this many env steps, each repeated and the
+            # rewards summed: play it the same way
+            "action_repeat": int(loaded.cfg.env.action_repeat),
             "obs_space": json.loads(spaces.dumps(agent.obs_space)),
             "act_space": json.loads(spaces.dumps(agent.act_space)),
             "action_range": "discrete: int64 index" if agent.act_space.discrete else

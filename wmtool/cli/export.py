@@ -31,6 +31,7 @@ def export(
     format_: Annotated[str, typer.Option("--format", help="torchscript | onnx | safetensors")],
     out: Annotated[Path, typer.Option(help="file to write")],
     checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -40,6 +41,9 @@ def export(
 
     if format_ not in FORMATS:  # before loading anything
         raise WmtoolError(f"--format {format_}: unknown", f"use one of {', '.join(FORMATS)}")
+    if out.exists() and not force:
+        raise WmtoolError(f"--out {out} exists", "choose another path, or add --force to "
+                          "overwrite it; nothing was written")
     loaded = load_run(run, checkpoint, optimizers=False)
     meta = write(loaded, format_, out)
     result = {"run": str(run), "format": format_, "out": str(out),

@@ -69,8 +69,11 @@ def open_swmr_read(path: Path):
     import h5py
     from h5py import h5f
 
-    fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY | h5f.ACC_SWMR_READ,
-                   fapl=swmr_read_fapl())
+    try:
+        fapl = swmr_read_fapl()
+    except (ImportError, TypeError):  # make_fapl is h5py-internal: another h5py may differ
+        return h5py.File(path, "r", libver="latest", swmr=True, locking=False)
+    fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY | h5f.ACC_SWMR_READ, fapl=fapl)
     return h5py.File(fid)
 
 

@@ -4,7 +4,8 @@
 # 2. V then M, offline; their held-out losses next to untrained V / M (`eval --data`);
 # 3. C by CMA-ES scored in the real env (the paper's protocol), evaluated over 5 episodes;
 # 4. C trained only in the dream at each temperature in TAUS, each scored in the real env;
-# 5. the paper's iterative procedure: the real-trained C plus noise (std 0.1 and 0.3, half
+# 5. a variant of the paper's iterative procedure (the paper re-collects with the C trained
+#    in the dream; this uses the real-trained C): the real-trained C plus noise (std 0.1 and 0.3, half
 #    the episodes each) adds as many episodes again, V and M are trained afresh on all of
 #    them (model2), and C is trained only in that dream at each temperature in TAUS.
 # Usage: recipes/bench/worldmodels_carracing.sh [EPISODES] [REAL_GENERATIONS] [DREAM_GENERATIONS]

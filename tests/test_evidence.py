@@ -2,8 +2,11 @@
 import json
 
 import numpy as np
+import torch
+from torch import nn
 
-from wmtool import config
+from wmtool import config, spaces
+from wmtool.behavior.actor_critic import ActorCritic
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.session import STORE, TrainSession
 from wmtool.engine.train import EVAL_SEED_OFFSET, evaluate
@@ -62,11 +65,6 @@ def check_evaluations(tmp_path, first, result, again):
 # imagination horizon of one step, a decision is worth only what the critic's bootstrapped
 # value of its post state says: the actor learns only if the λ-returns bootstrap, the critic
 # learns values, and the policy loss has the right sign.
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from wmtool import spaces  # noqa: E402
-from wmtool.behavior.actor_critic import ActorCritic  # noqa: E402
 
 BEST = 2  # the best of 4 discrete actions
 TARGET = 0.5  # the best continuous action
@@ -118,8 +116,8 @@ def learn_toy(discrete: bool, updates: int = 300, sets=()):
     torch.manual_seed(0)
     act_space = spaces.discrete(4) if discrete else spaces.continuous(1)
     cfg = config.compose({}, algo="dreamerv3", size="debug",
-                         sets=["behavior.horizon=1", "behavior.gamma=0.8", "actor.lr=1e-3",
-                               "critic.lr=1e-3", "actor.entropy=1e-4", *sets])
+                         sets=["behavior.horizon=1", "behavior.gamma=0.8", "actor.entropy=1e-4",
+                               *sets])  # the optimiser below sets the learning rate
     behavior = ActorCritic(4, act_space, cfg)
     model = ToyModel(discrete)
     optimizer = torch.optim.Adam([*behavior.actor.parameters(), *behavior.critic.parameters()],

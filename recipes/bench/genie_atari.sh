@@ -6,7 +6,8 @@
 # `wmtool eval --data` on the held-out episodes. Prints per seed: minutes, tokenizer PSNR,
 # ΔPSNR at t=4 (inferred vs random latent actions) and latent-vs-true-action NMI and
 # best-mapping accuracy beside their chance levels, against a_t and against a_{t-1} (ALE
-# Pong shows the paddle's response one frame late).
+# Pong shows the paddle's response one frame late). Each seed's record, with the held-out
+# evaluation attached, goes to benchmarks/results/ (recipes/bench/record.py).
 # Usage: [OUT=runs/genie] [SIZE=preset] [THREADS=n] recipes/bench/genie_atari.sh [GAME] [EPISODES] [SEEDS...]
 # THREADS=1 when another run shares the 2-core machine (default: one per core).
 set -euo pipefail
@@ -34,6 +35,9 @@ for seed in $seeds; do
     mv "$run.train.json.tmp" "$run/train.json"
   fi
   $wm eval --run "$run" --data "$out/$game-heldout.h5" --batches 8 --json > "$run/eval.json"
+  .venv/bin/python recipes/bench/record.py "$run" --measure heldout="$run/eval.json" \
+    --command "SIZE=${SIZE:-} THREADS=$threads $0 $game $episodes $seeds" \
+    --variant "$episodes random episodes, graded on 4 held-out" >&2
   .venv/bin/python - "$run" "$seed" <<'PY'
 import json, sys
 run, seed = sys.argv[1], sys.argv[2]

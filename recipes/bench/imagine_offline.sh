@@ -4,7 +4,8 @@
 # 2. train a world model offline on them (no env steps);
 # 3. `wmtool imagine --from-scratch`: a fresh actor-critic trained only inside that frozen
 #    model, from the dataset's real states; greedy evaluation (10 episodes) in the real env.
-# Prints the random policy's return (from the dataset) next to the imagined behaviour's.
+# Prints the random policy's return (from the dataset) next to the imagined behaviour's, and
+# writes the behaviour run's record (recipes/bench/record.py) to benchmarks/results/.
 # Usage: recipes/bench/imagine_offline.sh [EPISODES] [WM_UPDATES] [BEHAVIOUR_UPDATES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,9 @@ $W train --algo dreamerv3 --recipe dreamerv3__dmc_proprio_cpu --data "$out/rando
   --steps "$wm_updates" --run-dir "$out/wm" --set train.eval_every=0 --quiet --json > "$out/wm.json"
 $W imagine --run "$out/wm" --from-scratch --steps "$behaviour_updates" --env dmc:cartpole-balance \
   --eval-episodes 10 --run-dir "$out/behaviour" --quiet --json > "$out/behaviour.json"
+.venv/bin/python recipes/bench/record.py "$out/behaviour" --command "$0 $episodes $wm_updates $behaviour_updates" \
+  --variant "imagination only: $episodes random episodes, $wm_updates + $behaviour_updates updates" \
+  --measure random_policy="$out/random.json:return" >&2
 .venv/bin/python - "$out" <<'PY'
 import json, sys
 from pathlib import Path

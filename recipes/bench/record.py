@@ -2,6 +2,7 @@
 a reader needs to trust and rerun the figure (DEVELOPERS.md, "Evidence rules").
 
     python recipes/bench/record.py RUN_DIR --command "..." [--plan-eval EVAL.json]
+        [--variant "dream, tau 1.0"] [--measure NAME=RESULT.json[:KEY] ...]
         [--commit SHA] [--concurrent "3 runs, 1 thread each"] [--out benchmarks/results]
 
 Contents: the command, the commit the run was made with, the date, the machine (CPU model,
@@ -10,6 +11,9 @@ and one row per evaluation during training (agent and env steps, wall minutes, r
 mean/std/min/max, episodes, mode, seed) with the final one marked `final`; the best is in
 its own `best` field, never the headline. `--plan-eval` adds a separate evaluation of the
 final weights (the JSON `wmtool eval --json` printed), e.g. TD-MPC2's planning.
+`--variant` names what sets the run apart from others of the same algorithm and task (tables
+keep variants apart); `--measure` attaches any other result a command printed as JSON (Genie's
+held-out PSNR, World Models' held-out losses, a dataset's return), kept as printed.
 """
 from __future__ import annotations
 
@@ -37,9 +41,14 @@ def machine(threads: int, concurrent: str) -> dict:
             "concurrent": concurrent}
 
 
-def evaluations(run: Path, started: float, repeat: int, mode: str) -> list[dict]:
+def evaluations(run: Path, started: float, repeat: int, mode: str, online: bool,
+                agent_steps: int) -> list[dict]:
+    """One row per evaluation in metrics.jsonl. Its `step` is the agent-step clock online and
+    the update count offline or in imagination, where the agent steps are the run's own."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    out = [{"agent_steps": int(r["step"]), "env_steps": int(r["step"]) * repeat,
+    out = [{**({"agent_steps": int(r["step"]), "env_steps": int(r["step"]) * repeat} if online
+               else {"updates": int(r["step"]), "agent_steps": agent_steps,
+                     "env_steps": agent_steps * repeat}),
             "wall_minutes": round((r["time"] - started) / 60, 1), "mode": mode,
             **{k: r[f"eval/{k}"] for k in EVAL_KEYS if f"eval/{k}" in r}}
            for r in rows if "eval/return_mean" in r]
@@ -48,19 +57,34 @@ def evaluations(run: Path, started: float, repeat: int, mode: str) -> list[dict]
     return out
 
 
+def record_name(rec: dict, out: Path) -> Path:
+    """algo-task-seed-date, unique in `out` (a second record of the same second gets a suffix)."""
+    task = rec["env"].split(":", 1)[-1].replace("/", "-")
+    stamp = rec["date"].replace("-", "").replace(":", "")
+    base = f"{rec['algo']}-{task}-{rec['seed']}-{stamp}"
+    path, n = out / f"{base}.json", 1
+    while path.exists() and json.loads(path.read_text())["run"] != rec["run"]:
+        n += 1
+        path = out / f"{base}-{n}.json"
+    return path
+
+
 def record(run: Path, command: str, commit: str, concurrent: str,
-           plan_eval: dict | None) -> dict:
+           plan_eval: dict | None, variant: str = "", measures: dict | None = None) -> dict:
     meta = json.loads((run / "run.json").read_text())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     started = datetime.datetime.fromisoformat(meta["created"]).timestamp()
     repeat = int(cfg["env"]["action_repeat"])
-    evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"])
-    out = {"record_version": 1, "run": run.name, "command": command, "commit": commit,
+    agent_steps = int((meta.get("counters") or {}).get("agent_steps", cfg["train"]["steps"]))
+    evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"],
+                        meta.get("mode", "online") == "online", agent_steps)
+    out = {"record_version": 1, "run": str(run), "mode": meta.get("mode", "online"), "command": command, "commit": commit,
            "date": meta["created"], "machine": machine(cfg["runtime"]["threads"], concurrent),
            "algo": meta["algo"], "env": meta["env"], "seed": cfg["seed"],
-           "status": meta.get("status"), "config": cfg,
-           "budget": {"agent_steps": cfg["train"]["steps"],
-                      "env_steps": cfg["train"]["steps"] * repeat},
+           "status": meta.get("status"), "config": cfg, "variant": variant,
+           # what the run took: an imagine run in the dream takes no agent steps at all
+           "budget": {"agent_steps": agent_steps, "env_steps": agent_steps * repeat},
+           "measurements": measures or {},
            "evaluations": evals, "final": evals[-1] if evals else None,
            "best": max(evals, key=lambda e: e["return_mean"]) if evals else None}
     if plan_eval is not None:
@@ -77,14 +101,25 @@ def main() -> None:
     p.add_argument("--concurrent", default="", help="what else ran on the machine")
     p.add_argument("--plan-eval", type=Path, default=None,
                    help="`wmtool eval --json` output for the final weights")
+    p.add_argument("--variant", default="", help="what sets this run apart, for the tables")
+    p.add_argument("--measure", action="append", default=[], metavar="NAME=FILE[:KEY]",
+                   help="attach a command's JSON result (or its KEY) under measurements[NAME]")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     a = p.parse_args()
     commit = a.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
                                         text=True).stdout.strip()
     plan = json.loads(a.plan_eval.read_text()) if a.plan_eval else None
-    rec = record(a.run, a.command, commit, a.concurrent, plan)
+    measures = {}
+    for item in a.measure:
+        name, sep, source = item.partition("=")
+        if not sep:
+            p.error(f"--measure {item!r}: expected NAME=FILE.json or NAME=FILE.json:KEY")
+        file, _, key = source.partition(":")
+        result = json.loads(Path(file).read_text())
+        measures[name] = result[key] if key else result
+    rec = record(a.run, a.command, commit, a.concurrent, plan, a.variant, measures)
     a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"{a.run.name}.json"
+    path = record_name(rec, a.out)
     path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
     print(path)
 

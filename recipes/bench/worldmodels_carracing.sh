@@ -10,6 +10,8 @@
 #    them (model2), and C is trained only in that dream at each temperature in TAUS.
 # Usage: recipes/bench/worldmodels_carracing.sh [EPISODES] [REAL_GENERATIONS] [DREAM_GENERATIONS]
 # Stages already done in $OUT are skipped, so a stopped benchmark picks up where it was.
+# Every controller's run (real, dream-TAU, dream2-TAU) gets a record in benchmarks/results/
+# (recipes/bench/record.py), with the model's held-out losses attached.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 episodes=${1:-40}; real_generations=${2:-25}; dream_generations=${3:-60}
@@ -59,6 +61,16 @@ for tau in $taus; do
   stage "dream2-$tau" $W imagine --run "$out/model2" --temperature "$tau" --steps "$dream_generations" \
     --set controller.popsize=64 --set controller.rollouts=8 \
     --env $env --eval-episodes 5 --run-dir "$out/dream2-$tau"
+done
+command="OUT=$out TAUS='$taus' $0 $episodes $real_generations $dream_generations"
+record() {  # record RUN FIT VARIANT
+  .venv/bin/python recipes/bench/record.py "$out/$1" --command "$command" --variant "$3" \
+    --measure "model_heldout=$out/$2.json:phases" --measure "controller=$out/$1.json" >&2
+}
+record real fit "C by CMA-ES in the real env"
+for tau in $taus; do
+  record "dream-$tau" fit "C in the dream, tau $tau, model of brownian data"
+  record "dream2-$tau" fit2 "C in the dream, tau $tau, model2 (iteration)"
 done
 .venv/bin/python - "$out" $taus <<'PY'
 import json, sys

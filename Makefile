@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test bench tables
+.PHONY: setup demo test test-fast lint docs bench tables
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -13,6 +13,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q -n auto --durations=10
+
+test-fast: setup  # the tests not marked slow (no end-to-end runs)
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check wmtool tests recipes/bench examples
+
+docs: setup  # strict: a broken link or a page missing from nav fails the build
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 bench: setup
 	bash recipes/bench/collect_throughput.sh

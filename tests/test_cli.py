@@ -5,8 +5,8 @@ import re
 import h5py
 import numpy as np
 import pytest
-
 from conftest import file_digest, run_wmtool
+
 from wmtool.data.store import EpisodeReader
 
 
@@ -135,8 +135,9 @@ def test_envs_and_recipes(cli):
 
 
 def help_examples():
-    from wmtool.cli import app
     from typer.main import get_command
+
+    from wmtool.cli import app
 
     group = get_command(app)
     found = []

@@ -6,12 +6,14 @@ import pytest
 import torch
 
 from wmtool import ckpt, config
+from wmtool.behavior.base import Behaviour, ScoredInRealEnv
 from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent
 from wmtool.engine.loops import run_episodes
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
+from wmtool.models.base import WorldModel
 from wmtool.registry import ALGOS
 
 ENV = "gym:CarRacing-v3"  # 64x64 frames and continuous actions: every algorithm takes these
@@ -34,6 +36,20 @@ def car():
     finally:
         vec.close()
     return vec.obs_space, vec.act_space, replay, obs
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_algorithm_builds_on_the_written_contract(algo, car):
+    """The engine talks to models and behaviours through models/base.py and
+    behavior/base.py only: every registered algorithm builds on those classes, and what it
+    can do beyond the tiers is a capability class, never an attribute to probe for."""
+    obs_space, act_space, _, _ = car
+    agent = Agent(algo, obs_space, act_space, algo_config(algo))
+    assert isinstance(agent.wm, WorldModel) and isinstance(agent.behavior, Behaviour)
+    assert set(agent.wm.behavior_phases) <= set(agent.wm.phases)
+    assert agent.behavior.modes == () or {"greedy", "sample"} <= set(agent.behavior.modes)
+    assert not hasattr(agent.wm, "can_decode")  # the old flag: now the Decodes class
+    assert hasattr(agent.behavior, "real_scorer") == isinstance(agent.behavior, ScoredInRealEnv)
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))

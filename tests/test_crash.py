@@ -5,8 +5,8 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import BIN, episode_digest, run_wmtool
+
 from wmtool.data.store import EpisodeReader
 from wmtool.errors import WmtoolError
 

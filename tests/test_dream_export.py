@@ -9,7 +9,6 @@ import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
-
 from conftest import file_digest, run_wmtool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -220,7 +219,9 @@ def test_runs_table_and_compare_curves(cli, runs, tmp_path):
     assert res.exit_code == 0, res.output
     rows = {Path(r["run"]).name: r for r in map(json.loads, res.stdout.splitlines())}
     assert {"trained", "untrained", "pixels"} <= set(rows)
-    assert rows["trained"]["agent_steps"] == rows["trained"]["env_steps"] == 900 and rows["trained"]["status"] == "finished"
+    trained = rows["trained"]
+    assert trained["agent_steps"] == trained["env_steps"] == 900
+    assert trained["status"] == "finished"
     assert rows["trained"]["last_eval"] is not None
     table = cli("runs", runs)
     assert table.exit_code == 0 and "trained" in table.output
@@ -262,22 +263,25 @@ def test_bad_inputs_give_one_line_errors(runs, tmp_path, args, needle):
     assert len(lines) == 1 and needle in lines[0], res.stderr
 
 
-def test_models_without_a_decoder_get_a_clear_error(runs):
+def test_models_without_a_decoder_get_a_clear_error():
+    from wmtool import config
+    from wmtool.engine.agent import Agent
     from wmtool.engine.dream import open_loop
-    from wmtool.engine.loading import load_run
     from wmtool.errors import WmtoolError
+    from wmtool.spaces import Space
 
-    agent = load_run(runs / "trained").agent
-    agent.wm.can_decode = False  # what a decoder-free model (TD-MPC2) declares
-    batch = {"prev_action": np.zeros((1, 4), np.int64)}
+    cfg = config.compose({"env": {"id": "dmc:cartpole-balance"}}, algo="tdmpc2", size="debug")
+    agent = Agent("tdmpc2", {"vector": Space((5,), "float32")}, Space((1,), "float32", -1, 1),
+                  cfg)  # TD-MPC2 has no decoder: its model is not `Decodes`
+    batch = {"prev_action": np.zeros((1, 4, 1), np.float32)}
     with pytest.raises(WmtoolError, match="has no decoder"):
         open_loop(agent, batch, context=2)
 
 
 def test_dream_windows_never_cross_an_episode_start():
+    from wmtool import spaces
     from wmtool.data.episode import Episode
     from wmtool.data.replay import Replay
-    from wmtool import spaces
 
     obs_space, act_space = {"vector": spaces.vector(1)}, spaces.discrete(2)
     replay = Replay(obs_space, act_space, 10_000)

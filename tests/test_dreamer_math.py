@@ -7,8 +7,15 @@ import torch
 from wmtool import config
 from wmtool.behavior.actor_critic import ReturnNorm, lambda_return
 from wmtool.models.rssm import RSSM
-from wmtool.nets.dists import (OneHot, TwoHot, categorical_kl, sample_onehot, symexp,
-                               symlog, unimix_probs)
+from wmtool.nets.dists import (
+    OneHot,
+    TwoHot,
+    categorical_kl,
+    sample_onehot,
+    symexp,
+    symlog,
+    unimix_probs,
+)
 
 
 def test_symlog_symexp():
@@ -127,7 +134,8 @@ def test_paper_defaults_are_pinned():
     assert (cfg.rssm.stoch, cfg.rssm.classes, cfg.rssm.unimix) == (32, 32, 0.01)
     assert (cfg.wm.kl_free, cfg.wm.kl_dyn, cfg.wm.kl_rep, cfg.wm.bins) == (1.0, 0.5, 0.1, 255)
     assert (cfg.wm.lr, cfg.wm.eps, cfg.wm.clip) == (1e-4, 1e-8, 1000.0)
-    assert (cfg.actor.lr, cfg.actor.eps, cfg.actor.clip, cfg.actor.entropy) == (3e-5, 1e-5, 100.0, 3e-4)
+    actor = cfg.actor
+    assert (actor.lr, actor.eps, actor.clip, actor.entropy) == (3e-5, 1e-5, 100.0, 3e-4)
     assert (cfg.critic.lr, cfg.critic.slow_rate, cfg.critic.slowreg) == (3e-5, 0.02, 1.0)
     b = cfg.behavior
     assert (b.horizon, b.gamma, b.lam, b.retnorm_decay, b.retnorm_low, b.retnorm_high) == \

@@ -8,8 +8,8 @@ import textwrap
 import time
 
 import pytest
-
 from conftest import BIN, episode_digest, run_wmtool
+
 from wmtool.data.store import EpisodeReader
 
 TINY = ["--size", "debug", "--set", "train.batch=4", "--set", "train.length=16",

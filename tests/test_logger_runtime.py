@@ -1,7 +1,6 @@
 import json
 import os
 
-
 from wmtool import config
 from wmtool.logger import Logger
 from wmtool.runtime import choose_threads, default_run_dir, setup_torch

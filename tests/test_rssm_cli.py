@@ -15,7 +15,8 @@ TINY = ["--size", "debug", "--set", "runtime.threads=1", "--set", "train.batch=4
         "--set", "planner.candidates=64", "--set", "planner.top=8",
         "--set", "planner.iterations=3", "--set", "planner.horizon=6",
         "--set", "train.eval_episodes=1", "--set", "train.eval_every=200",
-        "--set", "env.time_limit=100", "--set", "train.log_every=50", "--set", "train.checkpoint_every=150"]
+        "--set", "env.time_limit=100", "--set", "train.log_every=50",
+        "--set", "train.checkpoint_every=150"]
 
 
 def ok(result):

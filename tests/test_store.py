@@ -6,13 +6,13 @@ import sys
 import h5py
 import numpy as np
 import pytest
-
 from conftest import episode_digest, file_digest
+
 from wmtool import spaces
 from wmtool.data.episode import Episode
 from wmtool.data.store import EpisodeReader
-from wmtool.data.writer import EpisodeWriter
 from wmtool.data.superblock import clear_writer_mark, lookup3, writer_mark_set
+from wmtool.data.writer import EpisodeWriter
 from wmtool.errors import WmtoolError
 
 IMAGE = {"image": spaces.image(16, 16)}

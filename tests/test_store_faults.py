@@ -13,14 +13,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import BIN, episode_digest, file_digest, run_wmtool
 from test_store import DICT, VECTOR, fake_episode
+
 from wmtool import spaces
 from wmtool.data.episode import Episode
 from wmtool.data.store import EpisodeReader, nonfinite_fields
-from wmtool.data.writer import EpisodeWriter
 from wmtool.data.superblock import writer_mark_set
+from wmtool.data.writer import EpisodeWriter
 from wmtool.errors import WmtoolError
 
 ACT = spaces.discrete(2)

@@ -9,7 +9,7 @@ from wmtool import config
 from wmtool.behavior.mppi import MPPIPlanner
 from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
-from wmtool.models.dreamer import WorldModel
+from wmtool.models.dreamer import DreamerModel
 from wmtool.nets.dists import TwoHot
 from wmtool.nets.normed import Ensemble, SimNorm, shift_augment, stack_frames
 from wmtool.spaces import Space
@@ -61,7 +61,7 @@ def test_twohot_is_the_one_dreamerv3_uses():
     torch.manual_seed(0)
     agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny())
     head = agent.wm.twohot
-    dreamer = WorldModel(CARTPOLE, ACTION, config.compose(algo="dreamerv3", size="debug"))
+    dreamer = DreamerModel(CARTPOLE, ACTION, config.compose(algo="dreamerv3", size="debug"))
     assert type(head) is type(dreamer.reward_head) is TwoHot  # one implementation
     assert len(head.bins) == 101 and head.bins[0] == -10 and head.bins[-1] == 10
     y = torch.tensor([-300.0, -2.5, 0.0, 0.7, 41.0])
@@ -296,6 +296,29 @@ def test_prior_loss_divides_q_by_the_running_scale():
     torch.manual_seed(1)
     _, metrics = planner.loss(agent.wm, start)
     assert float(metrics["prior/q_scale"]) == pytest.approx(0.99 * 8.0 + 0.01 * 1.0)
+
+
+def test_policy_prior_learns_the_action_its_q_prefers():
+    """The prior's loss pulls its actions towards higher Q: with a known Q whose best action
+    is 0.5, a few hundred prior updates bring the prior's mode there (a flipped sign drives
+    it to the bounds)."""
+    torch.manual_seed(0)
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, tiny())
+    planner = agent.behavior
+    agent.wm.q_value = lambda z, action, kind="avg", target=False: \
+        -10.0 * ((action - 0.5) ** 2).sum(-1)
+    z = torch.softmax(torch.randn(16, 4, agent.wm.c.latent), -1)
+    start = {"z": z, "weight": torch.ones(16, 4)}
+    optimiser = torch.optim.Adam(planner.prior.parameters(), lr=3e-3)
+    before = planner.prior.mode(z)
+    for _ in range(300):
+        loss, _ = planner.loss(agent.wm, start)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    after = planner.prior.mode(z).detach()
+    assert (before - 0.5).abs().mean() > 0.2
+    assert (after - 0.5).abs().max() < 0.1, after.flatten()[:8]
 
 
 def test_planning_and_td_targets_see_the_qs_without_dropout():

@@ -9,8 +9,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-
 from conftest import BIN, run_wmtool
+
 from wmtool import ckpt, config
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
@@ -169,7 +169,8 @@ def test_offline_training_takes_no_env_steps(tmp_path):
                      "--run-dir", run, "--json", "--quiet")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["updates"] == 12 and out["env_steps"] == out["agent_steps"] == 0 and "eval" not in out
+    assert out["updates"] == 12 and out["env_steps"] == out["agent_steps"] == 0
+    assert "eval" not in out
     assert (run / "checkpoints" / "latest.pt").exists()
     res = run_wmtool("eval", "--run", run, "--episodes", 1)
     assert res.returncode == 1 and "--env" in res.stderr

@@ -5,16 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_wmtool
-from wmtool import ckpt, config, rundir
+
+from wmtool import ckpt, config, rundir, spaces
 from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.behavior.cmaes import CMAES
 from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
 from wmtool.models.worldmodels import vae_kl
 from wmtool.nets.mdn import MDN
-from wmtool import spaces
 
 CAR_OBS = {"image": spaces.image(64, 64, 3)}
 CAR_ACT = spaces.continuous(3)
@@ -77,7 +76,8 @@ def test_paper_sizes_and_the_controllers_867_parameters():
     assert agent.wm.z_dim == 32 and agent.wm.mdnrnn.hidden == 256
     assert agent.wm.mdnrnn.mixtures == 5
     cfg = agent.cfg
-    assert (cfg.vae.lr, cfg.vae.kl_tolerance, cfg.mdnrnn.lr, cfg.mdnrnn.clip) == (1e-4, 0.5, 1e-3, 1.0)
+    vae, mdnrnn = cfg.vae, cfg.mdnrnn
+    assert (vae.lr, vae.kl_tolerance, mdnrnn.lr, mdnrnn.clip) == (1e-4, 0.5, 1e-3, 1.0)
     assert (cfg.controller.popsize, cfg.controller.sigma, cfg.controller.rollouts) == (64, 0.1, 16)
     # the VAE reconstructs 64x64x3 frames through a 32-d code
     frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
@@ -244,7 +244,7 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     assert fit["mdnrnn"]["trained"]["loss"] < fit["mdnrnn"]["untrained"]["loss"]
 
     dream = tmp_path / "dream"
-    r = cli("imagine", "--run", run, "--steps", "2", "--temperature", "1.15",
+    r = cli("imagine", "--run", run, "--steps", "2", "--set", "mdnrnn.temperature=1.15",
                    "--set", "controller.popsize=6", "--set", "controller.rollouts=2",
                    "--set", "controller.horizon=10", "--env", "gym:CarRacing-v3",
                    "--set", "env.time_limit=30", "--eval-episodes", "1", "--run-dir", dream,
@@ -260,7 +260,8 @@ def test_staged_train_imagine_eval_dream_through_the_cli(tmp_path, car_data, cli
     assert not torch.equal(saved["behavior.weight"], torch.zeros_like(saved["behavior.weight"]))
 
     real = tmp_path / "real"  # the paper's CarRacing protocol: candidates play the real env
-    r = cli("imagine", "--run", run, "--steps", "1", "--in", "real", "--workers", "2",
+    r = cli("imagine", "--run", run, "--steps", "1", "--set", "controller.score_in=real",
+            "--set", "controller.workers=2",
             "--env", "gym:CarRacing-v3", "--set", "env.time_limit=30",
             "--set", "controller.horizon=10", "--set", "controller.popsize=4",
             "--set", "controller.rollouts=1", "--eval-episodes", "1", "--run-dir", real,
@@ -331,7 +332,8 @@ def test_in_real_is_refused_for_gradient_behaviours(tmp_path, cli):
             "--steps", "150", "--set", "train.prefill=100", "--set", "train.train_ratio=16",
             "--set", "train.batch=4", "--set", "train.length=16", "--run-dir", run, "--quiet")
     assert r.exit_code == 0, r.stderr
-    r = cli("imagine", "--run", run, "--steps", "1", "--in", "real", "--run-dir",
+    r = cli("imagine", "--run", run, "--steps", "1", "--set", "controller.score_in=real",
+            "--run-dir",
             tmp_path / "im", "--quiet")
     assert r.exit_code == 1 and "cannot be scored in the real env" in r.stderr
 

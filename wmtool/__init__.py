@@ -1,3 +1,3 @@
 """wmtool: one command-line toolkit for world-model reinforcement learning."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -21,7 +21,8 @@ from wmtool.errors import WmtoolError
 
 def recipes_dir() -> Path:
     """recipes/ next to the package (editable install or source checkout), or $WMTOOL_RECIPES."""
-    return Path(os.environ.get("WMTOOL_RECIPES", Path(__file__).resolve().parent.parent / "recipes"))
+    shipped = Path(__file__).resolve().parent.parent / "recipes"
+    return Path(os.environ.get("WMTOOL_RECIPES", shipped))
 
 
 class Config(Mapping):
@@ -59,7 +60,8 @@ class Config(Mapping):
         return len(self._data)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v.to_dict() if isinstance(v, Config) else (list(v) if isinstance(v, tuple) else v)
+        return {k: v.to_dict() if isinstance(v, Config)
+                else (list(v) if isinstance(v, tuple) else v)
                 for k, v in self._data.items()}
 
     def dump(self) -> str:
@@ -191,7 +193,7 @@ AT_LEAST = {"seed": 0, "train.steps": 0, "train.batch": 1, "train.length": 1,
             "train.log_every": 1, "train.eval_every": 0, "train.eval_episodes": 0,
             "train.checkpoint_every": 0, "train.replay_capacity": 1, "env.action_repeat": 1,
             "env.time_limit": 0, "collect.workers": 1, "collect.image_chunk": 1,
-            "runtime.threads": 0, "behavior.horizon": 1}
+            "runtime.threads": 0, "behavior.horizon": 1, "controller.workers": 1}
 ABOVE_ZERO = ("train.train_ratio", "wm.lr", "actor.lr", "critic.lr")
 
 

@@ -18,8 +18,13 @@ class Entry:
     imagine: bool = True  # algorithms: has a behaviour `wmtool imagine` can train
 
     def load(self, target: str | None = None):
-        module, _, attr = (target or self.target).partition(":")
-        return getattr(importlib.import_module(module), attr)
+        return load_target(target or self.target)
+
+
+def load_target(target: str):
+    """"module:attribute" -> the attribute, imported now."""
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 SUITES: dict[str, Entry] = {
@@ -39,25 +44,25 @@ SUITES: dict[str, Entry] = {
 
 # Algorithm name -> builder of (world model, behaviour, optimiser groups); see engine/agent.py.
 ALGOS: dict[str, Entry] = {
-    "dreamerv3": Entry("wmtool.models.dreamer_algo:build_dreamer",
+    "dreamerv3": Entry("wmtool.algos.dreamer:build_dreamer",
                        "DreamerV3 (2023 paper code): RSSM 32x32 categorical + actor-critic",
-                       acting="wmtool.models.dreamer_algo:acting_policy"),
-    "dreamerv2": Entry("wmtool.models.dreamer_algo:build_dreamer",
+                       acting="wmtool.algos.dreamer:acting_policy"),
+    "dreamerv2": Entry("wmtool.algos.dreamer:build_dreamer",
                        "DreamerV2 (2021): categorical RSSM, KL balancing, target critic",
-                       acting="wmtool.models.dreamer_algo:acting_policy"),
-    "dreamerv1": Entry("wmtool.models.dreamer_algo:build_dreamer",
+                       acting="wmtool.algos.dreamer:acting_policy"),
+    "dreamerv1": Entry("wmtool.algos.dreamer:build_dreamer",
                        "Dreamer (2020): Gaussian RSSM, actor trained through the dynamics",
-                       acting="wmtool.models.dreamer_algo:acting_policy"),
-    "planet": Entry("wmtool.models.dreamer_algo:build_planet",
+                       acting="wmtool.algos.dreamer:acting_policy"),
+    "planet": Entry("wmtool.algos.dreamer:build_planet",
                     "PlaNet (2019): Gaussian RSSM + CEM planning, continuous actions",
-                    acting="wmtool.models.dreamer_algo:acting_policy", imagine=False),
-    "tdmpc2": Entry("wmtool.models.tdmpc2_algo:build_tdmpc2",
+                    acting="wmtool.algos.dreamer:acting_policy", imagine=False),
+    "tdmpc2": Entry("wmtool.algos.tdmpc2:build_tdmpc2",
                     "TD-MPC2 (2024): implicit latent model + MPPI with a policy prior",
-                    acting="wmtool.models.tdmpc2_algo:acting_policy"),
-    "genie": Entry("wmtool.models.genie_algo:build_genie",
+                    acting="wmtool.algos.tdmpc2:acting_policy"),
+    "genie": Entry("wmtool.algos.genie:build_genie",
                    "Genie-style latent actions (2024): VQ tokenizer, latent action model, "
                    "MaskGIT dynamics, from frames alone", imagine=False),
-    "worldmodels": Entry("wmtool.models.worldmodels_algo:build_worldmodels",
+    "worldmodels": Entry("wmtool.algos.worldmodels:build_worldmodels",
                          "World Models (2018): VAE + MDN-RNN, linear controller by CMA-ES"),
 }
 

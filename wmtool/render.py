@@ -58,7 +58,8 @@ def image_frames(dream, key: str, scale: int = 1) -> np.ndarray:
             else:
                 rows.append(_tile(pred[i, t], scale, border))
             width = rows[0].shape[1]
-            rows.append(_label(width, f"r {dream.reward_pred[i, t]:.2f} c {dream.cont_pred[i, t]:.2f}"))
+            heads = f"r {dream.reward_pred[i, t]:.2f} c {dream.cont_pred[i, t]:.2f}"
+            rows.append(_label(width, heads))
             columns.append(np.concatenate(rows, 0))
         frames.append(np.concatenate(columns, 1))
     return np.stack(frames)

@@ -141,7 +141,8 @@ def check_trusted(path: Path, env_cfg, own_id: str | None = None) -> None:
     names are imported only when the user says they trust it."""
     modules = env_modules(env_cfg, own_id)
     if modules and not TRUST["on"]:
-        raise WmtoolError(f"{path}'s env imports python code when it is made ({', '.join(modules)}); "
+        raise WmtoolError(f"{path}'s env imports python code when it is made "
+                          f"({', '.join(modules)}); "
                           "a run directory can carry code", "add --trust-run if you trust "
                           "where the run came from")
 

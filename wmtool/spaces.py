@@ -39,7 +39,8 @@ class Space:
         return rng.uniform(low, high, (n, *self.shape)).astype(self.dtype)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None} | {"shape": list(self.shape)}
+        given = {k: v for k, v in asdict(self).items() if v is not None}
+        return given | {"shape": list(self.shape)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Space":

@@ -2,7 +2,8 @@
 
 The bare loop steps the same underlying env with random actions and nothing else: plain
 gymnasium for gym and Atari (same ALE settings and AtariPreprocessing), and dm_control's
-own API with the same 64x64 render settings and a reused camera for dmc. Prints one JSON line per env and a table.
+own API with the same 64x64 render settings and a reused camera for dmc. Prints one JSON
+line per env and a table.
 Run alone on an idle machine: python recipes/bench/collect_throughput.py [--runs 5]
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@
 # SETS="--set env.action_repeat=2" passes extra overrides to every run (they win over the
 # recipe, its per-task section included). Each run's record (command, commit, machine,
 # config, every seeded evaluation) goes to benchmarks/results/ (recipes/bench/record.py);
-# `make tables` turns the records into benchmarks/TABLES.md.
+# `make tables` turns the records into docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 task=${1:-cartpole-balance}; shift || true

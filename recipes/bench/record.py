@@ -78,7 +78,8 @@ def record(run: Path, command: str, commit: str, concurrent: str,
     agent_steps = int((meta.get("counters") or {}).get("agent_steps", cfg["train"]["steps"]))
     evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"],
                         meta.get("mode", "online") == "online", agent_steps)
-    out = {"record_version": 1, "run": str(run), "mode": meta.get("mode", "online"), "command": command, "commit": commit,
+    out = {"record_version": 1, "run": str(run), "mode": meta.get("mode", "online"),
+           "command": command, "commit": commit,
            "date": meta["created"], "machine": machine(cfg["runtime"]["threads"], concurrent),
            "algo": meta["algo"], "env": meta["env"], "seed": cfg["seed"],
            "status": meta.get("status"), "config": cfg, "variant": variant,

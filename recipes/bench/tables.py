@@ -1,6 +1,6 @@
 """Benchmark tables generated from the run records in benchmarks/results/ (never typed).
 
-    python recipes/bench/tables.py [--results benchmarks/results] [--out benchmarks/TABLES.md]
+    python recipes/bench/tables.py [--results benchmarks/results] [--out docs/benchmarks.md]
 
 One row per (algorithm, task, action repeat, env-step budget): the seeds, the final
 evaluation during training (its mode: greedy, or TD-MPC2's policy prior) as mean ± std over
@@ -59,7 +59,8 @@ def grouped(records: list[dict]) -> list[tuple[tuple, list[dict]]]:
 def numbers(value, prefix: str = "") -> dict[str, float]:
     """Every number in a JSON result, by its dotted path."""
     if isinstance(value, dict):
-        return {k: v for key, item in value.items() for k, v in numbers(item, f"{prefix}{key}.").items()}
+        return {k: v for key, item in value.items()
+                for k, v in numbers(item, f"{prefix}{key}.").items()}
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return {prefix.rstrip("."): float(value)}
     return {}
@@ -104,7 +105,8 @@ def markdown(records: list[dict], published: dict) -> str:
             "best of N evaluations (not a result)", "published at the same env steps",
             "records"]
     lines = [HEADER, "", "# Benchmark tables", "",
-             "Mean ± std over seeds (each seed's value in parentheses, in seed order). Every evaluation is "
+             "Mean ± std over seeds (each seed's value in parentheses, in seed order). "
+             "Every evaluation is "
              "seeded (`eval/seed` in the records).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(records, published)]
@@ -126,7 +128,7 @@ def markdown(records: list[dict], published: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--results", type=Path, default=Path("benchmarks/results"))
-    p.add_argument("--out", type=Path, default=Path("benchmarks/TABLES.md"))
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"))
     p.add_argument("--published", type=Path, default=Path("benchmarks/published.json"))
     a = p.parse_args()
     records = [{**json.loads(f.read_text()), "_record": f.stem}

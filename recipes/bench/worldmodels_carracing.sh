@@ -35,12 +35,13 @@ stage heldout $W collect --env $env --policy brownian --episodes 5 --workers 2 -
 stage model $W train --algo worldmodels --recipe worldmodels__carracing_cpu --data "$out/train.h5" --run-dir "$out/model"
 stage fit $W eval --run "$out/model" --data "$out/heldout.h5"
 # the main process acts for both env processes: one torch thread leaves them a core each
-stage real $W imagine --run "$out/model" --in real --workers 2 --steps "$real_generations" --env $env \
+stage real $W imagine --run "$out/model" --set controller.score_in=real --set controller.workers=2 \
+  --steps "$real_generations" --env $env \
   --eval-episodes 5 --set runtime.threads=1 --run-dir "$out/real"
 # the dream is cheap next to the env (~47k imagined steps/s): the paper's population of 64,
 # 8 rollouts per candidate
 for tau in $taus; do
-  stage "dream-$tau" $W imagine --run "$out/model" --temperature "$tau" --steps "$dream_generations" \
+  stage "dream-$tau" $W imagine --run "$out/model" --set mdnrnn.temperature="$tau" --steps "$dream_generations" \
     --set controller.popsize=64 --set controller.rollouts=8 \
     --env $env --eval-episodes 5 --run-dir "$out/dream-$tau"
 done
@@ -58,7 +59,7 @@ fi
 stage model2 $W train --algo worldmodels --recipe worldmodels__carracing_cpu --data "$out/iter.h5" --run-dir "$out/model2"
 stage fit2 $W eval --run "$out/model2" --data "$out/heldout.h5"
 for tau in $taus; do
-  stage "dream2-$tau" $W imagine --run "$out/model2" --temperature "$tau" --steps "$dream_generations" \
+  stage "dream2-$tau" $W imagine --run "$out/model2" --set mdnrnn.temperature="$tau" --steps "$dream_generations" \
     --set controller.popsize=64 --set controller.rollouts=8 \
     --env $env --eval-episodes 5 --run-dir "$out/dream2-$tau"
 done

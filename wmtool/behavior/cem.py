@@ -10,14 +10,13 @@ agent adds exploration noise while collecting (behavior.explore, 0.3 in the pape
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from wmtool.behavior.plan_timer import PlanTimer
+from wmtool.behavior.base import Planner
 from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
 
-class CEMPlanner(nn.Module):
+class CEMPlanner(Planner):
     def __init__(self, wm, act_space: Space, cfg):
         super().__init__()
         if act_space.discrete:
@@ -29,7 +28,6 @@ class CEMPlanner(nn.Module):
                               f"and horizon, iterations >= 1", "fix the planner.* settings")
         self.cfg, self.act_dim = cfg, int(act_space.shape[0])
         self._wm = [wm]  # a list, not a submodule: the agent owns the model's parameters
-        self.timer = PlanTimer()
 
     @torch.no_grad()
     def plan(self, feat: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -66,11 +64,5 @@ class CEMPlanner(nn.Module):
         return (f"{p.candidates} candidates x {p.iterations} iterations x horizon {p.horizon} "
                 f"(top {p.top})")
 
-    def acting_metrics(self) -> dict[str, float]:
-        return self.timer.metrics()
-
     def learn(self, wm, start, start_cont, step, autocast) -> dict:
         return {}  # PlaNet learns only the model; the planner is computation
-
-    def imagined_per_update(self) -> int:
-        return 0

@@ -10,14 +10,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmtool.behavior.base import Behaviour, ScoredInRealEnv
 from wmtool.behavior.cmaes import CMAES
 from wmtool.config import require_choice
 from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
 
-class LinearController(nn.Module):
+class LinearController(Behaviour, ScoredInRealEnv):
     checkpoint_each_update = True  # a CMA-ES generation is costly: latest.pt after each
+
     def __init__(self, feat_dim: int, act_space: Space, cfg):
         super().__init__()
         self.cfg, self.act_space = cfg, act_space
@@ -38,7 +40,6 @@ class LinearController(nn.Module):
             self.bias.data = torch.tensor(c.init_bias, dtype=torch.float32)
         self.cmaes = CMAES(self.size, c.popsize, c.sigma, cfg.seed)
         self.population: torch.Tensor | None = None  # per-row candidate params while scoring
-        self.real_scorer = None  # set by `wmtool imagine --in real`: candidates play the env
 
     @property
     def size(self) -> int:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from wmtool.behavior.actor_critic import frozen
-from wmtool.behavior.plan_timer import PlanTimer
+from wmtool.behavior.base import Planner
 from wmtool.errors import WmtoolError
 from wmtool.nets.normed import evaluating, normed_mlp
 from wmtool.spaces import Space
@@ -83,7 +83,7 @@ class RunningScale(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-class MPPIPlanner(nn.Module):
+class MPPIPlanner(Planner):
     modes = ("greedy", "sample", "prior")
 
     def __init__(self, wm, act_space: Space, cfg):
@@ -99,7 +99,6 @@ class MPPIPlanner(nn.Module):
         self.cfg, self.act_dim = cfg, int(act_space.shape[0])
         self.prior = PolicyPrior(c.latent, c.mlp_dim, self.act_dim, c.log_std_min, c.log_std_max)
         self.scale = RunningScale(rate=c.tau)
-        self.timer = PlanTimer()
         self.bind(wm)
 
     def bind(self, wm) -> None:
@@ -170,9 +169,6 @@ class MPPIPlanner(nn.Module):
         return (f"{m.samples} samples ({m.prior_trajs} from the prior) x {m.iterations} "
                 f"iterations x horizon {self.cfg.tdmpc2.horizon} ({m.elites} elites)")
 
-    def acting_metrics(self) -> dict[str, float]:
-        return self.timer.metrics()
-
     # -- learning --------------------------------------------------------------------------
     def loss(self, wm, start: dict) -> tuple[torch.Tensor, dict]:
         z, weight = start["z"], start["weight"]
@@ -191,6 +187,3 @@ class MPPIPlanner(nn.Module):
         out = step(["prior"], loss)
         out.update({f"train/{k}": float(v) for k, v in metrics.items()})
         return out
-
-    def imagined_per_update(self) -> int:
-        return 0  # the prior learns on latents of real windows

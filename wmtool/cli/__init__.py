@@ -11,8 +11,7 @@ import sys
 import typer
 
 from wmtool import rundir
-from wmtool.cli import (collect, data, dream, envs, eval, export, imagine, recipes, runs,
-                        train)
+from wmtool.cli import collect, data, dream, envs, eval, export, imagine, recipes, runs, train
 from wmtool.cli.common import DEBUG
 from wmtool.errors import Terminated
 

@@ -1,15 +1,25 @@
 """`wmtool collect`: run a policy in an environment and append episodes to an HDF5 store."""
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from wmtool import config
-from wmtool.cli.common import (EnvImportOpt, EnvOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt,
-                               SeedOpt, SetOpt, command, emit_json, env_flags)
+from wmtool.cli.common import (
+    EnvImportOpt,
+    EnvOpt,
+    JsonOpt,
+    ObsOpt,
+    QuietOpt,
+    RecipeOpt,
+    SeedOpt,
+    SetOpt,
+    command,
+    env_flags,
+    finish,
+)
 from wmtool.errors import WmtoolError
 from wmtool.progress import info, make_progress, throttled
 
@@ -28,52 +38,6 @@ EXAMPLES = """Examples:
 
   wmtool collect --env gym:CartPole-v1 --policy run:runs/cp --noise 0.1 --episodes 2 --out data/cp_agent.h5 --json
 """
-
-
-POLICIES = {"random": "wmtool.behavior.random:RandomPolicy",
-            "brownian": "wmtool.behavior.brownian:BrownianPolicy"}
-
-
-RUN_PREFIX = "run:"
-
-
-def make_policy(name: str, vec, seed: int, noise: float = 0.0):
-    """The acting policy for `vec`'s envs: a named one, or `run:DIR`, a trained run's agent
-    (greedy), with optional exploration noise."""
-    import importlib
-
-    from wmtool.behavior.noisy import NoisyPolicy
-
-    if name.startswith(RUN_PREFIX):
-        policy = _run_policy(Path(name[len(RUN_PREFIX):]), vec)
-    elif name in POLICIES:
-        module, _, attr = POLICIES[name].partition(":")
-        policy = getattr(importlib.import_module(module), attr)(vec.act_space, seed)
-    else:
-        raise WmtoolError(f"unknown --policy '{name}'",
-                          f"valid: {', '.join(POLICIES)} or {RUN_PREFIX}RUN_DIR")
-    # a separate stream from the policy's own, so adding noise leaves its choices unchanged
-    return NoisyPolicy(policy, vec.act_space, noise, seed + 7919) if noise else policy
-
-
-def _run_policy(run: Path, vec):
-    from wmtool.engine.agent import AgentPolicy
-    from wmtool.engine.loading import load_run
-
-    loaded = load_run(run, optimizers=False)
-    loaded.check_spaces(vec.obs_space, vec.act_space, vec.env_id)
-    return AgentPolicy(loaded.agent, "greedy")
-
-
-def first_seed(out: Path, seed: int) -> int:
-    """`seed`, or past the seeds `out`'s episodes already used: collecting again into the
-    same file continues the seed sequence instead of appending copies."""
-    from wmtool.data.store import EpisodeReader, next_seed
-
-    if not out.exists() or out.stat().st_size == 0:
-        return seed
-    with EpisodeReader(out) as reader:
-        return max(seed, next_seed(reader.index))
 
 
 @command
@@ -98,12 +62,7 @@ def collect(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    from wmtool.data.background import BackgroundWriter
-    from wmtool.data.store import describe_spaces
-    from wmtool.data.writer import EpisodeWriter
-    from wmtool.engine.loops import run_episodes
-    from wmtool.envs.factory import make_env
-    from wmtool.envs.vector import VecEnv
+    from wmtool.engine.collect import Collection
 
     if (episodes is None) == (steps is None):
         raise WmtoolError("give exactly one of --episodes N or --steps N")
@@ -116,47 +75,20 @@ def collect(
     if cfg.collect.workers < 1:
         raise WmtoolError("--workers must be at least 1")
     config.require_choice("env.obs", cfg.env.obs, ("state", "pixels", "both"))
+    total = episodes or steps
+    with Collection(cfg, out, policy, noise, say=lambda line: info(line, quiet)) as collection, \
+            make_progress(quiet) as progress:
+        task = progress.add_task("collect", total=total, status="")
 
-    seed = first_seed(out, seed)
-    vec = VecEnv([functools.partial(make_env, cfg.env, None)
-                  for _ in range(cfg.collect.workers)])
-    try:
-        act = make_policy(policy, vec, seed, noise)
-        label = policy + (f"+noise{noise:g}" if noise else "")
-        store = EpisodeWriter(out, vec.env_id, vec.obs_space, vec.act_space, policy=label,
-                              image_chunk=cfg.collect.image_chunk)
-        with BackgroundWriter(store) as writer:
-            start_episodes = writer.num_episodes
-            info(f"collect {vec.env_id} -> {out} ({describe_spaces(vec.obs_space, vec.act_space)}; "
-                 f"{cfg.collect.workers} worker(s); {start_episodes} episodes already in file; "
-                 f"seeds from {seed})", quiet)
-            if store.recovered_rows:
-                info(f"recovered {out} after an unclean stop: dropped "
-                     f"{store.recovered_rows} rows of an unfinished episode", quiet)
-            total = episodes or steps
-            with make_progress(quiet) as progress:
-                task = progress.add_task("collect", total=total, status="")
+        def show(stats):
+            done = stats.episodes if episodes else stats.steps
+            mean = sum(stats.returns[-20:]) / max(1, len(stats.returns[-20:]))
+            progress.update(task, completed=min(done, total), status=(
+                f"{stats.episodes} ep  {stats.fps:,.0f} steps/s  return {mean:.1f}"))
 
-                def show(stats):
-                    done = stats.episodes if episodes else stats.steps
-                    mean = sum(stats.returns[-20:]) / max(1, len(stats.returns[-20:]))
-                    progress.update(task, completed=min(done, total), status=(
-                        f"{stats.episodes} ep  {stats.fps:,.0f} steps/s  return {mean:.1f}"))
-
-                stats = run_episodes(vec, act, episodes=episodes, steps=steps, seed=seed,
-                                     on_episode=writer.add, on_step=throttled(show, 0.25))
-                progress.update(task, completed=total)
-            writer.flush()
-            result = {"out": str(out), "env": vec.env_id, "policy": label, "seed": seed,
-                      "workers": cfg.collect.workers, "file_episodes": writer.num_episodes,
-                      **stats.summary()}
-    finally:
-        vec.close()
-    if json_:
-        emit_json(result)
-    else:
-        info(f"wrote {result['episodes']} episodes, {result['steps']} steps "
-             f"({result['env_steps_per_s']:,.0f} steps/s), mean return "
-             f"{result['return_mean']:.2f}; {out} now holds {result['file_episodes']} episodes",
-             quiet)
-    return result
+        result = collection.run(episodes, steps, on_step=throttled(show, 0.25))
+        progress.update(task, completed=total)
+    return finish(result, json_, quiet, lambda r: [
+        f"wrote {r['episodes']} episodes, {r['steps']} steps ({r['env_steps_per_s']:,.0f} "
+        f"steps/s), mean return {r['return_mean']:.2f}; {out} now holds {r['file_episodes']} "
+        "episodes"])

@@ -6,7 +6,8 @@ import json
 import os
 import sys
 import traceback
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Callable, Iterable, Optional
 
 import typer
 
@@ -27,6 +28,9 @@ RecipeOpt = Annotated[Optional[str], typer.Option(
     "--recipe", help="experiment recipe: a YAML path or a name under recipes/exp/")]
 SetOpt = Annotated[Optional[list[str]], typer.Option(
     "--set", help="override a config key, e.g. --set env.action_repeat=2 (repeatable)")]
+RunOpt = Annotated[Path, typer.Option("--run", help="run directory made by `wmtool train`")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="checkpoint file (default: the run's latest)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
 
@@ -69,6 +73,20 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
+def finish(result: dict, json_: bool, quiet: bool,
+           lines: Callable[[dict], Iterable[str]]) -> dict:
+    """How a command ends: its result as one JSON object on stdout (`--json`), or its human
+    summary, one line at a time on stderr (nothing with `--quiet`)."""
+    from wmtool.progress import info
+
+    if json_:
+        emit_json(result)
+    else:
+        for line in lines(result):
+            info(line, quiet)
+    return result
+
+
 def env_flags(env: str | None, obs: str | None, env_import: list[str] | None) -> dict:
     """CLI env flags as a config layer (only the ones given)."""
     layer: dict = {}
@@ -101,14 +119,11 @@ def run_with_progress(session, label: str, quiet: bool) -> dict:
     return result
 
 
-def report_eval(result: dict, quiet: bool) -> None:
-    """The final greedy evaluation of a training-like command, one line."""
-    from wmtool.progress import info
-
+def eval_lines(result: dict) -> list[str]:
+    """The final greedy evaluation of a training-like command, one line (if there was one)."""
     e = result.get("eval")
-    if e:
-        info(f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
-             f"± {e['return_std']:.1f}{planning_note(e)}", quiet)
+    return [f"eval ({e['episodes']} episodes, greedy): return {e['return_mean']:.1f} "
+            f"± {e['return_std']:.1f}{planning_note(e)}"] if e else []
 
 
 def planning_note(result: dict) -> str:

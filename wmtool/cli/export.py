@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json
-from wmtool.progress import info
+from wmtool.cli.common import CheckpointOpt, JsonOpt, QuietOpt, RunOpt, command, finish
 
 HELP = ("Export a run: the greedy acting policy (encoder + recurrent state + actor) as "
         "TorchScript or ONNX, or all weights as safetensors; the spec rides along as metadata.")
@@ -27,17 +26,18 @@ See examples/run_exported.py for running an exported policy with only torch or o
 
 @command
 def export(
-    run: Annotated[Path, typer.Option(help="run directory made by `wmtool train`")],
+    run: RunOpt,
     format_: Annotated[str, typer.Option("--format", help="torchscript | onnx | safetensors")],
     out: Annotated[Path, typer.Option(help="file to write")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="checkpoint (default latest)")] = None,
+    checkpoint: CheckpointOpt = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
     from wmtool.engine.loading import load_run
     from wmtool.errors import WmtoolError
-    from wmtool.export import FORMATS, export as write
+    from wmtool.export import FORMATS
+    from wmtool.export import export as write
 
     if format_ not in FORMATS:  # before loading anything
         raise WmtoolError(f"--format {format_}: unknown", f"use one of {', '.join(FORMATS)}")
@@ -48,8 +48,5 @@ def export(
     meta = write(loaded, format_, out)
     result = {"run": str(run), "format": format_, "out": str(out),
               "bytes": out.stat().st_size, "metadata": meta}
-    if json_:
-        emit_json(result)
-    else:
-        info(f"wrote {out} ({format_}, {result['bytes']:,} bytes)", quiet)
-    return result
+    return finish(result, json_, quiet,
+                  lambda r: [f"wrote {out} ({format_}, {r['bytes']:,} bytes)"])

@@ -6,10 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from wmtool.cli.common import (JsonOpt, QuietOpt, SetOpt, command, emit_json, report_eval,
-                               run_with_progress)
+from wmtool.cli.common import (
+    JsonOpt,
+    QuietOpt,
+    SetOpt,
+    command,
+    eval_lines,
+    finish,
+    run_with_progress,
+)
 from wmtool.errors import WmtoolError
-from wmtool.progress import info
 
 HELP = ("Train behaviour purely inside a run's frozen world model, from real start states "
         "(the run's replay or --data), with no env steps; evaluates in the real env at the end.")
@@ -21,7 +27,7 @@ EXAMPLES = """Examples:
 
   wmtool imagine --run runs/im --steps 50 --from-scratch --run-dir runs/im-scratch --set actor.lr=1e-4 --quiet
 
-  wmtool imagine --run runs/wm --steps 3 --temperature 1.15 --set controller.popsize=8 --set controller.rollouts=2 --set controller.horizon=50 --eval-episodes 1 --run-dir runs/wm-dream
+  wmtool imagine --run runs/wm --steps 3 --set mdnrnn.temperature=1.15 --set controller.popsize=8 --set controller.rollouts=2 --set controller.horizon=50 --eval-episodes 1 --run-dir runs/wm-dream
 """
 
 
@@ -35,12 +41,6 @@ def imagine(
     eval_every: Annotated[int, typer.Option(min=0, help="updates between evaluations (0: only at the end)")] = 0,
     eval_episodes: Annotated[int, typer.Option(min=0, help="episodes per evaluation (0: none)")] = 10,
     from_scratch: Annotated[bool, typer.Option("--from-scratch", help="start the behaviour from fresh weights")] = False,
-    score_in: Annotated[str, typer.Option(
-        "--in", help="World Models: score CMA-ES candidates in the `dream` or the `real` env")] = "dream",
-    workers: Annotated[int, typer.Option(
-        help="--in real: env processes playing candidates in parallel")] = 2,
-    temperature: Annotated[Optional[float], typer.Option(
-        help="World Models: MDN sampling temperature tau of the dream (sets mdnrnn.temperature)")] = None,
     set_: SetOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -50,12 +50,8 @@ def imagine(
 
     if steps < 1 or eval_every < 0 or eval_episodes < 0:
         raise WmtoolError("--steps must be >= 1, --eval-every and --eval-episodes >= 0")
-    if score_in not in ("dream", "real") or workers < 1:
-        raise WmtoolError(f"--in {score_in} --workers {workers}: --in takes dream or real, "
-                          "--workers at least 1")
-    sets = list(set_ or ()) + ([f"mdnrnn.temperature={temperature}"] if temperature is not None else [])
-    session = TrainSession.imagine(run, run_dir, data, env, sets, steps, eval_every,
-                                   eval_episodes, from_scratch, quiet, score_in, workers)
+    session = TrainSession.imagine(run, run_dir, data, env, list(set_ or ()), steps,
+                                   eval_every, eval_episodes, from_scratch, quiet)
     env_steps_before = VecEnv.steps_taken
     result = run_with_progress(session, "imagine", quiet)
     eval_steps = session.eval_vec.steps_taken_here if session.eval_vec is not None else 0
@@ -64,12 +60,7 @@ def imagine(
     result["imagined_steps"] = result["updates"] * session.agent.behavior.imagined_per_update()
     result["imagined_steps_per_s"] = round(result["imagined_steps"] / max(result["seconds"], 1e-9))
     result["source"] = str(run)
-    if json_:
-        emit_json(result)
-    else:
-        info(f"done: {result['updates']} behaviour updates, {result['imagined_steps']:,} imagined "
-             f"steps ({result['imagined_steps_per_s']:,}/s), "
-             f"{result['env_steps_training']} env steps for training; "
-             f"run directory {result['run_dir']}", quiet)
-        report_eval(result, quiet)
-    return result
+    return finish(result, json_, quiet, lambda r: [
+        f"done: {r['updates']} behaviour updates, {r['imagined_steps']:,} imagined steps "
+        f"({r['imagined_steps_per_s']:,}/s), {r['env_steps_training']} env steps for training; "
+        f"run directory {r['run_dir']}", *eval_lines(r)])

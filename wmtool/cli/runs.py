@@ -63,7 +63,8 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories
             metric: Annotated[str, typer.Option(help="metric from metrics.jsonl")] = "eval/return_mean",
             json_: JsonOpt = False):
     from wmtool import rundir
-    from wmtool.runs import compare as gather, plot as draw
+    from wmtool.runs import compare as gather
+    from wmtool.runs import plot as draw
 
     for run in run_dirs:
         rundir.read_meta(run)  # a clear error for a path that is not a run

@@ -7,11 +7,20 @@ from typing import Annotated, Optional
 import typer
 
 from wmtool import config, rundir
-from wmtool.cli.common import (EnvImportOpt, JsonOpt, ObsOpt, QuietOpt, RecipeOpt, SetOpt,
-                               command, emit_json, env_flags, report_eval,
-                               run_with_progress)
+from wmtool.cli.common import (
+    EnvImportOpt,
+    JsonOpt,
+    ObsOpt,
+    QuietOpt,
+    RecipeOpt,
+    SetOpt,
+    command,
+    env_flags,
+    eval_lines,
+    finish,
+    run_with_progress,
+)
 from wmtool.errors import WmtoolError
-from wmtool.progress import info
 
 HELP = "Train a world model and its behaviour: online in an env, or offline from --data."
 EXAMPLES = """Examples:
@@ -91,11 +100,7 @@ def train(
         session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None, quiet,
                                       phase)
     result = run_with_progress(session, "train", quiet)
-    if json_:
-        emit_json(result)
-    else:
-        info(f"done: {result['agent_steps']:,} agent steps ({result['env_steps']:,} env steps), "
-             f"{result['updates']:,} updates, "
-             f"{result['episodes']} episodes; run directory {result['run_dir']}", quiet)
-        report_eval(result, quiet)
-    return result
+    return finish(result, json_, quiet, lambda r: [
+        f"done: {r['agent_steps']:,} agent steps ({r['env_steps']:,} env steps), "
+        f"{r['updates']:,} updates, {r['episodes']} episodes; run directory {r['run_dir']}",
+        *eval_lines(r)])

@@ -18,8 +18,14 @@ import numpy as np
 
 from wmtool import spaces
 from wmtool.data import store
-from wmtool.data.integrity import (check_index, episodes_of_rows, episodes_touching, past_end,
-                                   read_index, scan_column)
+from wmtool.data.integrity import (
+    check_index,
+    episodes_of_rows,
+    episodes_touching,
+    past_end,
+    read_index,
+    scan_column,
+)
 from wmtool.data.superblock import clear_writer_mark, writer_mark_set
 from wmtool.errors import WmtoolError
 
@@ -63,7 +69,8 @@ def verify(path: Path) -> dict:
     """Everything `wmtool data verify` reports; result["ok"] is False when damage was found."""
     with store.EpisodeReader(path, strict=False) as reader:
         found = scan_store(reader, full=True)
-        result = {"path": str(path), "episodes": len(reader), "index_rows": len(reader.check.usable),
+        result = {"path": str(path), "episodes": len(reader),
+                  "index_rows": len(reader.check.usable),
                   "checksums": reader.checksummed, "writer_mark": reader.info()["writer_mark"],
                   "unusable_index_rows": reader.check.unusable_rows(),
                   "uncommitted_index_rows": reader.check.uncommitted,

@@ -138,3 +138,19 @@ class Replay:
     def state(self) -> dict[str, np.ndarray]:
         """Contents as arrays (for checks that resumed replay equals the saved one)."""
         return {k: v[:self.size] for k, v in self.columns.items()}
+
+
+def sample_sequences(episodes: list[Episode], act_space, count: int, length: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """`count` windows of `length` rows, each inside one episode (no restarts mid-window)."""
+    usable = [ep for ep in episodes if ep.length + 1 >= length]
+    if not usable:
+        longest = max((ep.length + 1 for ep in episodes), default=0)
+        raise WmtoolError(f"no episode has {length} steps (longest: {longest})",
+                          "lower --context/--horizon or use longer episodes")
+    windows = []
+    for i in rng.integers(0, len(usable), count):
+        rows = episode_rows(usable[i], act_space)
+        start = int(rng.integers(0, len(rows["reward"]) - length + 1))
+        windows.append({k: v[start:start + length] for k, v in rows.items()})
+    return {k: np.stack([w[k] for w in windows]) for k in windows[0]}

@@ -35,9 +35,9 @@ until then plain h5py opens it only as h5py.File(path, "r", libver="latest", swm
 """
 from __future__ import annotations
 
-import time
 import fcntl
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +45,7 @@ import numpy as np
 from wmtool import spaces
 from wmtool.data.episode import Episode
 from wmtool.data.hdf5io import open_swmr_read
-from wmtool.data.integrity import (IndexCheck, check_index, nonfinite_fields, past_end,
-                                   read_index)
+from wmtool.data.integrity import IndexCheck, check_index, nonfinite_fields, past_end, read_index
 from wmtool.data.superblock import writer_mark_set
 from wmtool.errors import WmtoolError
 

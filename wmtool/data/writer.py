@@ -14,9 +14,23 @@ from wmtool import __version__, spaces
 from wmtool.data.episode import Episode
 from wmtool.data.hdf5io import discard_and_close, write_failure
 from wmtool.data.integrity import check_index, past_end, read_index
-from wmtool.data.store import (FORMAT, FORMAT_VERSION, INDEX_DTYPE, STEP_COLUMNS, WriterLock,
-                               _busy, _check_format, _columns, _data_rows, _h5, _open_h5,
-                               committed_ends, damaged_index_error, next_seed, trim_to)
+from wmtool.data.store import (
+    FORMAT,
+    FORMAT_VERSION,
+    INDEX_DTYPE,
+    STEP_COLUMNS,
+    WriterLock,
+    _busy,
+    _check_format,
+    _columns,
+    _data_rows,
+    _h5,
+    _open_h5,
+    committed_ends,
+    damaged_index_error,
+    next_seed,
+    trim_to,
+)
 from wmtool.data.superblock import clear_writer_mark, writer_mark_set
 from wmtool.errors import WmtoolError
 

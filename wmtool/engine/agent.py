@@ -42,8 +42,7 @@ class Agent(nn.Module):
         build = lookup(ALGOS, self.algo, "--algo").load()
         _, self.behavior, groups = build(self.obs_space, self.act_space, self.cfg)
         self.behavior.to(self.device)
-        if hasattr(self.behavior, "bind"):  # a behaviour the model uses (TD-MPC2's prior)
-            self.behavior.bind(self.wm)
+        self.behavior.bind(self.wm)  # a behaviour the model uses (TD-MPC2's prior)
         owned = {id(p) for p in self.behavior.parameters()}
         for name, (params, lr, eps, _) in groups.items():
             params = list(params)
@@ -54,8 +53,7 @@ class Agent(nn.Module):
     def acting_metrics(self) -> dict[str, float]:
         """What acting cost since the last call, for behaviours that measure it (a
         planner's time per action); {} for the others."""
-        measure = getattr(self.behavior, "acting_metrics", None)
-        return measure() if measure else {}
+        return self.behavior.acting_metrics()
 
     def parameter_counts(self) -> dict[str, int]:
         counts = {name: sum(p.numel() for p in ps) for name, ps in self.params.items()}
@@ -98,8 +96,7 @@ class Agent(nn.Module):
             with self._autocast():
                 loss, groups, post, wm_metrics = self.wm.loss(data, phase=phase)
             metrics = self._step(groups, loss)
-            if hasattr(self.wm, "after_update"):  # e.g. Polyak-averaged target networks
-                self.wm.after_update()
+            self.wm.after_update()  # e.g. Polyak-averaged target networks
             metrics.update({f"train/{groups[0]}/{k}": float(v) for k, v in wm_metrics.items()})
             if phase not in self.wm.behavior_phases:
                 return metrics
@@ -115,7 +112,7 @@ class Agent(nn.Module):
     @property
     def modes(self) -> tuple[str, ...]:
         """Acting modes the behaviour offers (TD-MPC2 adds `prior`)."""
-        return getattr(self.behavior, "modes", ("greedy", "sample"))
+        return self.behavior.modes
 
     @torch.no_grad()
     def policy_step(self, obs: dict[str, np.ndarray], carry, mode: str = "sample"):
@@ -132,10 +129,7 @@ class Agent(nn.Module):
             state, prev, plan = carry
         state = self.wm.filter_step(state, prev, data, is_first, sample=mode != "greedy")
         feat = self.wm.features(state)
-        if hasattr(self.behavior, "act_step"):
-            action, plan = self.behavior.act_step(feat, plan, is_first, mode)
-        else:
-            action = self.behavior.act(feat, mode)
+        action, plan = self.behavior.act_step(feat, plan, is_first, mode)
         action = action.cpu().numpy()
         if mode == "sample" and self.cfg.behavior.explore > 0:
             action = add_noise(action, self.act_space, self.cfg.behavior.explore, self.explore_rng)

@@ -9,14 +9,15 @@ predict_reward / predict_cont), so every algorithm that decodes gets it for free
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from wmtool.data.episode import Episode
-from wmtool.data.replay import episode_rows
 from wmtool.engine.agent import to_tensors
 from wmtool.errors import WmtoolError
+from wmtool.models.base import Decodes, LatentTraces
 
 
 @dataclass
@@ -54,24 +55,8 @@ class Dream:
         return out
 
 
-def sample_sequences(episodes: list[Episode], act_space, count: int, length: int,
-                     rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """`count` windows of `length` rows, each inside one episode (no restarts mid-window)."""
-    usable = [ep for ep in episodes if ep.length + 1 >= length]
-    if not usable:
-        longest = max((ep.length + 1 for ep in episodes), default=0)
-        raise WmtoolError(f"no episode has {length} steps (longest: {longest})",
-                          "lower --context/--horizon or use longer episodes")
-    windows = []
-    for i in rng.integers(0, len(usable), count):
-        rows = episode_rows(usable[i], act_space)
-        start = int(rng.integers(0, len(rows["reward"]) - length + 1))
-        windows.append({k: v[start:start + length] for k, v in rows.items()})
-    return {k: np.stack([w[k] for w in windows]) for k in windows[0]}
-
-
 def _check_can_decode(wm) -> None:
-    if not getattr(wm, "can_decode", False):
+    if not isinstance(wm, Decodes):
         raise WmtoolError(f"{type(wm).__name__} has no decoder, so it cannot show observations",
                           "dream works with world models that reconstruct observations")
 
@@ -135,7 +120,7 @@ def latent_traces(agent, batch: dict[str, np.ndarray], context: int, horizon: in
     predicted for arriving there, the value, and the chance to continue. Rows before the
     first full frame stack have no latent (NaN)."""
     wm = agent.wm
-    if not hasattr(wm, "predict_transition_reward"):
+    if not isinstance(wm, LatentTraces):
         raise WmtoolError(f"{type(wm).__name__} predicts neither observations nor rewards "
                           "of transitions", "dream needs a decoder or reward/value heads")
     data = to_tensors(batch, agent.device)
@@ -161,3 +146,60 @@ def latent_traces(agent, batch: dict[str, np.ndarray], context: int, horizon: in
     cont = np.concatenate([nan(history), to_np(wm.predict_cont(feat))], 1)
     truth = batch["reward"] if not free else batch["reward"][:, :context]
     return Dream(context, {}, {}, truth, reward, cont, value_pred=value)
+
+
+def real_episodes(loaded, data: Path | None, env: str | None, steps: int, seed: int,
+                  needs_actions: bool = True) -> list:
+    """Real episodes to start from: a dataset's, or played now in the env by the run's
+    policy (at least `steps` steps)."""
+    if data is not None:
+        from wmtool.data.store import EpisodeReader
+
+        with EpisodeReader(data) as reader:
+            if needs_actions and not reader.has_action:
+                raise WmtoolError(f"{data} has no actions", "open-loop prediction needs actions")
+            loaded.check_spaces(reader.obs_space, reader.act_space if needs_actions
+                                else loaded.agent.act_space, str(data))
+            return list(reader)
+    from wmtool.engine.agent import AgentPolicy
+    from wmtool.engine.loops import run_episodes
+    from wmtool.engine.session import make_vec
+
+    vec = make_vec(loaded.env_config(env).env, 1)
+    try:
+        loaded.check_spaces(vec.obs_space, vec.act_space, env or loaded.env_id)
+        found = []
+        run_episodes(vec, AgentPolicy(loaded.agent, "sample"), steps=steps, seed=seed,
+                     on_episode=found.append)
+        return found
+    finally:
+        vec.close()
+
+
+def dream_run(loaded, context: int, horizon: int, sequences: int, free: bool,
+              data: Path | None, env: str | None, seed: int,
+              say: Callable[[str], None] = lambda line: None) -> tuple[Dream, dict]:
+    """`wmtool dream`: windows of real episodes, observed for `context` steps, then predicted
+    from the recorded actions (or, `free`, with the policy acting inside the model). Models
+    that decode show observations; the others their latent traces."""
+    from wmtool.data.replay import sample_sequences
+
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    length = context + (0 if free else horizon)
+    episodes = real_episodes(loaded, data, env, sequences * length, seed)
+    batch = sample_sequences(episodes, loaded.agent.act_space, sequences, length, rng)
+    if isinstance(loaded.agent.wm, Decodes):
+        dream = (free_dream(loaded.agent, batch, context, horizon) if free
+                 else open_loop(loaded.agent, batch, context))
+    else:
+        say(f"{loaded.agent.algo} has no decoder, so it cannot show observations; showing "
+            "its predicted reward, value and continuation per step instead")
+        dream = latent_traces(loaded.agent, batch, context, horizon, free)
+    result = {"run": str(loaded.path), "kind": "free" if free else "open-loop",
+              "context": context, "horizon": horizon, "sequences": sequences,
+              "error": dream.errors(),
+              "reward_pred_mean": float(dream.reward_pred[:, context:].mean())}
+    if dream.value_pred is not None:
+        result["value_pred_mean"] = float(np.nanmean(dream.value_pred[:, context:]))
+    return dream, result

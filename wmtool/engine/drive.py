@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
 from wmtool.errors import WmtoolError
+from wmtool.models.base import DrivenByLatentActions
 
 
 def parse_actions(text: str, count: int) -> list[int]:
@@ -29,7 +30,7 @@ def parse_actions(text: str, count: int) -> list[int]:
 def keys(stream=None) -> Iterator[str]:
     """Single key presses from a terminal (no Enter needed), or characters of a pipe."""
     stream = stream or sys.stdin
-    if hasattr(stream, "isatty") and stream.isatty():
+    if stream.isatty():
         import termios
         import tty
 
@@ -66,7 +67,7 @@ class Driver:
     """The model's state while a person or a script drives it."""
 
     def __init__(self, wm, first: np.ndarray):
-        if not hasattr(wm, "drive_step"):
+        if not isinstance(wm, DrivenByLatentActions):
             raise WmtoolError(f"{type(wm).__name__} is not driven by latent actions",
                               "--actions and --interactive work with --algo genie runs")
         self.wm, self.state = wm, wm.drive_start(first)
@@ -96,3 +97,37 @@ def drive_interactive(driver: Driver, live: Path, scale: int, stream=None,
             taken.append(int(key) - 1)
             write_png(live, upscale(driver.frames[-1], scale))
     return taken
+
+
+def drive_run(loaded, actions: str | None, interactive: bool, render: Path,
+              data: Path | None, env: str | None, seed: int, fps: int, scale: int,
+              say: Callable[[str], None] = lambda line: None) -> dict:
+    """`wmtool dream --actions/--interactive`: from a real start frame, one generated frame
+    per latent action, written to `render` (a video, or a picture refreshed live)."""
+    from wmtool.engine.dream import real_episodes
+    from wmtool.video import write_video
+
+    if render is None:
+        raise WmtoolError("driving needs --render", "e.g. --render out.mp4 (or .png with "
+                          "--interactive, refreshed after every key)")
+    data = data or (Path(loaded.meta["data"]) if loaded.meta.get("data") else None)
+    if data is None:
+        raise WmtoolError("driving starts from a real frame", "pass --data FILE.h5")
+    episodes = real_episodes(loaded, data, env, 1, seed, needs_actions=False)
+    rng = np.random.default_rng(seed)
+    episode = episodes[int(rng.integers(len(episodes)))]
+    key = loaded.agent.wm.input_keys[0]
+    first = episode.obs[key][int(rng.integers(len(episode.obs[key])))]
+    driver = Driver(loaded.agent.wm, first)
+    if interactive:
+        live = render if render.suffix.lower() == ".png" else render.with_suffix(".png")
+        taken = drive_interactive(driver, live, scale, say=say)
+    else:
+        taken = parse_actions(actions, driver.actions)
+        for action in taken:
+            driver.step(action)
+    result = {"run": str(loaded.path), "actions": taken, "frames": len(driver.frames)}
+    if render.suffix.lower() != ".png":
+        write_video(render, [upscale(f, scale) for f in driver.frames], fps=fps)
+        result["video"] = str(render)
+    return result

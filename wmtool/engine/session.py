@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from wmtool import ckpt, config, rundir, spaces
+from wmtool.behavior.base import ScoredInRealEnv
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent, NonFiniteLoss
-from wmtool.engine.train import (Trainer, eval_seed, evaluate, step_counts,
-                                 updates_per_env_step)
+from wmtool.engine.train import Trainer, eval_seed, evaluate, step_counts, updates_per_env_step
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.errors import WmtoolError
@@ -35,7 +35,8 @@ class TrainSession:
         self.has_env = bool(meta.get("env"))
         seed_everything(cfg.seed)
         device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
-        self.vec = self.eval_vec = None
+        self.vec = self.eval_vec = self.score_vec = None
+        self.lock: rundir.RunLock | None = None  # set by _locked, released by close()
         if self.data is None:
             self.vec = make_vec(cfg.env, cfg.train.envs)
             obs_space, act_space = self.vec.obs_space, self.vec.act_space
@@ -50,8 +51,7 @@ class TrainSession:
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
                                   "evaluate in the env the data was collected from")
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
-        if self.data is not None and not has_action and getattr(self.agent.wm, "needs_actions",
-                                                                True):
+        if self.data is not None and not has_action and self.agent.wm.needs_actions:
             raise WmtoolError(f"{self.data} has no actions",
                               f"{algo} needs actions; collect with `wmtool collect`, or train "
                               "--algo genie, which learns from frames alone")
@@ -115,7 +115,7 @@ class TrainSession:
     @classmethod
     def imagine(cls, source: Path, run_dir: Path | None, data: Path | None, env: str | None,
                 sets: list[str], steps: int, eval_every: int, eval_episodes: int,
-                from_scratch: bool, quiet: bool, score_in: str = "dream", workers: int = 1):
+                from_scratch: bool, quiet: bool):
         """A new run that trains behaviour inside `source`'s frozen world model, from real
         start states of `data` (default: the source's replay or dataset); no env steps."""
         meta = rundir.read_meta(source)
@@ -133,14 +133,13 @@ class TrainSession:
                                "dream": {"every": 0},  # the model is frozen: nothing new to see
                                **({"env": {"id": env_id}} if env_id else {})})]
         cfg = config.load(layers, sets)
+        config.require_choice("controller.score_in", cfg.controller.score_in, ("dream", "real"))
         if env_id:
             rundir.check_trusted(source, cfg.env, own_id=env)
         path = Path(run_dir) if run_dir else Path(f"{source}-imagine")
         payload = rundir.load_checkpoint(source, quiet=quiet)
         meta = {"algo": meta["algo"], "env": env_id, "data": str(data), "mode": "imagine",
                 "source": str(Path(source).resolve()), "from_scratch": from_scratch}
-        if score_in == "real":  # kept so that a resumed run goes on scoring in the env
-            meta.update(score_in=score_in, workers=workers)
         from wmtool.registry import ALGOS, lookup
 
         if not lookup(ALGOS, meta["algo"], "--algo").imagine:
@@ -156,20 +155,21 @@ class TrainSession:
         ckpt.restore_agent(session.agent, payload)
         if from_scratch:
             session.agent.reset_behavior()
-        if score_in == "real":
-            session.score_in_real(workers)
+        if cfg.controller.score_in == "real":
+            session.score_in_real(cfg.controller.workers)
         return session
 
     def score_in_real(self, workers: int) -> None:
         """Behaviours that are scored, not differentiated (CMA-ES) can play the real env."""
-        from wmtool.behavior.real_scoring import RealScorer
+        from wmtool.engine.real_scoring import RealScorer
 
-        if not hasattr(self.agent.behavior, "real_scorer"):
-            raise WmtoolError(f"--in real: {self.algo}'s behaviour learns by gradients "
-                              "through the model, so it cannot be scored in the real env",
-                              "drop --in real")
+        if not isinstance(self.agent.behavior, ScoredInRealEnv):
+            raise WmtoolError(f"controller.score_in=real: {self.algo}'s behaviour learns by "
+                              "gradients through the model, so it cannot be scored in the "
+                              "real env",
+                              "score in the dream (controller.score_in=dream)")
         if not self.cfg.env.id or not self.has_env:
-            raise WmtoolError("--in real needs an env", "pass --env SUITE:TASK")
+            raise WmtoolError("controller.score_in=real needs an env", "pass --env SUITE:TASK")
         # a candidate's real rollout ends at controller.horizon steps, as a dream rollout
         # does; evaluation keeps the env's own episode length
         env, horizon = self.cfg.env, self.cfg.controller.horizon
@@ -199,8 +199,10 @@ class TrainSession:
         else:  # killed before its first checkpoint: start afresh, keep what it stored
             info(f"{path} has no checkpoint yet: starting afresh from its saved config",
                  quiet)
-        if meta.get("score_in") == "real":
+        if meta.get("score_in") == "real":  # runs made before controller.score_in
             session.score_in_real(meta["workers"])
+        elif meta.get("mode") == "imagine" and cfg.controller.score_in == "real":
+            session.score_in_real(cfg.controller.workers)
         if session.data is None and (path / STORE).exists():
             session.trainer.load_store(path / STORE)
         dropped = rundir.trim_metrics(path, session.clock())
@@ -288,8 +290,8 @@ class TrainSession:
 
     def close(self) -> None:
         self.trainer.close()
-        for vec in (self.vec, self.eval_vec, getattr(self, "score_vec", None)):
+        for vec in (self.vec, self.eval_vec, self.score_vec):
             if vec is not None:
                 vec.close()
-        if getattr(self, "lock", None) is not None:
+        if self.lock is not None:
             self.lock.release()

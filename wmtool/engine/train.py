@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from wmtool import ckpt, rundir
-from wmtool.rundir import migrate_counters, step_counts
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay, check_finite
@@ -28,6 +27,8 @@ from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream import open_loop
 from wmtool.engine.loops import LoopStats, run_episodes
 from wmtool.logger import Logger
+from wmtool.models.base import Decodes
+from wmtool.rundir import migrate_counters, step_counts
 
 
 def updates_per_env_step(cfg) -> float:
@@ -38,20 +39,18 @@ def updates_per_env_step(cfg) -> float:
 def window(wm, length: int) -> int:
     """Rows to sample for `length` learned steps: plus the history rows a model reads before
     them (TD-MPC2's frame stack); those are context, not counted by the train ratio."""
-    return length + getattr(wm, "history", 0)
+    return length + wm.history
 
 
 def note_episode(wm, episode) -> None:
     """Models that adapt to episode lengths (TD-MPC2's discount heuristic) see every one."""
-    if hasattr(wm, "note_episode"):
-        wm.note_episode(episode.length)
+    wm.note_episode(episode.length)
 
 
 def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
     """Columns a model computes once per phase from frozen modules (World Models: V's codes
-    while M learns); models without `phase_columns` need none."""
-    columns = getattr(wm, "phase_columns", None)
-    replay.derive(columns(phase) if columns else {})
+    while M learns); most models need none."""
+    replay.derive(wm.phase_columns(phase))
 
 
 # Evaluation seeds sit this far above the run seed: training resets use the run seed plus
@@ -176,7 +175,7 @@ class Trainer:
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
         c = self.cfg.train
         batch, length = batch or c.batch, length or c.length
-        if not self.world_model and getattr(self.agent.behavior, "starts_at_episode_start", False):
+        if not self.world_model and self.agent.behavior.starts_at_episode_start:
             rows = self.replay.sample_episode_starts(batch * length)  # e.g. World Models' dream
         else:
             rows = self.replay.sample(batch, window(self.agent.wm, length))
@@ -215,8 +214,7 @@ class Trainer:
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
             self.save()
-        elif not self.world_model and getattr(self.agent.behavior, "checkpoint_each_update",
-                                              False):
+        elif not self.world_model and self.agent.behavior.checkpoint_each_update:
             self.save(keep=False)  # e.g. a CMA-ES generation: costly, never to be lost
         if self.on_progress:
             self.on_progress(self.counters)
@@ -225,7 +223,7 @@ class Trainer:
         """Open-loop prediction error at 1, H/2 and H steps ahead (and the mean over 1..H),
         per observation key and reward, on replay windows; never touches training's RNGs."""
         d = self.cfg.dream
-        if not getattr(self.agent.wm, "can_decode", False):
+        if not isinstance(self.agent.wm, Decodes):
             return {}
         batch = self.replay.sample_within_episodes(d.sequences, d.context + d.horizon,
                                                    self.dream_rng)

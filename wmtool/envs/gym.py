@@ -42,7 +42,8 @@ def make_gym(task: str, **kwargs):
         if task not in gymnasium.registry:
             close = difflib.get_close_matches(task, list(gymnasium.registry), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join('gym:' + c for c in close)}?" if close else \
-                "run `wmtool envs` for examples, or --env-import MODULE to register third-party envs"
+                "run `wmtool envs` for examples, or --env-import MODULE to register " \
+                "third-party envs"
             raise WmtoolError(f"unknown gymnasium env id '{task}'", hint) from exc
         raise WmtoolError(f"gymnasium could not make '{task}': {exc}") from exc
 

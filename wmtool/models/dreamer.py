@@ -12,18 +12,17 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-from torch import nn
 
+from wmtool.models.base import Decodes, WorldModel
 from wmtool.models.rssm import RSSM, State, flat_action
 from wmtool.nets.dists import bernoulli_nll, scalar_head
 from wmtool.nets.layers import MLP, MultiDecoder, MultiEncoder, ObsScaling, split_keys
 from wmtool.spaces import Space
 
 
-class WorldModel(nn.Module):
+class DreamerModel(WorldModel, Decodes):
     phases = ("joint",)
     behavior_phases = ("joint",)  # the actor-critic learns alongside the model
-    can_decode = True
 
     def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
         super().__init__()

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmtool.models.base import DrivenByLatentActions, WorldModel
 from wmtool.nets.fsq import ScalarQuantizer
 from wmtool.nets.vq import VectorQuantizer
 
@@ -199,15 +200,14 @@ class MaskGITDynamics(nn.Module):
         return frame
 
 
-class GenieModel(nn.Module):
-    """The WorldModel of `--algo genie`: phases tokenizer -> lam -> dynamics, each trained
+class GenieModel(WorldModel, DrivenByLatentActions):
+    """The world model of `--algo genie`: phases tokenizer -> lam -> dynamics, each trained
     with the earlier ones frozen. Learns from frames alone: actions in the data, if any, are
     never read (they only grade the latent actions in `wmtool eval --data`)."""
 
     phases = ("tokenizer", "lam", "dynamics")
     behavior_phases: tuple[str, ...] = ()
-    needs_actions = False
-    can_decode = False  # `wmtool dream` drives it with latent actions instead
+    needs_actions = False  # learns from frames alone; `wmtool dream` drives it by latent actions
 
     def __init__(self, obs_space: dict, act_space, cfg):
         super().__init__()
@@ -279,12 +279,6 @@ class GenieModel(nn.Module):
         pixels = self.tokenizer.decode_tokens(new).clamp(0, 1)[0]
         frame = (pixels.permute(1, 2, 0) * 255).round().to(torch.uint8).cpu().numpy()
         return {"tokens": state["tokens"] + [new], "actions": actions}, frame
-
-    def data_report(self, episodes: list, batches: int, seed: int) -> dict:
-        """`wmtool eval --data`: tokenizer PSNR, ΔPSNR and latent-vs-true-action scores."""
-        from wmtool.models.genie_report import data_report
-
-        return data_report(self, episodes, batches, seed)
 
     def frames(self, batch: dict) -> torch.Tensor:
         """(B, T, H, W, C) uint8 -> (B, T, C, H, W) floats in [0, 1]."""

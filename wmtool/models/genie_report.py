@@ -37,7 +37,7 @@ def rollout(wm, first: torch.Tensor, actions: torch.Tensor, steps: int) -> torch
 
 @torch.no_grad()
 def genie_report(wm, batch: dict, horizon: int, seed: int) -> dict:
-    """batch: windows (B, horizon + 1) inside episodes (engine/dream.py:sample_sequences)."""
+    """batch: windows (B, horizon + 1) inside episodes (data/replay.py:sample_sequences)."""
     g = wm.cfg.genie
     device = next(wm.parameters()).device
     torch.manual_seed(seed)
@@ -90,7 +90,7 @@ def latent_actions_of(wm, episodes: list, chunk: int = 256):
 
 def data_report(wm, episodes: list, batches: int, seed: int, horizon: int = 4) -> dict:
     """Everything above on held-out episodes: `batches` x 8 windows of horizon + 1 frames."""
-    from wmtool.engine.dream import sample_sequences
+    from wmtool.data.replay import sample_sequences
 
     rng = np.random.default_rng(seed)
     batch = sample_sequences(episodes, wm.act_space, batches * 8, horizon + 1, rng)

@@ -20,11 +20,19 @@ import torch
 from torch import nn
 
 from wmtool.errors import WmtoolError
+from wmtool.models.base import LatentTraces, WorldModel
 from wmtool.nets.dists import TwoHot, bernoulli_nll
 from wmtool.nets.layers import ObsScaling, split_keys
-from wmtool.nets.normed import (Ensemble, SimNorm, conv_out_size, evaluating, normed_mlp,
-                                shift_augment,
-                                small_init, stack_frames)
+from wmtool.nets.normed import (
+    Ensemble,
+    SimNorm,
+    conv_out_size,
+    evaluating,
+    normed_mlp,
+    shift_augment,
+    small_init,
+    stack_frames,
+)
 from wmtool.spaces import Space
 
 State = dict[str, torch.Tensor]
@@ -78,10 +86,9 @@ class LatentEncoder(nn.Module):
         return self.out(torch.cat(parts, -1))
 
 
-class TDMPC2Model(nn.Module):
+class TDMPC2Model(WorldModel, LatentTraces):
     phases = ("joint",)
     behavior_phases = ("joint",)  # the policy prior learns after every model update
-    can_decode = False
 
     def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
         super().__init__()
@@ -195,7 +202,7 @@ class TDMPC2Model(nn.Module):
     def predict_cont(self, z: torch.Tensor) -> torch.Tensor:
         return self.alive(z)
 
-    # -- the WorldModel interface ------------------------------------------------------------
+    # -- the actable tier (models/base.py) ---------------------------------------------------
     def initial(self, batch: int) -> State:
         state = {"z": torch.zeros(batch, self.c.latent, device=self.discount.device)}
         if self.frames > 1:

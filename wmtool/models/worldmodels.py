@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from wmtool.errors import WmtoolError
+from wmtool.models.base import Decodes, WorldModel
 from wmtool.models.rssm import flat_action
 from wmtool.nets.dists import bernoulli_nll, symexp, symlog
 from wmtool.nets.layers import split_keys
@@ -92,10 +93,9 @@ class MDNRNN(nn.Module):
         return MDN(self.mdn(h), self.mixtures)
 
 
-class WorldModelsModel(nn.Module):
+class WorldModelsModel(WorldModel, Decodes):
     phases = ("vae", "mdnrnn")
     behavior_phases: tuple[str, ...] = ()  # C learns by CMA-ES in `wmtool imagine`
-    can_decode = True
 
     def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
         super().__init__()
@@ -118,7 +118,7 @@ class WorldModelsModel(nn.Module):
         self.temperature = float(m.temperature)
         self.feat_dim = v.z + m.hidden
 
-    # -- the WorldModel interface ----------------------------------------------------------
+    # -- the actable tier (models/base.py) -------------------------------------------------
     @property
     def decoded_keys(self) -> tuple[list[str], list[str]]:
         return list(self.image_keys), []

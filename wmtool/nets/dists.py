@@ -201,7 +201,8 @@ class TruncNormal:
 
     def sample(self) -> torch.Tensor:
         u = self._lo + self._z * torch.rand_like(self.mean)
-        x = self.mean + self.std * math.sqrt(2) * torch.erfinv((2 * u - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        centred = (2 * u - 1).clamp(-1 + 1e-6, 1 - 1e-6)
+        x = self.mean + self.std * math.sqrt(2) * torch.erfinv(centred)
         return x.clamp(-1, 1)
 
     def mode(self) -> torch.Tensor:

@@ -165,7 +165,8 @@ class ObsScaling:
 def split_keys(obs_space: dict[str, Space]) -> tuple[list[str], list[str]]:
     """Model inputs: image keys (uint8 HxWxC) and vector keys; `log/` keys are never inputs."""
     keys = [k for k in obs_space if not k.startswith("log/")]
-    return [k for k in keys if obs_space[k].is_image], [k for k in keys if not obs_space[k].is_image]
+    images = [k for k in keys if obs_space[k].is_image]
+    return images, [k for k in keys if k not in images]
 
 
 class MultiEncoder(nn.Module):

@@ -61,7 +61,8 @@ def normed_mlp(inp: int, hidden: list[int], out: int, last: nn.Module | None = N
 
 
 class EnsembleLinear(nn.Module):
-    """`members` independent Linear layers applied in one batched matmul: (E, N, in) -> (E, N, out)."""
+    """`members` independent Linear layers applied in one batched matmul:
+    (E, N, in) -> (E, N, out)."""
 
     def __init__(self, members: int, inp: int, out: int):
         super().__init__()

@@ -10,17 +10,17 @@ from torch import nn
 
 from wmtool.behavior.actor_critic import ActorCritic
 from wmtool.behavior.cem import CEMPlanner
-from wmtool.models.dreamer import WorldModel
+from wmtool.models.dreamer import DreamerModel
 
 
 def build_planet(obs_space, act_space, cfg):
-    wm = WorldModel(obs_space, act_space, cfg)
+    wm = DreamerModel(obs_space, act_space, cfg)
     planner = CEMPlanner(wm, act_space, cfg)
     return wm, planner, {"wm": (wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip)}
 
 
 def build_dreamer(obs_space, act_space, cfg):
-    wm = WorldModel(obs_space, act_space, cfg)
+    wm = DreamerModel(obs_space, act_space, cfg)
     behavior = ActorCritic(wm.rssm.feat_dim, act_space, cfg)
     groups = {
         "wm": (wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip),

@@ -1,7 +1,7 @@
 """Scoring a population of controllers in the real environment (World Models' CarRacing
-protocol, `wmtool imagine --in real`): each env of a vector env plays one candidate's
-rollout at a time and takes the next job when its episode ends, so K env processes keep K
-cores busy while one batched forward pass acts for all of them."""
+protocol, `wmtool imagine --set controller.score_in=real`): each env of a vector env plays
+one candidate's rollout at a time and takes the next job when its episode ends, so K env
+processes keep K cores busy while one batched forward pass acts for all of them."""
 from __future__ import annotations
 
 import numpy as np

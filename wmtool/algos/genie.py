@@ -2,13 +2,14 @@
 for a real env: a Genie model is driven with latent actions (`wmtool dream --actions`)."""
 from __future__ import annotations
 
-from torch import nn
-
+from wmtool.behavior.base import Behaviour
 from wmtool.errors import WmtoolError
+from wmtool.models.base import ReportsOnData
 from wmtool.models.genie import GenieModel
+from wmtool.models.genie_report import data_report
 
 
-class NoPolicy(nn.Module):
+class NoPolicy(Behaviour):
     """Genie learns from video alone: nothing maps observations to the env's actions."""
 
     modes: tuple[str, ...] = ()  # nothing to evaluate in an env
@@ -21,10 +22,13 @@ class NoPolicy(nn.Module):
     def learn(self, wm, start, start_cont, step, autocast) -> dict:
         return {}
 
-    def imagined_per_update(self) -> int:
-        return 0
+
+class ReportingGenie(GenieModel, ReportsOnData):
+    def data_report(self, episodes: list, batches: int, seed: int) -> dict:
+        """`wmtool eval --data`: tokenizer PSNR, ΔPSNR and latent-vs-true-action scores."""
+        return data_report(self, episodes, batches, seed)
 
 
 def build_genie(obs_space, act_space, cfg):
-    wm = GenieModel(obs_space, act_space, cfg)
+    wm = ReportingGenie(obs_space, act_space, cfg)
     return wm, NoPolicy(), wm.optimizer_groups()

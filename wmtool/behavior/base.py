@@ -1,0 +1,71 @@
+"""The contract between the engine and a behaviour (what acts on a world model's features).
+
+A behaviour subclasses `Behaviour` and implements `act(feat, mode)` (env-ready actions:
+indices for discrete spaces, [-1, 1] vectors for continuous ones) and `learn(wm, start,
+start_cont, step, autocast)` (one update from posterior states; `step(groups, loss)` is the
+agent's optimiser step). The defaults cover the rest:
+
+- `modes`: the acting modes it offers (`--mode`); `act_step` carries state between steps
+  (a planner's warm start), by default none; `acting_metrics` reports what acting cost;
+- `bind(wm)`: called when a fresh behaviour joins a model (`imagine --from-scratch`);
+- `starts_at_episode_start`: learn from the first rows of episodes only (World Models'
+  dream rollouts); `checkpoint_each_update`: an update is costly enough to save after each;
+- `imagined_per_update`: imagined state-steps per update, for the throughput figures.
+
+`Planner` adds what CEM and MPPI share: a timer per plan, reported as
+`plan/ms_per_action`, and a one-line `describe()` of the search. `ScoredInRealEnv` marks a
+behaviour whose candidates can be scored by playing the real env
+(`wmtool imagine --set controller.score_in=real`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wmtool.behavior.plan_timer import PlanTimer
+
+
+class Behaviour(nn.Module):
+    modes: tuple[str, ...] = ("greedy", "sample")
+    starts_at_episode_start = False
+    checkpoint_each_update = False
+
+    def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
+        raise NotImplementedError
+
+    def act_step(self, feat: torch.Tensor, carry, is_first: torch.Tensor, mode: str):
+        """One action per env and the carry for the next step (None: nothing carried)."""
+        return self.act(feat, mode), carry
+
+    def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
+        raise NotImplementedError
+
+    def bind(self, wm) -> None:
+        pass
+
+    def acting_metrics(self) -> dict[str, float]:
+        return {}
+
+    def imagined_per_update(self) -> int:
+        return 0
+
+
+class Planner(Behaviour):
+    """Searches at every step; time per action is measured around each plan."""
+
+    def __init__(self):
+        super().__init__()
+        self.timer = PlanTimer()
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def acting_metrics(self) -> dict[str, float]:
+        return self.timer.metrics()
+
+
+class ScoredInRealEnv:
+    """Candidates are scored, not differentiated, so they can play the real env instead of
+    the dream: `real_scorer` (rows -> returns) is set when `controller.score_in` is real."""
+
+    real_scorer = None

@@ -1,0 +1,1 @@
+"""Episode stores (HDF5), replay and their maintenance."""

@@ -1,0 +1,1 @@
+"""Environment suites behind one observation contract: gymnasium, dm_control, Atari."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wmtool import ckpt, config
-from wmtool.behavior.base import Behaviour, ScoredInRealEnv
+from wmtool.behavior.base import Behavior, ScoredInRealEnv
 from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent
@@ -45,7 +45,7 @@ def test_every_algorithm_builds_on_the_written_contract(algo, car):
     can do beyond the tiers is a capability class, never an attribute to probe for."""
     obs_space, act_space, _, _ = car
     agent = Agent(algo, obs_space, act_space, algo_config(algo))
-    assert isinstance(agent.wm, WorldModel) and isinstance(agent.behavior, Behaviour)
+    assert isinstance(agent.wm, WorldModel) and isinstance(agent.behavior, Behavior)
     assert set(agent.wm.behavior_phases) <= set(agent.wm.phases)
     assert agent.behavior.modes == () or {"greedy", "sample"} <= set(agent.behavior.modes)
     assert not hasattr(agent.wm, "can_decode")  # the old flag: now the Decodes class

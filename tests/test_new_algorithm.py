@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from wmtool.behavior.actor_critic import frozen
-from wmtool.behavior.base import Behaviour
+from wmtool.behavior.base import Behavior
 from wmtool.models.base import Decodes, WorldModel
 from wmtool.registry import ALGOS, Entry
 
@@ -83,7 +83,7 @@ class TinyModel(WorldModel, Decodes):
         return {KEY: self.decoder(feat)}
 
 
-class OneStepPolicy(Behaviour):
+class OneStepPolicy(Behavior):
     def __init__(self, latent: int, act_dim: int):
         super().__init__()
         self.linear = nn.Linear(latent, act_dim)

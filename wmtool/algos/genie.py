@@ -2,14 +2,14 @@
 for a real env: a Genie model is driven with latent actions (`wmtool dream --actions`)."""
 from __future__ import annotations
 
-from wmtool.behavior.base import Behaviour
+from wmtool.behavior.base import Behavior
 from wmtool.errors import WmtoolError
 from wmtool.models.base import ReportsOnData
 from wmtool.models.genie import GenieModel
 from wmtool.models.genie_report import data_report
 
 
-class NoPolicy(Behaviour):
+class NoPolicy(Behavior):
     """Genie learns from video alone: nothing maps observations to the env's actions."""
 
     modes: tuple[str, ...] = ()  # nothing to evaluate in an env

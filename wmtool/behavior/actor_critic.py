@@ -23,7 +23,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from wmtool.behavior.base import Behaviour
+from wmtool.behavior.base import Behavior
 from wmtool.config import require_choice
 from wmtool.nets.dists import BoundedNormal, OneHot, TanhNormal, TruncNormal, scalar_head
 from wmtool.nets.layers import MLP
@@ -68,7 +68,7 @@ class ReturnNorm(nn.Module):
         return torch.clamp(self.hi - self.lo, min=self.limit)
 
 
-class ActorCritic(Behaviour):
+class ActorCritic(Behavior):
     def __init__(self, feat_dim: int, act_space: Space, cfg):
         super().__init__()
         self.cfg, self.act_space = cfg, act_space

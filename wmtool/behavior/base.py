@@ -1,6 +1,6 @@
 """The contract between the engine and a behaviour (what acts on a world model's features).
 
-A behaviour subclasses `Behaviour` and implements `act(feat, mode)` (env-ready actions:
+A behaviour subclasses `Behavior` and implements `act(feat, mode)` (env-ready actions:
 indices for discrete spaces, [-1, 1] vectors for continuous ones) and `learn(wm, start,
 start_cont, step, autocast)` (one update from posterior states; `step(groups, loss)` is the
 agent's optimiser step). The defaults cover the rest:
@@ -25,7 +25,7 @@ from torch import nn
 from wmtool.behavior.plan_timer import PlanTimer
 
 
-class Behaviour(nn.Module):
+class Behavior(nn.Module):
     modes: tuple[str, ...] = ("greedy", "sample")
     starts_at_episode_start = False
     checkpoint_each_update = False
@@ -50,7 +50,7 @@ class Behaviour(nn.Module):
         return 0
 
 
-class Planner(Behaviour):
+class Planner(Behavior):
     """Searches at every step; time per action is measured around each plan."""
 
     def __init__(self):

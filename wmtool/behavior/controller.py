@@ -10,14 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from wmtool.behavior.base import Behaviour, ScoredInRealEnv
+from wmtool.behavior.base import Behavior, ScoredInRealEnv
 from wmtool.behavior.cmaes import CMAES
 from wmtool.config import require_choice
 from wmtool.errors import WmtoolError
 from wmtool.spaces import Space
 
 
-class LinearController(Behaviour, ScoredInRealEnv):
+class LinearController(Behavior, ScoredInRealEnv):
     checkpoint_each_update = True  # a CMA-ES generation is costly: latest.pt after each
 
     def __init__(self, feat_dim: int, act_space: Space, cfg):

@@ -6,9 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from wmtool.cli.common import JsonOpt, command, emit_json
+from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json, finish
 from wmtool.errors import WmtoolError
-from wmtool.progress import console, info
+from wmtool.progress import console
 
 RUNS_HELP = "Table of the runs under a directory: algo, env, steps, last eval return, status."
 RUNS_EXAMPLES = """Examples:
@@ -61,7 +61,7 @@ def runs(root: Annotated[Path, typer.Argument(help="directory searched for runs"
 def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories")],
             plot: Annotated[Optional[Path], typer.Option(help="picture to write (.png/.pdf/.svg)")] = None,
             metric: Annotated[str, typer.Option(help="metric from metrics.jsonl")] = "eval/return_mean",
-            json_: JsonOpt = False):
+            json_: JsonOpt = False, quiet: QuietOpt = False):
     from wmtool import rundir
     from wmtool.runs import compare as gather
     from wmtool.runs import plot as draw
@@ -76,12 +76,7 @@ def compare(run_dirs: Annotated[list[Path], typer.Argument(help="run directories
     if plot is not None:
         draw(groups, metric, plot)
     result = {"metric": metric, "groups": groups, "plot": str(plot) if plot else None}
-    if json_:
-        emit_json(result)
-    else:
-        for g in groups:
-            info(f"{g['label']}: {len(g['runs'])} runs, final {metric} {g['mean'][-1]:.1f} "
-                 f"± {g['std'][-1]:.1f} at step {g['steps'][-1]:,}")
-        if plot is not None:
-            info(f"wrote {plot}")
-    return result
+    return finish(result, json_, quiet, lambda r: [
+        *(f"{g['label']}: {len(g['runs'])} runs, final {metric} {g['mean'][-1]:.1f} "
+          f"± {g['std'][-1]:.1f} at step {g['steps'][-1]:,}" for g in groups),
+        *([f"wrote {plot}"] if plot is not None else [])])

@@ -35,3 +35,26 @@ def test_no_module_is_over_500_lines():
     long = [f"{path.relative_to(PACKAGE)}: {n} lines" for path in sorted(PACKAGE.rglob("*.py"))
             if (n := len(path.read_text().splitlines())) > 500]
     assert not long, "\n".join(long)
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return ({alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names}
+            | {node.module for node in ast.walk(tree)
+               if isinstance(node, ast.ImportFrom) and node.module})
+
+
+def test_imports_run_downwards_only():
+    """cli -> engine -> (registry) -> algos -> models, behavior -> nets, data, envs: nothing
+    below the engine imports the engine or the CLI, and models never import algos."""
+    upward = {"algos": ("wmtool.engine", "wmtool.cli"),
+              "models": ("wmtool.engine", "wmtool.cli", "wmtool.algos"),
+              "behavior": ("wmtool.engine", "wmtool.cli", "wmtool.algos"),
+              "nets": ("wmtool.engine", "wmtool.cli", "wmtool.algos", "wmtool.models"),
+              "data": ("wmtool.engine", "wmtool.cli", "wmtool.algos", "wmtool.models"),
+              "envs": ("wmtool.engine", "wmtool.cli", "wmtool.algos", "wmtool.models")}
+    found = [f"{path.relative_to(PACKAGE)} imports {name}"
+             for layer, banned in upward.items() for path in sorted((PACKAGE / layer).glob("*.py"))
+             for name in sorted(imported_modules(path)) if name.startswith(banned)]
+    assert not found, "\n".join(found)

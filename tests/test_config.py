@@ -101,3 +101,14 @@ def test_recipe_tasks_section_applies_the_longest_matching_prefix(tmp_path):
     # the flag and --set layers still win over a task's override
     assert config.compose({"env": {"id": "dmc:pendulum-swingup"}}, recipe=str(recipe),
                           sets=["env.action_repeat=3"]).env.action_repeat == 3
+
+
+def test_renamed_keys_still_load_from_older_run_configs():
+    """`behavior.gamma` became `behavior.discount` (one name for the discount, as TD-MPC2's
+    `tdmpc2.discount`): a config.yaml saved before, or the old --set spelling, still loads."""
+    saved = config.compose(algo="dreamerv3").to_dict()
+    del saved["behavior"]["discount"]
+    saved["behavior"]["gamma"] = 0.9
+    loaded = config.load([("saved", saved)], ["behavior.gamma=0.95"])
+    assert loaded.behavior.discount == 0.95 and "gamma" not in loaded.behavior.to_dict()
+    assert config.load([("saved", saved)]).behavior.discount == 0.9

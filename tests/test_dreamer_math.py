@@ -138,6 +138,6 @@ def test_paper_defaults_are_pinned():
     assert (actor.lr, actor.eps, actor.clip, actor.entropy) == (3e-5, 1e-5, 100.0, 3e-4)
     assert (cfg.critic.lr, cfg.critic.slow_rate, cfg.critic.slowreg) == (3e-5, 0.02, 1.0)
     b = cfg.behavior
-    assert (b.horizon, b.gamma, b.lam, b.retnorm_decay, b.retnorm_low, b.retnorm_high) == \
+    assert (b.horizon, b.discount, b.lam, b.retnorm_decay, b.retnorm_low, b.retnorm_high) == \
         (15, 0.997, 0.95, 0.99, 5.0, 95.0)
     assert (cfg.train.batch, cfg.train.length, cfg.train.train_ratio) == (16, 64, 512.0)

@@ -118,7 +118,7 @@ def learn_toy(discrete: bool, updates: int = 300, sets=()):
     torch.manual_seed(0)
     act_space = spaces.discrete(4) if discrete else spaces.continuous(1)
     cfg = config.compose({}, algo="dreamerv3", size="debug",
-                         sets=["behavior.horizon=1", "behavior.gamma=0.8", "actor.entropy=1e-4",
+                         sets=["behavior.horizon=1", "behavior.discount=0.8", "actor.entropy=1e-4",
                                *sets])  # the optimiser below sets the learning rate
     behavior = ActorCritic(4, act_space, cfg)
     model = ToyModel(discrete)

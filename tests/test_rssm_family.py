@@ -80,16 +80,16 @@ def test_rssm_family_recipes_pin_the_papers_values():
     v1 = config.compose({"env": {"id": "dmc:walker-walk"}}, algo="dreamerv1")
     assert (v1.wm.lr, v1.actor.lr, v1.critic.lr, v1.wm.clip, v1.actor.clip) == \
         (6e-4, 8e-5, 8e-5, 100.0, 100.0)
-    assert (v1.behavior.horizon, v1.behavior.gamma, v1.behavior.lam) == (15, 0.99, 0.95)
+    assert (v1.behavior.horizon, v1.behavior.discount, v1.behavior.lam) == (15, 0.99, 0.95)
     assert (v1.actor.dist, v1.actor.grad, v1.critic.head, v1.wm.kl_free) == \
         ("tanh_normal", "dynamics", "mse", 3.0)
     v2 = config.compose({"env": {"id": "atari:pong"}}, algo="dreamerv2")
     assert (v2.rssm.stoch, v2.rssm.classes, v2.rssm.deter) == (32, 32, 600)
     assert (v2.wm.kl_dyn, v2.wm.kl_rep) == pytest.approx((0.1 * 0.8, 0.1 * 0.2))
-    assert (v2.actor.entropy, v2.behavior.gamma, v2.critic.slow_every, v2.critic.slow_rate) == \
+    assert (v2.actor.entropy, v2.behavior.discount, v2.critic.slow_every, v2.critic.slow_rate) == \
         (1e-3, 0.995, 100, 1.0)
     v2dmc = config.compose({"env": {"id": "dmc:walker-walk"}}, algo="dreamerv2")
-    assert (v2dmc.actor.entropy, v2dmc.behavior.gamma) == (1e-4, 0.99)
+    assert (v2dmc.actor.entropy, v2dmc.behavior.discount) == (1e-4, 0.99)
 
 
 def test_heads_and_observation_scaling():

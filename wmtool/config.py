@@ -126,9 +126,15 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     return value
 
 
+# Keys renamed since they were introduced: old name -> new. Configs saved by older runs (and
+# the old spelling in --set) still load, as the new key.
+RENAMED = {"behavior.gamma": "behavior.discount"}  # 0.2.0: one name for the discount
+
+
 def apply(flat: dict[str, Any], overrides: Mapping[str, Any], source: str) -> None:
     """Apply overrides (a nested mapping or dotted keys) to the flat config, strictly."""
     for key, value in flatten(overrides).items():
+        key = RENAMED.get(key, key)
         if key not in flat:
             close = difflib.get_close_matches(key, list(flat), n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else \

@@ -152,7 +152,7 @@ class ActorCritic(Behavior):
                 # dynamics: the returns' bootstrap trains the actor (through feat), not the critic
                 value = self.value(feat, slow=c.slow_target)
             logits = self.critic(feat[:-1].detach())
-        ret = lambda_return(reward, cont[1:], value, b.gamma, b.lam)
+        ret = lambda_return(reward, cont[1:], value, b.discount, b.lam)
         weight = torch.cumprod(cont, 0).detach()[:-1]  # chance the trajectory is still alive
         if b.retnorm:
             self.retnorm.update(ret)

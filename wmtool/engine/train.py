@@ -42,11 +42,6 @@ def window(wm, length: int) -> int:
     return length + wm.history
 
 
-def note_episode(wm, episode) -> None:
-    """Models that adapt to episode lengths (TD-MPC2's discount heuristic) see every one."""
-    wm.note_episode(episode.length)
-
-
 def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
     """Columns a model computes once per phase from frozen modules (World Models: V's codes
     while M learns); most models need none."""
@@ -147,7 +142,7 @@ class Trainer:
             for i, episode in enumerate(reader):
                 check_finite(episode, f"{path}: episode {i}")
                 self.replay.add(episode)
-                note_episode(self.agent.wm, episode)
+                self.agent.wm.note_episode(episode.length)
             self.counters["episodes"] = len(reader)
             self.stored_steps = self.counters["agent_steps"] = reader.num_steps
         self._restart_clocks()
@@ -166,7 +161,7 @@ class Trainer:
     def on_episode(self, episode) -> None:
         check_finite(episode, f"{self.cfg.env.id}: an episode")
         self.replay.add(episode)
-        note_episode(self.agent.wm, episode)
+        self.agent.wm.note_episode(episode.length)
         self.counters["episodes"] += 1
         self.returns.append(episode.ret)
         self.pending["episode/return"].append(episode.ret)
@@ -304,7 +299,7 @@ class Trainer:
             for i, episode in enumerate(reader):
                 check_finite(episode, f"{data}: episode {i}")
                 self.replay.add(episode)
-                note_episode(self.agent.wm, episode)
+                self.agent.wm.note_episode(episode.length)
         schedule = self.schedule()
         for phase, steps, batch, length in schedule:
             if phases and phase not in phases:

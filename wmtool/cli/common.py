@@ -7,7 +7,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Callable, Iterable, Optional
+from typing import Annotated, Any, Callable, Iterable, Optional
 
 import typer
 
@@ -73,17 +73,14 @@ def emit_json(obj) -> None:
     sys.stdout.flush()
 
 
-def finish(result: dict, json_: bool, quiet: bool,
-           lines: Callable[[dict], Iterable[str]]) -> dict:
+def finish(result, json_: bool, quiet: bool, lines: Callable[[Any], Iterable]):
     """How a command ends: its result as one JSON object on stdout (`--json`), or its human
-    summary, one line at a time on stderr (nothing with `--quiet`)."""
-    from wmtool.progress import info
-
+    summary on stderr, one line (or Rich table) at a time; nothing with `--quiet`."""
     if json_:
         emit_json(result)
-    else:
+    elif not quiet:
         for line in lines(result):
-            info(line, quiet)
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     return result
 
 

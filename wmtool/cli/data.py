@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from wmtool.cli.common import JsonOpt, command, emit_json
-from wmtool.progress import console
+from wmtool.cli.common import JsonOpt, command, finish
 
 app = typer.Typer(help="Inspect, check, repair and convert HDF5 episode stores (info, verify, "
                   "repair, drop-actions, import-video).", no_args_is_help=True)
@@ -44,9 +43,11 @@ def info(file: Annotated[Path, typer.Argument(help="HDF5 episode store")], json_
         found = scan_store(reader, full=False)
     summary["nonfinite_episodes"] = found["nonfinite_episodes"]
     summary["nonfinite_fields"] = found["nonfinite_fields"]
-    if json_:
-        emit_json(summary)
-        return
+    finish(summary, json_, False, lambda found: _info_lines(file, found))
+
+
+def _info_lines(file: Path, summary: dict) -> list:
+    """`data info`'s table, and what to run when the index is damaged."""
     table = Table(title=str(file), show_header=False)
     ret = summary["return"]
     rows = [
@@ -77,11 +78,11 @@ def info(file: Annotated[Path, typer.Argument(help="HDF5 episode store")], json_
                      + " hold NaN/inf"))
     for key, value in rows:
         table.add_row(key, value)
-    console.print(table)
-    if summary["index_problems"]:
-        console.print(f"{file}: damaged index rows; run `wmtool data verify {file}` and "
-                      f"`wmtool data repair {file}`", style="yellow", highlight=False,
-                      markup=False, soft_wrap=True)
+    damaged = [f"{file}: damaged index rows; run `wmtool data verify {file}` and "
+               f"`wmtool data repair {file}`"] if summary["index_problems"] else []
+    return [table, *damaged]
+
+
 
 
 @app.command("verify", epilog=f"Example:\n\n  {EXAMPLE_STORE}\n\n"
@@ -100,11 +101,7 @@ def verify(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
 
 def _report_check(result: dict, lines, json_: bool) -> None:
     """verify's and repair's output; exit 1 when the store is (still) damaged."""
-    if json_:
-        emit_json(result)
-    else:
-        for line in lines(result):
-            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    finish(result, json_, False, lines)
     if not result["ok"]:
         raise typer.Exit(1)
 
@@ -212,7 +209,4 @@ def import_video(videos: Annotated[list[Path], typer.Argument(help="video files 
 
 
 def _done(result: dict, json_: bool) -> None:
-    if json_:
-        emit_json(result)
-    else:
-        console.print(f"wrote {result['out']}: {result['episodes']} episodes")
+    finish(result, json_, False, lambda r: [f"wrote {r['out']}: {r['episodes']} episodes"])

@@ -6,8 +6,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from wmtool.cli.common import JsonOpt, command, emit_json
-from wmtool.progress import console
+from wmtool.cli.common import JsonOpt, command, finish
 from wmtool.registry import SUITES, lookup
 
 HELP = "List environment suites with example ids, or every task of one suite."
@@ -20,18 +19,16 @@ def envs(suite: Annotated[Optional[str], typer.Option(help="list every task of t
     if suite:
         entry = lookup(SUITES, suite, "env suite")
         tasks = [f"{suite}:{t}" for t in entry.load(entry.tasks)()]
-        if json_:
-            emit_json({"suite": suite, "tasks": tasks})
-        else:
-            console.print("\n".join(tasks), highlight=False)
+        finish({"suite": suite, "tasks": tasks}, json_, False, lambda r: r["tasks"])
         return
-    if json_:
-        emit_json({name: {"summary": e.summary, "examples": list(e.examples)}
-                   for name, e in SUITES.items()})
-        return
+    finish({name: {"summary": e.summary, "examples": list(e.examples)}
+            for name, e in SUITES.items()}, json_, False, lambda suites: [_table(suites)])
+
+
+def _table(suites: dict) -> Table:
     table = Table(title="environment suites (--env SUITE:TASK)")
     for column in ("suite", "what", "examples"):
         table.add_column(column)
-    for name, entry in SUITES.items():
-        table.add_row(name, entry.summary, ", ".join(entry.examples))
-    console.print(table)
+    for name, entry in suites.items():
+        table.add_row(name, entry["summary"], ", ".join(entry["examples"]))
+    return table

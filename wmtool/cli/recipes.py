@@ -5,10 +5,9 @@ from typing import Annotated
 
 import typer
 
-from wmtool.cli.common import JsonOpt, command, emit_json
+from wmtool.cli.common import JsonOpt, command, finish
 from wmtool.config import recipes_dir
 from wmtool.errors import WmtoolError
-from wmtool.progress import console
 
 app = typer.Typer(help="List and show config recipes.", no_args_is_help=True)
 
@@ -23,11 +22,7 @@ def _all() -> dict[str, str]:
 @command
 def list_(json_: JsonOpt = False):
     """Every recipe file (defaults, sizes, suite/*, algo/*, exp/*)."""
-    names = _all()
-    if json_:
-        emit_json(names)
-    else:
-        console.print("\n".join(names), highlight=False)
+    finish(_all(), json_, False, list)
 
 
 @app.command("show", epilog="Example:\n\n  wmtool recipes show suite/dmc")

@@ -74,7 +74,7 @@ class Collection:
             self.act = make_policy(self.policy, self.vec, self.seed, self.noise)
             store = EpisodeWriter(out, self.vec.env_id, self.vec.obs_space, self.vec.act_space,
                                   policy=self.label, image_chunk=cfg.collect.image_chunk)
-            self.writer = BackgroundWriter(store).__enter__()
+            self.writer = BackgroundWriter(store)
         except BaseException:
             self.vec.close()
             raise
@@ -100,6 +100,6 @@ class Collection:
 
     def __exit__(self, *exc):
         try:
-            self.writer.__exit__(*exc)
+            self.writer.close()
         finally:
             self.vec.close()

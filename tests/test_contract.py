@@ -1,6 +1,8 @@
 """Contract tests every registered algorithm passes (DESIGN.md §3), on real CarRacing frames:
 each training phase lowers its own loss on a fixed batch, acting gives valid actions, and a
 checkpoint round trip reproduces the greedy policy exactly."""
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from wmtool import ckpt, config
 from wmtool.behavior.base import Behavior, ScoredInRealEnv
 from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.data.replay import Replay
-from wmtool.engine.agent import Agent
+from wmtool.engine.agent import Agent, to_tensors
 from wmtool.engine.loops import run_episodes
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
@@ -69,7 +71,7 @@ def test_every_phase_lowers_its_loss_on_a_fixed_batch(algo, car):
         before = loss()
         for _ in range(8):
             metrics = agent.train_step(fixed, phase=phase)
-        assert all(np.isfinite(v) for v in metrics.values())
+        assert all(np.isfinite(float(v)) for v in metrics.values())
         assert loss() < before, f"{algo} phase {phase}: {before} -> {loss()}"
 
 
@@ -109,3 +111,54 @@ def test_acting_is_valid_and_survives_a_checkpoint_round_trip(algo, car, tmp_pat
     fresh = Agent(algo, obs_space, act_space, cfg)
     ckpt.restore_agent(fresh, ckpt.load(tmp_path / "c.pt"))
     assert np.array_equal(greedy_actions(fresh), actions)
+
+
+class FactoryWatch(torch.overrides.TorchFunctionMode):
+    """Records tensor factories that wmtool code calls without saying where the tensor
+    lives: on a GPU run those would land on the CPU (and fail, or copy every step)."""
+
+    FACTORIES = {torch.zeros, torch.ones, torch.empty, torch.full, torch.rand, torch.randn,
+                 torch.randint, torch.randperm, torch.arange, torch.linspace, torch.eye,
+                 torch.tensor, torch.as_tensor}
+
+    def __init__(self):
+        super().__init__()
+        self.undirected: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FACTORIES and kwargs.get("device") is None:
+            frame = sys._getframe(1)
+            while frame and "/torch/" in frame.f_code.co_filename:
+                frame = frame.f_back
+            if frame and "/wmtool/" in frame.f_code.co_filename:
+                self.undirected.append(f"{func.__name__} at {frame.f_code.co_filename}:"
+                                      f"{frame.f_lineno}")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_tensor_lives_on_the_configured_device(algo, car):
+    """GPU readiness without a GPU: while an agent learns and acts, wmtool creates no tensor
+    without naming its device, and every parameter, buffer, optimiser state and replay batch
+    sits on the configured device."""
+    obs_space, act_space, replay, obs = car
+    torch.manual_seed(0)
+    agent = Agent(algo, obs_space, act_space, algo_config(algo), device="cpu")
+    watch = FactoryWatch()
+    with watch:
+        for phase, _, batch, length in agent.wm.schedule():
+            rows = replay.sample(min(batch, 16), min(length, 16))
+            agent.train_step(rows, phase=phase)
+        if agent.modes:
+            step = {k: np.asarray(v) for k, v in obs.items()}
+            carry = None
+            for _ in range(2):
+                _, carry = agent.policy_step(step, carry, agent.modes[0])
+    assert watch.undirected == []
+    device = torch.device(agent.device)
+    tensors = [*agent.parameters(), *agent.buffers(),
+               *(v for opt in agent.optims.values() for state in opt.state.values()
+                 for k, v in state.items() if k != "step"),  # Adam keeps its count on the host
+               *to_tensors(rows, agent.device).values()]
+    assert {t.device for t in tensors} == {device}

@@ -41,6 +41,21 @@ def test_twohot_round_trip_and_weights():
     assert twohot.mean(torch.zeros(3, 255)).abs().max() < 1e-5
 
 
+def test_twohot_loss_is_the_cross_entropy_with_the_dense_encoding():
+    """The loss gathers the two bins a target's weights sit on; it must equal the full
+    cross-entropy -sum(encode(y) * log_softmax(logits)) at every shape and value."""
+    twohot = TwoHot(255, -20.0, 20.0)
+    torch.manual_seed(0)
+    logits = 3 * torch.randn(4, 5, 255)
+    target = torch.cat([torch.tensor([-1e6, 0.0, 1e6, 0.3, -7.5]),
+                        100 * torch.randn(15)]).reshape(4, 5)
+    dense = -(twohot.encode(target) * logits.log_softmax(-1)).sum(-1)
+    torch.testing.assert_close(twohot.loss(logits, target), dense, rtol=1e-5, atol=1e-5)
+    # and the mean is the softmax expectation of the bins, mapped back through symexp
+    expected = symexp((logits.softmax(-1) * twohot.bins).sum(-1))
+    torch.testing.assert_close(twohot.mean(logits), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_lambda_return_hand_computed():
     reward = torch.tensor([1.0, 2.0, 3.0])
     cont = torch.tensor([1.0, 1.0, 0.0])

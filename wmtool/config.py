@@ -118,6 +118,8 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
         value = float(value) if ok else value
     elif isinstance(default, (list, tuple)):
         ok = isinstance(value, (list, tuple))
+    elif isinstance(default, str) and isinstance(value, bool):
+        value, ok = ("on" if value else "off"), True  # YAML 1.1 reads on/off as booleans
     else:
         ok = isinstance(value, type(default))
     if not ok:

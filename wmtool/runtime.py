@@ -1,8 +1,9 @@
-"""Seeding, device and CPU-thread selection, and run directories.
+"""Seeding, device and CPU-thread selection, native bf16, and run directories.
 
 torch's default thread count collapses (10-25x slower, measured here) when another process
-keeps a core busy, so the count is chosen deliberately and printed: one thread per physical
-core available to this process, or `runtime.threads` when set.
+keeps a core busy, so the count is chosen deliberately and printed: `runtime.threads` when
+set; otherwise one per core available to this process to start with, and training then
+measures which count updates its model fastest (engine/tuning.py).
 """
 from __future__ import annotations
 
@@ -45,6 +46,29 @@ def setup_torch(threads: int = 0, device: str = "cpu") -> tuple[str, int]:
         raise WmtoolError(f"runtime.device={device} but torch sees no CUDA device",
                           "use --set runtime.device=cpu")
     return device, n
+
+
+def native_bf16(device: str) -> str | None:
+    """What multiplies bf16 natively on `device` (AMX, AVX512-BF16, CUDA), or None where
+    bf16 would be emulated: on an AVX2-only CPU a bf16 matmul runs ~100x slower than fp32."""
+    import torch
+
+    if device.startswith("cuda"):
+        return "CUDA" if torch.cuda.is_bf16_supported() else None
+    if torch.cpu._is_amx_tile_supported():
+        return "AMX"
+    if torch.cpu._is_avx512_bf16_supported():
+        return "AVX512-BF16"
+    return None
+
+
+def check_bf16(device: str) -> str:
+    """`train.amp` only where bf16 is native; returns what provides it."""
+    provider = native_bf16(device)
+    if provider is None:
+        raise WmtoolError(f"train.amp=true but {device} has no native bf16 (it would be "
+                          "emulated, far slower than fp32)", "use --set train.amp=false")
+    return provider
 
 
 def default_run_dir(algo: str, env_id: str, seed: int, root: str | Path = "runs") -> Path:

@@ -59,7 +59,8 @@ class ReturnNorm(nn.Module):
 
     def update(self, returns: torch.Tensor) -> None:
         lo, hi = torch.quantile(returns.detach().float().flatten(), self.q.to(returns.device))
-        d = self.decay if self.count > 0 else 0.0  # first update takes the batch's value
+        # the first update takes the batch's value; decided on the device, never the host
+        d = torch.where(self.count > 0, self.decay, 0.0)
         self.lo.copy_(d * self.lo + (1 - d) * lo)
         self.hi.copy_(d * self.hi + (1 - d) * hi)
         self.count += 1
@@ -69,6 +70,8 @@ class ReturnNorm(nn.Module):
 
 
 class ActorCritic(Behavior):
+    hot_paths = ("actor", "critic")
+
     def __init__(self, feat_dim: int, act_space: Space, cfg):
         super().__init__()
         self.cfg, self.act_space = cfg, act_space
@@ -86,6 +89,11 @@ class ActorCritic(Behavior):
         b = cfg.behavior
         self.retnorm = ReturnNorm(b.retnorm_decay, b.retnorm_low, b.retnorm_high)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.host_updates: int | None = None  # `updates` on the host (update_slow_critic)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.host_updates = None  # read the loaded count again
 
     def dist(self, feat: torch.Tensor):
         out = self.actor(feat)
@@ -186,16 +194,20 @@ class ActorCritic(Behavior):
             actor_loss, critic_loss, metrics = self.loss(wm, start, start_cont)
         out = step(["actor", "critic"], actor_loss + critic_loss)
         self.update_slow_critic()
-        out.update({f"train/{k}": float(v) for k, v in metrics.items()})
+        out.update({f"train/{k}": v for k, v in metrics.items()})
         return out
 
     @torch.no_grad()
     def update_slow_critic(self) -> None:
         """Every `slow_every` updates, move the slow critic `slow_rate` of the way to the
-        critic (V3: 0.02 every update; V2: a full copy every 100)."""
+        critic (V3: 0.02 every update; V2: a full copy every 100). The count is kept on the
+        host too, so deciding never waits for the device."""
         c = self.cfg.critic
-        self.updates += 1
-        if int(self.updates) % c.slow_every == 0:
+        if self.host_updates is None:  # first update, or first after loading a checkpoint
+            self.host_updates = int(self.updates)
+        self.host_updates += 1
+        self.updates.fill_(self.host_updates)
+        if self.host_updates % c.slow_every == 0:
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, c.slow_rate)
 

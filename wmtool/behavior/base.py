@@ -10,7 +10,9 @@ agent's optimiser step). The defaults cover the rest:
 - `bind(wm)`: called when a fresh behaviour joins a model (`imagine --from-scratch`);
 - `starts_at_episode_start`: learn from the first rows of episodes only (World Models'
   dream rollouts); `checkpoint_each_update`: an update is costly enough to save after each;
-- `imagined_per_update`: imagined state-steps per update, for the throughput figures.
+- `imagined_per_update`: imagined state-steps per update, for the throughput figures;
+- `hot_paths`: methods or modules called many times per update or action, compiled under
+  `train.compile` (engine/compiling.py).
 
 `Planner` adds what CEM and MPPI share: a timer per plan, reported as
 `plan/ms_per_action`, and a one-line `describe()` of the search. `ScoredInRealEnv` marks a
@@ -29,6 +31,7 @@ class Behavior(nn.Module):
     modes: tuple[str, ...] = ("greedy", "sample")
     starts_at_episode_start = False
     checkpoint_each_update = False
+    hot_paths: tuple[str, ...] = ()
 
     def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
         raise NotImplementedError

@@ -185,5 +185,5 @@ class MPPIPlanner(Planner):
         with autocast():
             loss, metrics = self.loss(wm, start)
         out = step(["prior"], loss)
-        out.update({f"train/{k}": float(v) for k, v in metrics.items()})
+        out.update({f"train/{k}": v for k, v in metrics.items()})
         return out

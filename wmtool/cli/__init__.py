@@ -11,7 +11,19 @@ import sys
 import typer
 
 from wmtool import rundir
-from wmtool.cli import collect, data, dream, envs, eval, export, imagine, recipes, runs, train
+from wmtool.cli import (
+    bench,
+    collect,
+    data,
+    dream,
+    envs,
+    eval,
+    export,
+    imagine,
+    recipes,
+    runs,
+    train,
+)
 from wmtool.cli.common import DEBUG
 from wmtool.errors import Terminated
 
@@ -29,6 +41,7 @@ app.command("export", help=export.HELP, epilog=export.EXAMPLES)(export.export)
 app.command("runs", help=runs.RUNS_HELP, epilog=runs.RUNS_EXAMPLES)(runs.runs)
 app.command("compare", help=runs.COMPARE_HELP, epilog=runs.COMPARE_EXAMPLES)(runs.compare)
 app.command("envs", help=envs.HELP, epilog=envs.EXAMPLES)(envs.envs)
+app.command("bench", help=bench.HELP, epilog=bench.EXAMPLES)(bench.bench)
 app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")
 

@@ -1,4 +1,8 @@
-"""Agent = world model + behaviour + optimisers: `train_step`, `policy`, `state_dict`."""
+"""Agent = world model + behaviour + optimisers: `train_step`, `policy`, `state_dict`.
+
+`train_step` returns its metrics as device tensors: they are fetched to the host once per log
+row (engine/train.py), never per update, so a GPU never waits on them.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +10,10 @@ import torch
 from torch import nn
 
 from wmtool.behavior.noisy import add_noise, check_amount
+from wmtool.engine import compiling
 from wmtool.errors import WmtoolError
 from wmtool.registry import ALGOS, lookup
+from wmtool.runtime import check_bf16
 from wmtool.spaces import Space
 
 
@@ -34,6 +40,13 @@ class Agent(nn.Module):
                        for name, (_, lr, eps, _) in groups.items()}
         self.to(device)
         self.amp = bool(cfg.train.amp)
+        if self.amp:
+            check_bf16(device)
+        self.compile_mode, self.compile_reason = compiling.resolve(cfg.train.compile, device)
+        self.compiled: list[str] = []  # hot paths compiled so far (compile_hot_paths)
+        # non-finite losses seen since the last check, where checking every update would
+        # make the device wait (see _step)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         check_amount(cfg.behavior.explore, act_space, "behavior.explore")
         self.explore_rng = np.random.default_rng(cfg.seed + 104729)
 
@@ -69,23 +82,43 @@ class Agent(nn.Module):
     def _autocast(self):
         return torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.amp)
 
-    def _step(self, names: list[str], loss: torch.Tensor) -> dict[str, float]:
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"non-finite loss ({loss.item()}) in {'/'.join(names)}",
-                                "the run stopped before applying it; lower the learning rate "
-                                "or check the data")
+    def compile_hot_paths(self) -> list[str]:
+        """Compile the model's and the behaviour's hot paths if `train.compile` says so (once;
+        engine/compiling.py). Returns what is compiled."""
+        if self.compile_mode and not self.compiled:
+            self.compiled = [f"wm.{name}" for name in
+                             compiling.compile_hot_paths(self.wm, self.compile_mode)]
+            self.compiled += [f"behavior.{name}" for name in
+                              compiling.compile_hot_paths(self.behavior, self.compile_mode)]
+        return self.compiled
+
+    def check_finite(self) -> None:
+        """Raise if a loss was non-finite since the last check (devices that defer it)."""
+        if self.nonfinite:
+            self.nonfinite.zero_()
+            raise NonFiniteLoss("a non-finite loss since the last log row",
+                                "lower the learning rate or check the data")
+
+    def _step(self, names: list[str], loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.device == "cpu":  # free on a CPU, so exact: the update is never applied
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"non-finite loss ({loss.item()}) in {'/'.join(names)}",
+                                    "the run stopped before applying it; lower the learning "
+                                    "rate or check the data")
+        else:  # an accelerator would wait for every update: checked at each log row and save
+            self.nonfinite |= ~torch.isfinite(loss.detach())
         for name in names:
             self.optims[name].zero_grad(set_to_none=True)
         loss.backward()
         norms = {}
         for name in names:
-            norms[f"train/{name}/grad_norm"] = float(
-                nn.utils.clip_grad_norm_(self.params[name], self.clips[name]))
+            norms[f"train/{name}/grad_norm"] = nn.utils.clip_grad_norm_(
+                self.params[name], self.clips[name]).detach()
             self.optims[name].step()
         return norms
 
     def train_step(self, batch: dict[str, np.ndarray], world_model: bool = True,
-                   phase: str | None = None) -> dict[str, float]:
+                   phase: str | None = None) -> dict[str, torch.Tensor | float]:
         """One update of the world model in `phase` (default: its first), then of the
         behaviour from the posteriors if it learns in that phase. With `world_model` False
         the model is only used, frozen, and the behaviour learns (`wmtool imagine`)."""
@@ -97,7 +130,7 @@ class Agent(nn.Module):
                 loss, groups, post, wm_metrics = self.wm.loss(data, phase=phase)
             metrics = self._step(groups, loss)
             self.wm.after_update()  # e.g. Polyak-averaged target networks
-            metrics.update({f"train/{groups[0]}/{k}": float(v) for k, v in wm_metrics.items()})
+            metrics.update({f"train/{groups[0]}/{k}": v for k, v in wm_metrics.items()})
             if phase not in self.wm.behavior_phases:
                 return metrics
         else:

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from wmtool import ckpt, rundir
+from wmtool import ckpt, rundir, runtime
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay, check_finite
@@ -26,8 +26,10 @@ from wmtool.data.writer import EpisodeWriter
 from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream import open_loop
 from wmtool.engine.loops import LoopStats, run_episodes
+from wmtool.engine.tuning import tune_threads
 from wmtool.logger import Logger
 from wmtool.models.base import Decodes
+from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
 
 
@@ -48,6 +50,10 @@ def derive_phase_columns(replay: Replay, wm, phase: str) -> None:
     replay.derive(wm.phase_columns(phase))
 
 
+# Runs with fewer updates skip measuring the thread count: its ~10 updates would cost more
+# than the choice could save.
+TUNE_THREADS_FROM = 200
+
 # Evaluation seeds sit this far above the run seed: training resets use the run seed plus
 # small offsets (env index, agent steps so far), so the two never meet in practice.
 EVAL_SEED_OFFSET = 2**30
@@ -58,6 +64,17 @@ def eval_seed(run_seed: int) -> int:
     evaluation point (a learning curve compares like with like), none of them a training
     start."""
     return run_seed + EVAL_SEED_OFFSET
+
+
+def metric_means(pending: dict[str, list]) -> dict[str, float]:
+    """The mean of each metric since the last log row. Updates leave their metrics on the
+    device; they come to the host here, in one transfer per row rather than one per update."""
+    on_device = [k for k, v in pending.items() if isinstance(v[0], torch.Tensor)]
+    fetched = {}
+    if on_device:
+        means = torch.stack([torch.stack(pending[k]).float().mean() for k in on_device])
+        fetched = dict(zip(on_device, means.tolist()))
+    return {k: fetched[k] if k in fetched else float(np.mean(v)) for k, v in pending.items()}
 
 
 def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int | None = None,
@@ -103,6 +120,7 @@ class Trainer:
         self.online = True  # the schedule's clock: env steps online, updates offline
         self.world_model = True  # False: `wmtool imagine`, behaviour only in a frozen model
         self.stored_steps = 0  # agent steps of the episodes handed to the run's store
+        self.prepared = False  # threads measured and hot paths compiled (before the 1st update)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -110,6 +128,7 @@ class Trainer:
 
     def save(self, keep: bool = True) -> Path:
         """latest.pt, and (`keep`) a step_<N>.pt copy that later saves leave in place."""
+        self.agent.check_finite()  # never a checkpoint of weights a non-finite loss moved
         path = ckpt.save(self.ckpt_dir / "latest.pt", self.agent, self.counters, self.replay.rng)
         if keep:
             step = self.counters["agent_steps"] or self.counters["updates"]
@@ -167,6 +186,43 @@ class Trainer:
         self.pending["episode/return"].append(episode.ret)
         self.pending["episode/length"].append(episode.length)
 
+    def prepare(self, rows: dict, phase: str | None) -> dict:
+        """Before the first update: the thread count (measured unless `runtime.threads`
+        pins it) and compilation; both are printed and recorded in run.json."""
+        self.prepared = True
+        agent, r = self.agent, self.cfg.runtime
+        available = runtime.choose_threads(0)
+        if r.threads == 0 and agent.device == "cpu" and available > 1 \
+                and self.planned_updates() >= TUNE_THREADS_FROM:
+            started = time.perf_counter()
+            chosen = tune_threads(agent, rows, available, self.world_model, phase)
+            rates = " / ".join(f"{v:g}" for v in chosen["updates_per_s_by_threads"].values())
+            counts = " / ".join(chosen["updates_per_s_by_threads"])
+            info(f"threads: {chosen['threads']} (measured {rates} updates/s on {counts} "
+                 f"threads in {time.perf_counter() - started:.1f} s; pin with --set "
+                 "runtime.threads=N)", self.quiet)
+        else:
+            chosen = {"threads": torch.get_num_threads(), "thread_policy": "runtime.threads"
+                      if r.threads else f"all cores (fewer than {TUNE_THREADS_FROM} updates)"}
+        compiled = agent.compile_hot_paths()
+        info(f"compile: {agent.compile_reason}" + (f"; {', '.join(compiled)}" if compiled
+                                                   else ""), self.quiet)
+        record = {**chosen, "device": agent.device, "compile": agent.compile_mode or "off",
+                  "compile_reason": agent.compile_reason, "compiled": compiled,
+                  "precision": "bf16" if agent.amp else "fp32",
+                  "native_bf16": runtime.native_bf16(agent.device),
+                  "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                  "torch": torch.__version__}
+        rundir.update_meta(self.run_dir, runtime=record)
+        return record
+
+    def planned_updates(self) -> int:
+        c = self.cfg.train
+        if not self.online:
+            return sum(steps for _, steps, _, _ in self.schedule())
+        return int(max(0, c.steps - c.prefill) * updates_per_env_step(self.cfg)) \
+            + c.prefill_updates
+
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
         c = self.cfg.train
         batch, length = batch or c.batch, length or c.length
@@ -174,6 +230,8 @@ class Trainer:
             rows = self.replay.sample_episode_starts(batch * length)  # e.g. World Models' dream
         else:
             rows = self.replay.sample(batch, window(self.agent.wm, length))
+        if not self.prepared:
+            self.prepare(rows, phase)
         for key, value in self.agent.train_step(rows, self.world_model, phase).items():
             self.pending[key].append(value)
         self.counters["updates"] += 1
@@ -182,7 +240,8 @@ class Trainer:
         t, c = self._clock(), self.cfg.train
         if t - self.last_log >= c.log_every:
             self.last_log = t
-            row = {k: float(np.mean(v)) for k, v in self.pending.items()}
+            self.agent.check_finite()
+            row = metric_means(self.pending)
             row.update(self.agent.acting_metrics())
             elapsed = time.perf_counter() - self.started
             steps = step_counts(self.counters, self.cfg.env.action_repeat)

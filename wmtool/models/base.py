@@ -7,7 +7,9 @@ A world model subclasses `WorldModel` and fills in two tiers:
   `loss(batch, phase=...)` -> (loss, optimiser group names, posterior states, metrics), and the
   hooks whose defaults do nothing: `phase_columns` (columns derived once per phase from
   frozen modules), `note_episode` (every finished episode's length), `after_update` (e.g.
-  Polyak targets), `history` (rows read before each window, e.g. a frame stack);
+  Polyak targets), `history` (rows read before each window, e.g. a frame stack),
+  `hot_paths` (methods or modules called many times per update, compiled under
+  `train.compile`; engine/compiling.py);
 - actable: `input_keys`, `act_dim`, `action_input`, `initial`, `filter_step`, `observe`,
   `features`, `state_from_features`, `imagine`, `predict_reward`, `predict_cont`.
 
@@ -32,6 +34,7 @@ class WorldModel(nn.Module):
     behavior_phases: tuple[str, ...] = ("joint",)
     needs_actions = True  # False: learns from frames alone (datasets without actions)
     history = 0           # rows before each window that only give context
+    hot_paths: tuple[str, ...] = ()  # dotted names compiled under train.compile
     input_keys: list[str]
     act_dim: int
 

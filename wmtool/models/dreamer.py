@@ -23,6 +23,8 @@ from wmtool.spaces import Space
 class DreamerModel(WorldModel, Decodes):
     phases = ("joint",)
     behavior_phases = ("joint",)  # the actor-critic learns alongside the model
+    # once per sequence step and per imagined step: branch-free, so each compiles whole
+    hot_paths = ("rssm.img_step", "rssm.posterior")
 
     def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
         super().__init__()

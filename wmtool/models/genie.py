@@ -317,8 +317,10 @@ class GenieModel(WorldModel, DrivenByLatentActions):
         if phase != "dynamics" and self.training:
             self.updates += 1
             if phase == "tokenizer" and int(self.updates) % g.restart_every == 0:
-                metrics["restarted_codes"] = torch.tensor(float(self.tokenizer.vq.restart()))
+                metrics["restarted_codes"] = torch.tensor(float(self.tokenizer.vq.restart()),
+                                                          device=frames.device)
         total = sum(losses.values())
         metrics.update({f"loss_{k}": v.detach() for k, v in losses.items()})
         metrics["loss"] = total.detach()
-        return total, [phase], None, {k: torch.as_tensor(v).detach() for k, v in metrics.items()}
+        return total, [phase], None, {k: torch.as_tensor(v, device=total.device).detach()
+                                      for k, v in metrics.items()}

@@ -62,7 +62,9 @@ class RSSM(nn.Module):
         return {"deter": deter, "stoch": stoch}
 
     def initial(self, batch: int) -> State:
-        deter = torch.tanh(self.init_deter).expand(batch, -1)
+        # a real (batch, deter) tensor, not an expanded view: the compiled steps see the
+        # same strides whether or not a batch restarts an episode at its first row
+        deter = torch.tanh(self.init_deter).repeat(batch, 1)
         return self._state(deter, self.img_out(deter), sample=False)
 
     # -- steps --------------------------------------------------------------------------
@@ -77,9 +79,9 @@ class RSSM(nn.Module):
                  is_first: torch.Tensor, sample: bool = True,
                  init: State | None = None) -> tuple[State, State]:
         """Posterior and prior for one step; rows with is_first start from the initial state
-        (`init`, when the caller already computed it for this batch)."""
-        if is_first.any():  # most steps start no episode: skip the masking work
-            state, prev_action = self.restart(state, prev_action, is_first, init)
+        (`init`, when the caller already computed it for this batch). Masked on every step:
+        asking whether any row restarts would make a GPU wait at each step."""
+        state, prev_action = self.restart(state, prev_action, is_first, init)
         prior = self.img_step(state, prev_action, sample)
         return self.posterior(prior, embed, sample), prior
 

@@ -89,6 +89,7 @@ class LatentEncoder(nn.Module):
 class TDMPC2Model(WorldModel, LatentTraces):
     phases = ("joint",)
     behavior_phases = ("joint",)  # the policy prior learns after every model update
+    hot_paths = ("next", "reward_of")  # once per latent step of updates and MPPI rollouts
 
     def __init__(self, obs_space: dict[str, Space], act_space: Space, cfg):
         super().__init__()

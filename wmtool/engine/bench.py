@@ -1,0 +1,162 @@
+"""`wmtool bench`: how fast an agent updates and acts on this machine, and how close that is
+to the machine's own limit.
+
+One process, nothing else running: replay is filled with random play in the real env, then
+`runs` timed blocks of `updates` updates each (the median is reported, with the range), then
+acting steps (a planner's search included). FLOPs per update come from torch's
+FlopCounterMode on one eager update; achieved GFLOP/s = FLOPs x updates/s, reported next to
+a plain matmul's GFLOP/s measured in the same run on the same threads (fp32, and bf16 where
+the hardware has it natively). Compilation and warm-up are timed apart from the steady
+state. The JSON keys are those of recipes/bench/dreamer_throughput.py since 0.1, so records
+compare across versions.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import torch
+
+from wmtool import __version__, config
+from wmtool.behavior.random import RandomPolicy
+from wmtool.data.replay import Replay
+from wmtool.engine.agent import Agent
+from wmtool.engine.compiling import compiled_graphs
+from wmtool.engine.loops import run_episodes
+from wmtool.engine.session import make_vec
+from wmtool.engine.train import window
+from wmtool.errors import WmtoolError
+from wmtool.runtime import native_bf16, setup_torch
+
+
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 2048,
+                  reps: int = 10) -> float:
+    """A plain n x n matmul's GFLOP/s; a 512 probe where the dtype is emulated (bf16 without
+    native support runs at ~1 GFLOP/s, and 2048^3 would take minutes)."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def timed(size: int, count: int) -> float:
+        a = torch.randn(size, size, dtype=dtype, device=device)
+        b = torch.randn(size, size, dtype=dtype, device=device)
+        a @ b
+        sync()
+        start = time.perf_counter()
+        for _ in range(count):
+            a @ b
+        sync()
+        return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
+
+    probe = timed(512, 2)
+    return timed(n, reps) if probe > 20 else probe
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak memory of this process: allocated on the GPU, resident on the CPU (env included)."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = None,
+              size: str | None = None, device: str = "cpu", compile: str = "off",
+              threads: int = 0, amp: bool = False, runs: int = 5, updates: int = 5,
+              act_steps: int = 20, phase: str | None = None, sets: list[str] = (),
+              random_steps: int = 3000) -> dict:
+    sets = [f"train.compile={compile}", f"train.amp={str(amp).lower()}",
+            f"runtime.device={device}", f"runtime.threads={threads}", *sets]
+    cfg = config.compose({"env": {"id": env_id}}, recipe, algo=algo, size=size, sets=sets)
+    device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    torch.manual_seed(cfg.seed)
+    vec = make_vec(cfg.env, 1)
+    replay = Replay(vec.obs_space, vec.act_space, 10 * random_steps, cfg.seed)
+    try:
+        run_episodes(vec, RandomPolicy(vec.act_space, cfg.seed), steps=random_steps,
+                     seed=cfg.seed, on_episode=replay.add)
+    finally:
+        vec.close()
+    agent = Agent(algo, vec.obs_space, vec.act_space, cfg, device)
+    phase = phase or agent.wm.phases[0]
+    schedule = {name: (batch, length) for name, _, batch, length in agent.wm.schedule()}
+    if phase not in schedule:
+        raise WmtoolError(f"--phase {phase}: {algo} has phases {', '.join(schedule)}",
+                          f"pass one of {', '.join(schedule)}")
+    batch, length = schedule[phase]
+    rows = window(agent.wm, length)
+    if len(replay) < rows:
+        raise WmtoolError(f"{random_steps} random steps are fewer than one window ({rows})",
+                          "raise --random-steps")
+
+    def update() -> None:
+        agent.train_step(replay.sample(batch, rows), phase=phase)
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:  # eager: before anything is compiled
+        update()
+    flops = counter.get_total_flops()
+    compiled = agent.compile_hot_paths()
+    graphs_before = compiled_graphs()
+    started = time.perf_counter()
+    update()
+    sync()
+    first_update_s = time.perf_counter() - started
+    for _ in range(2):
+        update()
+    sync()
+    warmup_s = time.perf_counter() - started
+    graphs_after_warmup = compiled_graphs()
+    rates = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        for _ in range(updates):
+            update()
+        sync()
+        rates.append(updates / (time.perf_counter() - start))
+    ups = statistics.median(rates)
+    recompiled = compiled_graphs() - graphs_after_warmup
+    act_ms = act_latency_ms(agent, replay, act_steps)
+    fp32 = matmul_gflops(torch.float32, device)
+    bf16 = matmul_gflops(torch.bfloat16, device)
+    replayed = batch * length
+    return {
+        "algo": algo, "env": env_id, "recipe": recipe, "size": size, "phase": phase,
+        "device": device, "threads": threads, "amp_bf16": agent.amp,
+        "native_bf16": native_bf16(device), "compile": cfg.train.compile,
+        "compile_mode": agent.compile_mode,
+        "compile_reason": agent.compile_reason, "compiled": compiled,
+        "parameters": agent.parameter_counts()["total"], "batch": batch, "length": length,
+        "ms_per_update": round(1000 / ups, 2),
+        "updates_per_s": round(ups, 3),
+        "updates_per_s_range": [round(min(rates), 3), round(max(rates), 3)],
+        "replayed_steps_per_s": round(ups * replayed),
+        "imagined_state_steps_per_s": round(ups * agent.behavior.imagined_per_update()),
+        "act_ms_per_step": round(act_ms, 3),
+        "gflop_per_update": round(flops / 1e9, 2),
+        "achieved_gflops": round(flops / 1e9 * ups, 1),
+        "matmul_gflops_fp32": round(fp32, 1), "matmul_gflops_bf16": round(bf16, 1),
+        "percent_of_fp32_matmul": round(100 * flops / 1e9 * ups / fp32, 1),
+        "first_update_s": round(first_update_s, 2), "warmup_s": round(warmup_s, 2),
+        "compile_s": round(max(0.0, first_update_s - 1 / ups), 2),
+        "graphs_compiled": graphs_after_warmup - graphs_before,
+        "graphs_compiled_while_timed": recompiled,
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__, "wmtool": __version__,
+        "timed": f"median of {runs} blocks of {updates} updates after 3 warm-up updates",
+    }
+
+
+def act_latency_ms(agent: Agent, replay: Replay, steps: int) -> float:
+    """Median milliseconds per acting step for one env (a planner's search included)."""
+    row = replay.sample(1, 1)
+    obs = {k: v[:, 0] for k, v in row.items()}
+    carry, times = None, []
+    for i in range(steps + 2):  # two warm-up steps
+        start = time.perf_counter()
+        _, carry = agent.policy_step(obs, carry, "sample")  # returns numpy: synchronised
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)

@@ -152,3 +152,33 @@ def test_bench_reports_speed_against_the_machines_own_peak():
         100 * r["achieved_gflops"] / r["matmul_gflops_fp32"], abs=0.5)
     assert r["compile"] == "off" and r["graphs_compiled"] == 0
     assert np.isfinite(r["warmup_s"]) and r["compile_s"] >= 0
+
+
+def test_replay_on_the_device_gives_the_same_batches():
+    """train.replay_on_device: the columns' copy on the device follows every add, eviction
+    and derived column, and sampling from it gives exactly the host batches."""
+    cfg, obs_space, act_space, _ = setting("dreamerv3")
+    episodes = []
+    vec = VecEnv([lambda: make_env(cfg.env, None)])
+    try:
+        run_episodes(vec, RandomPolicy(vec.act_space, 1), steps=600, seed=1,
+                     on_episode=episodes.append)
+    finally:
+        vec.close()
+    host = Replay(obs_space, act_space, 300, seed=3)
+    dev = Replay(obs_space, act_space, 300, seed=3, device="cpu")
+    for ep in episodes:  # grows past the first allocation, then evicts past 300 rows
+        host.add(ep)
+        dev.add(ep)
+        if len(host) >= 8:
+            np.testing.assert_array_equal(dev.sample(2, 8)["vector"].numpy(),
+                                          host.sample(2, 8)["vector"])
+    assert len(host) == len(dev) < sum(ep.length + 1 for ep in episodes)
+    for replay in (host, dev):
+        replay.derive({"double": lambda rows: rows["reward"] * 2})
+    for _ in range(3):
+        a, b = host.sample(4, 8), dev.sample(4, 8)
+        assert a.keys() == b.keys() and "double" in b
+        for k in a:
+            assert isinstance(b[k], torch.Tensor) and b[k].device.type == "cpu"
+            np.testing.assert_array_equal(b[k].numpy(), a[k])

@@ -9,6 +9,10 @@ has one (TD-MPC2: planning), in its own labelled column the best of the N evalua
 the published figure at exactly the same env steps from benchmarks/published.json (or, when
 the authors published none at that budget, "none" with the published points either side,
 which are not comparable). Each source's protocol is printed under the table.
+
+Speed records (`"kind": "speed"`, from recipes/bench/speed.py) get their own table: per
+setting, the median updates/s and acting latency of the baseline and current commits measured
+alternately in one session, their ratio, and the share of that session's fp32 matmul peak.
 """
 from __future__ import annotations
 
@@ -99,7 +103,35 @@ def rows(records: list[dict], published: dict) -> list[list[str]]:
     return out
 
 
+def speed_lines(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    head = ["setting", "commits (baseline -> current)", "updates/s", "update speed-up",
+            "% of fp32 matmul peak", "ms per action", "acting speed-up", "machine", "record"]
+    lines = ["", "## Speed", "",
+             "Medians of alternating runs in one session (`recipes/bench/speed.py`); compare "
+             "speeds only within a row.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        m = r["machine"]
+        for s in r["results"]:
+            b, c = s["median"]["baseline"], s["median"]["current"]
+            lines.append("| " + " | ".join([
+                s["setting"], f"{r['baseline_commit'][:7]} -> {r['commit'][:7]}",
+                f"{b['updates_per_s']:.3g} -> {c['updates_per_s']:.3g}",
+                f"{s['update_speedup']:.2f}x",
+                f"{b['percent_of_fp32_matmul']:.0f}% -> {c['percent_of_fp32_matmul']:.0f}%",
+                f"{b['act_ms_per_step']:.3g} -> {c['act_ms_per_step']:.3g}",
+                f"{s['act_speedup']:.2f}x", f"{m['cpu']} ({m['cpu_capability']})",
+                f"`{r['_record']}`"]) + " |")
+    protocols = sorted({r["protocol"] for r in records})
+    lines += ["", *[f"Protocol: {p}." for p in protocols]]
+    return lines
+
+
 def markdown(records: list[dict], published: dict) -> str:
+    speed = [r for r in records if r.get("kind") == "speed"]
+    records = [r for r in records if r.get("kind") != "speed"]
     head = ["task", "algo", "variant", "action repeat", "env steps", "seeds",
             "final evaluation (mode)", "final weights, greedy (planning)",
             "best of N evaluations (not a result)", "published at the same env steps",
@@ -122,6 +154,7 @@ def markdown(records: list[dict], published: dict) -> str:
                   "mean ± std over seeds.", "",
                   "| task | algo | variant | measurement | value |", "|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in measured]
+    lines += speed_lines(speed)
     return "\n".join(lines) + "\n"
 
 

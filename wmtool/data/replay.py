@@ -4,10 +4,16 @@ Row t of an episode holds obs_t, the action that led to it (`prev_action`, zero 
 reward received on arriving (`reward`), `is_first` (t=0) and `is_terminal`. Sampled sequences
 may span an episode boundary; `is_first` inside a sequence makes the model restart its
 latent state there. The HDF5 store is the durable copy; this is rebuilt from it on resume.
+
+With a `device` (train.replay_on_device), every column also lives on the training device,
+written as episodes arrive, and `sample` gathers batches there: a GPU then never waits for
+numpy to index and copy a batch. Indices come from the same generator either way, so the
+batches are the same.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from wmtool.data.episode import Episode
 from wmtool.data.integrity import nonfinite_fields
@@ -41,13 +47,15 @@ def episode_rows(ep: Episode, act_space: Space) -> dict[str, np.ndarray]:
 
 class Replay:
     def __init__(self, obs_space: dict[str, Space], act_space: Space, capacity: int,
-                 seed: int = 0):
+                 seed: int = 0, device: str | None = None):
         self.obs_space, self.act_space, self.capacity = obs_space, act_space, capacity
         self.rng = np.random.default_rng(seed)
         self.columns: dict[str, np.ndarray] = {}
         self.size = 0
         self.episode_lengths: list[int] = []  # rows per episode still held, oldest first
         self.derived: set[str] = set()  # columns computed from the others (see `derive`)
+        self.device = device
+        self.on_device: dict[str, torch.Tensor] = {}  # the columns' copy on `device`
 
     @staticmethod
     def bytes_per_step(obs_space: dict[str, Space], act_space: Space) -> int:
@@ -73,9 +81,24 @@ class Replay:
                 self.columns[k] = bigger
         for k, v in rows.items():
             self.columns[k][self.size:self.size + n] = v
+        self._mirror_rows(self.size, self.size + n)
         self.size += n
         self.episode_lengths.append(n)
         self._evict()
+
+    def _mirror_rows(self, start: int, stop: int) -> None:
+        """Copy rows start..stop to the device copy; when the columns were reallocated or
+        changed, allocate the copy afresh at their size and copy every row up to `stop`."""
+        if self.device is None:
+            return
+        if {k: len(v) for k, v in self.on_device.items()} != \
+                {k: len(v) for k, v in self.columns.items()}:
+            self.on_device = {k: torch.empty((len(v), *v.shape[1:]), device=self.device,
+                                             dtype=torch.from_numpy(v[:0]).dtype)
+                              for k, v in self.columns.items()}
+            start = 0
+        for k, v in self.columns.items():
+            self.on_device[k][start:stop].copy_(torch.from_numpy(v[start:stop]))
 
     def _evict(self) -> None:
         drop = 0
@@ -85,12 +108,17 @@ class Replay:
             for k, v in self.columns.items():
                 v[:self.size - drop] = v[drop:self.size].copy()
             self.size -= drop
+            self._mirror_rows(0, self.size)
 
-    def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
+    def sample(self, batch: int, length: int) -> dict[str, np.ndarray | torch.Tensor]:
+        """`batch` windows of `length` rows: numpy arrays, or tensors on `device`."""
         if self.size < length:
             raise ValueError(f"replay holds {self.size} steps, fewer than one sequence ({length})")
         starts = self.rng.integers(0, self.size - length + 1, batch)
         index = starts[:, None] + np.arange(length)[None]
+        if self.on_device:
+            index = torch.from_numpy(index).to(self.device)
+            return {k: v[index] for k, v in self.on_device.items()}
         return {k: v[index] for k, v in self.columns.items()}
 
     def derive(self, functions: dict, chunk: int = 1000) -> None:
@@ -106,10 +134,12 @@ class Replay:
             column[:self.size] = np.concatenate(parts)
             self.columns[name] = column
             self.derived.add(name)
+        self._mirror_rows(0, self.size)
 
     def drop_derived(self) -> None:
         for name in self.derived:
             del self.columns[name]
+            self.on_device.pop(name, None)
         self.derived.clear()
 
     def sample_episode_starts(self, count: int) -> dict[str, np.ndarray]:

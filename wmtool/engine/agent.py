@@ -21,8 +21,24 @@ class NonFiniteLoss(WmtoolError):
     pass
 
 
-def to_tensors(batch: dict[str, np.ndarray], device: str) -> dict[str, torch.Tensor]:
-    return {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
+def to_tensors(batch: dict[str, np.ndarray | torch.Tensor],
+               device: str) -> dict[str, torch.Tensor]:
+    """A batch on `device`. Host arrays bound for a GPU go through pinned memory, so the copy
+    runs alongside the GPU's work instead of stopping it; tensors already there stay."""
+    if device == "cpu":
+        return {k: torch.as_tensor(v) for k, v in batch.items()}
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else
+            torch.from_numpy(np.ascontiguousarray(v)).pin_memory().to(device, non_blocking=True)
+            for k, v in batch.items()}
+
+
+FUSED_ADAM = True
+
+
+def adam(params, lr: float, eps: float) -> torch.optim.Adam:
+    """Adam as one fused kernel over all of a group's tensors (CPU and CUDA): the same
+    update as the per-tensor loop, without a dozen small operations per parameter tensor."""
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=FUSED_ADAM)
 
 
 class Agent(nn.Module):
@@ -36,7 +52,7 @@ class Agent(nn.Module):
         # groups: name -> (parameters, lr, eps, clip), one Adam optimiser each
         self.clips = {name: clip for name, (_, _, _, clip) in groups.items()}
         self.params = {name: list(params) for name, (params, _, _, _) in groups.items()}
-        self.optims = {name: torch.optim.Adam(self.params[name], lr=lr, eps=eps)
+        self.optims = {name: adam(self.params[name], lr, eps)
                        for name, (_, lr, eps, _) in groups.items()}
         self.to(device)
         self.amp = bool(cfg.train.amp)
@@ -61,7 +77,7 @@ class Agent(nn.Module):
             params = list(params)
             if all(id(p) in owned for p in params):
                 self.params[name] = params
-                self.optims[name] = torch.optim.Adam(params, lr=lr, eps=eps)
+                self.optims[name] = adam(params, lr, eps)
 
     def acting_metrics(self) -> dict[str, float]:
         """What acting cost since the last call, for behaviours that measure it (a

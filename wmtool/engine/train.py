@@ -103,7 +103,8 @@ class Trainer:
                  quiet: bool = False):
         self.agent, self.cfg, self.run_dir = agent, agent.cfg, Path(run_dir)
         self.replay = Replay(agent.obs_space, agent.act_space, self.cfg.train.replay_capacity,
-                             self.cfg.seed)
+                             self.cfg.seed,
+                             agent.device if self.cfg.train.replay_on_device else None)
         self.counters = counters or {"agent_steps": 0, "updates": 0, "episodes": 0}
         self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict())
         self.pending = defaultdict(list)  # metrics since the last log row

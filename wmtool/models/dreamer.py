@@ -55,9 +55,15 @@ class DreamerModel(WorldModel, Decodes):
 
     def filter_step(self, state: State, prev_action: torch.Tensor, obs: dict,
                     is_first: torch.Tensor, sample: bool = True) -> State:
-        """Acting: the posterior after one more real observation."""
-        state, _ = self.rssm.obs_step(state, prev_action, self.encoder(obs), is_first, sample)
-        return state
+        """Acting: the posterior after one more real observation. Acting reads its action
+        back every step anyway, so asking whether an env restarts adds no wait here, and
+        saves the restart masking on the steps where none does."""
+        if is_first.any():
+            state, _ = self.rssm.obs_step(state, prev_action, self.encoder(obs), is_first,
+                                          sample)
+            return state
+        prior = self.rssm.img_step(state, prev_action, sample)
+        return self.rssm.posterior(prior, self.encoder(obs), sample)
 
     def schedule(self) -> list[tuple[str, int, int, int]]:
         """(phase, updates, batch, length) of offline training."""

@@ -26,7 +26,7 @@ def to_tensors(batch: dict[str, np.ndarray | torch.Tensor],
     """A batch on `device`. Host arrays bound for a GPU go through pinned memory, so the copy
     runs alongside the GPU's work instead of stopping it; tensors already there stay."""
     if device == "cpu":
-        return {k: torch.as_tensor(v) for k, v in batch.items()}
+        return {k: torch.as_tensor(v, device=device) for k, v in batch.items()}
     return {k: v.to(device) if isinstance(v, torch.Tensor) else
             torch.from_numpy(np.ascontiguousarray(v)).pin_memory().to(device, non_blocking=True)
             for k, v in batch.items()}

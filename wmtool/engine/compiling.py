@@ -42,12 +42,14 @@ def resolve(setting: str, device: str) -> tuple[str | None, str]:
                   "percent of eager; docs/speed.md)")
 
 
-def hot_targets(owner: nn.Module) -> list[tuple[object, str]]:
-    """(object, attribute) of every hot path `owner` names."""
+def hot_targets(owner: nn.Module) -> list[tuple[object, str, object]]:
+    """(object, attribute, what it holds) of every hot path `owner` names; a name that does
+    not resolve is an error in the algorithm's declaration (AttributeError)."""
     targets = []
     for name in owner.hot_paths:
         parent, _, attr = name.rpartition(".")
-        targets.append((attrgetter(parent)(owner) if parent else owner, attr))
+        targets.append((attrgetter(parent)(owner) if parent else owner, attr,
+                        attrgetter(name)(owner)))
     return targets
 
 
@@ -56,8 +58,7 @@ def compile_hot_paths(owner: nn.Module, mode: str) -> list[str]:
     checkpoints are the same with and without compilation. Returns the names compiled."""
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
                                                RECOMPILE_LIMIT)
-    for obj, attr in hot_targets(owner):
-        target = getattr(obj, attr)
+    for obj, attr, target in hot_targets(owner):
         if isinstance(target, nn.Module):
             target.compile(mode=mode, dynamic=False)
         else:

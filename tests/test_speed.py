@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from test_evidence import bench_module
 
 from wmtool import config, rundir, runtime
 from wmtool.behavior.random import RandomPolicy
@@ -152,6 +153,19 @@ def test_bench_reports_speed_against_the_machines_own_peak():
         100 * r["achieved_gflops"] / r["matmul_gflops_fp32"], abs=0.5)
     assert r["compile"] == "off" and r["graphs_compiled"] == 0
     assert np.isfinite(r["warmup_s"]) and r["compile_s"] >= 0
+    # kept as a record, the result gets a row of the generated tables; so does a speed record
+    tables = bench_module("tables")
+    bench = {"kind": "bench", "_record": "bench-x", "machine": {"cpu": "CPU"}, "results": [r]}
+    median = {"updates_per_s": 2.0, "act_ms_per_step": 1.0, "percent_of_fp32_matmul": 50.0}
+    speed = {"kind": "speed", "_record": "speed-x", "commit": "b" * 40, "baseline_commit": "a" * 40,
+             "machine": {"cpu": "CPU", "cpu_capability": "AVX2"}, "protocol": "3 rounds",
+             "results": [{"setting": "demo", "median": {
+                 "baseline": {**median, "updates_per_s": 1.0},
+                 "current": median}, "update_speedup": 2.0, "act_speedup": 1.0}]}
+    text = tables.markdown([bench, speed], {})
+    assert f"{r['updates_per_s']:.3g} (" in next(line for line in text.splitlines()
+                                                 if line.startswith("| `bench-x`"))
+    assert "| demo | aaaaaaa -> bbbbbbb | 1 -> 2 | 2.00x |" in text
 
 
 def test_replay_on_the_device_gives_the_same_batches():

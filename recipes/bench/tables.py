@@ -13,6 +13,8 @@ which are not comparable). Each source's protocol is printed under the table.
 Speed records (`"kind": "speed"`, from recipes/bench/speed.py) get their own table: per
 setting, the median updates/s and acting latency of the baseline and current commits measured
 alternately in one session, their ratio, and the share of that session's fp32 matmul peak.
+Bench records (`"kind": "bench"`, recipes/bench/bench_record.py) list `wmtool bench` results
+as printed, one row each.
 """
 from __future__ import annotations
 
@@ -129,9 +131,35 @@ def speed_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def bench_lines(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    head = ["record", "setting", "compile", "bf16", "threads", "updates/s (range)",
+            "compile s", "% of fp32 matmul peak", "ms per action", "graphs compiled while timed",
+            "machine"]
+    lines = ["", "## `wmtool bench` records", "",
+             "Results as `wmtool bench --json` printed them, in the order they ran "
+             "(alternating settings within a record).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        for b in r["results"]:
+            setting = " ".join(str(x) for x in (b["algo"], b["size"] or "", b["recipe"] or "",
+                                                b["env"]) if x)
+            lines.append("| " + " | ".join([
+                f"`{r['_record']}`", setting, f"{b['compile']} ({b['compile_mode'] or 'eager'})",
+                str(b["amp_bf16"]).lower(), str(b["threads"]),
+                f"{b['updates_per_s']:.3g} ({b['updates_per_s_range'][0]:.3g}-"
+                f"{b['updates_per_s_range'][1]:.3g})", f"{b['compile_s']:.1f}",
+                f"{b['percent_of_fp32_matmul']:.0f}%", f"{b['act_ms_per_step']:.3g}",
+                str(b["graphs_compiled_while_timed"]),
+                f"{r['machine']['cpu']} ({b['cpu_capability']})"]) + " |")
+    return lines
+
+
 def markdown(records: list[dict], published: dict) -> str:
     speed = [r for r in records if r.get("kind") == "speed"]
-    records = [r for r in records if r.get("kind") != "speed"]
+    bench = [r for r in records if r.get("kind") == "bench"]
+    records = [r for r in records if r.get("kind") not in ("speed", "bench")]
     head = ["task", "algo", "variant", "action repeat", "env steps", "seeds",
             "final evaluation (mode)", "final weights, greedy (planning)",
             "best of N evaluations (not a result)", "published at the same env steps",
@@ -155,6 +183,7 @@ def markdown(records: list[dict], published: dict) -> str:
                   "| task | algo | variant | measurement | value |", "|---|---|---|---|---|"]
         lines += ["| " + " | ".join(row) + " |" for row in measured]
     lines += speed_lines(speed)
+    lines += bench_lines(bench)
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,15 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
   fi
 fi
 
+# torch.compile on CPU (train.compile=on, and its tests) builds its kernels with a C++ compiler.
+if ! command -v g++ >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq g++ >/dev/null
+  else
+    echo "warning: no g++; train.compile=on needs one on CPU (Debian: apt-get install g++)" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # The pinned CPU build of torch first, so nothing later pulls a multi-GB CUDA build.
 .venv/bin/pip install -q torch==2.13.0

@@ -22,6 +22,7 @@ from wmtool.cli import (
     imagine,
     recipes,
     runs,
+    sweep,
     train,
 )
 from wmtool.cli.common import DEBUG
@@ -42,6 +43,7 @@ app.command("runs", help=runs.RUNS_HELP, epilog=runs.RUNS_EXAMPLES)(runs.runs)
 app.command("compare", help=runs.COMPARE_HELP, epilog=runs.COMPARE_EXAMPLES)(runs.compare)
 app.command("envs", help=envs.HELP, epilog=envs.EXAMPLES)(envs.envs)
 app.command("bench", help=bench.HELP, epilog=bench.EXAMPLES)(bench.bench)
+app.command("sweep", help=sweep.HELP, epilog=sweep.EXAMPLES)(sweep.sweep)
 app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")
 

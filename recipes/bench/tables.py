@@ -14,7 +14,8 @@ Speed records (`"kind": "speed"`, from recipes/bench/speed.py) get their own tab
 setting, the median updates/s and acting latency of the baseline and current commits measured
 alternately in one session, their ratio, and the share of that session's fp32 matmul peak.
 Bench records (`"kind": "bench"`, recipes/bench/bench_record.py) list `wmtool bench` results
-as printed, one row each.
+as printed, one row each; wall-time records (`"kind": "wall"`, e.g. recipes/bench/
+sweep_wall.sh) one row per timed command.
 """
 from __future__ import annotations
 
@@ -156,10 +157,21 @@ def bench_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def wall_lines(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    lines = ["", "## Wall time", "", "| record | what | seconds | machine |", "|---|---|---|---|"]
+    for r in records:
+        lines += [f"| `{r['_record']}` | {row['what']} | {row['seconds']:,.1f} | "
+                  f"{r['machine']['cpu']}, {r['machine']['cores']} cores |" for row in r["rows"]]
+    return lines
+
+
 def markdown(records: list[dict], published: dict) -> str:
     speed = [r for r in records if r.get("kind") == "speed"]
     bench = [r for r in records if r.get("kind") == "bench"]
-    records = [r for r in records if r.get("kind") not in ("speed", "bench")]
+    wall = [r for r in records if r.get("kind") == "wall"]
+    records = [r for r in records if r.get("kind") not in ("speed", "bench", "wall")]
     head = ["task", "algo", "variant", "action repeat", "env steps", "seeds",
             "final evaluation (mode)", "final weights, greedy (planning)",
             "best of N evaluations (not a result)", "published at the same env steps",
@@ -184,6 +196,7 @@ def markdown(records: list[dict], published: dict) -> str:
         lines += ["| " + " | ".join(row) + " |" for row in measured]
     lines += speed_lines(speed)
     lines += bench_lines(bench)
+    lines += wall_lines(wall)
     return "\n".join(lines) + "\n"
 
 

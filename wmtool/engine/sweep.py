@@ -30,6 +30,7 @@ from wmtool.rundir import write_atomic
 from wmtool.runtime import choose_threads
 
 INDEX = "sweep.json"
+SAVING = threading.Lock()  # runs finish on several threads; the index is written whole, once
 
 
 @dataclass
@@ -57,9 +58,10 @@ class Sweep:
                 "runs": [(r.name, r.seed, r.sets, r.recipe) for r in self.runs]}
 
     def save(self) -> None:
-        data = {"algo": self.algo, "env": self.env, "train_args": self.train_args,
-                "runs": [asdict(r) for r in self.runs]}
-        write_atomic(self.root / INDEX, json.dumps(data, indent=1))
+        with SAVING:
+            data = {"algo": self.algo, "env": self.env, "train_args": self.train_args,
+                    "runs": [asdict(r) for r in self.runs]}
+            write_atomic(self.root / INDEX, json.dumps(data, indent=1))
 
     def command(self, run: SweepRun, threads: int) -> list[str]:
         """The `wmtool train` command that brings `run` forward: a resume when its directory

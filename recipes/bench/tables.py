@@ -160,10 +160,14 @@ def bench_lines(records: list[dict]) -> list[str]:
 def wall_lines(records: list[dict]) -> list[str]:
     if not records:
         return []
-    lines = ["", "## Wall time", "", "| record | what | seconds | machine |", "|---|---|---|---|"]
+    lines = ["", "## Wall time", "", "| record | what | seconds | steps/s | machine |",
+             "|---|---|---|---|---|"]
     for r in records:
-        lines += [f"| `{r['_record']}` | {row['what']} | {row['seconds']:,.1f} | "
-                  f"{r['machine']['cpu']}, {r['machine']['cores']} cores |" for row in r["rows"]]
+        machine = f"{r['machine']['cpu']}, {r['machine']['cores']} cores"
+        for row in r["rows"]:
+            rate = f"{row['steps_per_s']:,.0f}" if "steps_per_s" in row else "-"
+            lines.append(f"| `{r['_record']}` | {row['what']} | {row['seconds']:,.1f} | {rate} "
+                         f"| {machine} |")
     return lines
 
 

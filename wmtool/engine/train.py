@@ -193,7 +193,9 @@ class Trainer:
         self.prepared = True
         agent, r = self.agent, self.cfg.runtime
         available = runtime.choose_threads(0)
-        if r.threads == 0 and agent.device == "cpu" and available > 1 \
+        # only where updates are pure computation: `imagine` may score candidates in real
+        # envs (World Models' controller.score_in=real), which a trial must not step
+        if r.threads == 0 and agent.device == "cpu" and available > 1 and self.world_model \
                 and self.planned_updates() >= TUNE_THREADS_FROM:
             started = time.perf_counter()
             chosen = tune_threads(agent, rows, available, self.world_model, phase)
@@ -204,7 +206,7 @@ class Trainer:
                  "runtime.threads=N)", self.quiet)
         else:
             chosen = {"threads": torch.get_num_threads(), "thread_policy": "runtime.threads"
-                      if r.threads else f"all cores (fewer than {TUNE_THREADS_FROM} updates)"}
+                      if r.threads else "all cores (not measured for this run)"}
         compiled = agent.compile_hot_paths()
         info(f"compile: {agent.compile_reason}" + (f"; {', '.join(compiled)}" if compiled
                                                    else ""), self.quiet)

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import subprocess
 from pathlib import Path
+
+from record import head_commit, machine  # recipes/bench/record.py
 
 
 def main() -> None:
@@ -25,14 +24,10 @@ def main() -> None:
     p.add_argument("--command", required=True, help="the commands that made the results")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     a = p.parse_args()
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    commit = head_commit()
     record = {"kind": "bench", "name": a.name, "command": a.command, "commit": commit,
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": {"cpu": model, "cores": os.cpu_count(), "concurrent": "nothing"},
+              "machine": machine(None, "nothing"),
               "results": [json.loads(f.read_text()) for f in a.results]}
     a.out.mkdir(parents=True, exist_ok=True)
     path = a.out / f"bench-{a.name}-{datetime.date.today().isoformat()}-{commit[:7]}.json"

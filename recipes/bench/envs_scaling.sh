@@ -17,10 +17,11 @@ for round in 1 2; do
   done
 done
 "${PYTHON:-.venv/bin/python}" - "$OUT" "$STEPS" "bash recipes/bench/envs_scaling.sh $STEPS" <<'PY'
-import datetime, json, os, pathlib, statistics, subprocess, sys
+import datetime, json, pathlib, statistics, sys
 out, steps, command = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+sys.path.insert(0, "recipes/bench")
+from record import head_commit, machine
+commit = head_commit()
 rows = []
 for k in (1, 2, 4):
     runs = [json.loads((out / f"c-{k}-{r}.json").read_text()) for r in (1, 2)]
@@ -31,7 +32,7 @@ for k in (1, 2, 4):
                  "steps_per_s": statistics.median(rates), "rounds": runs})
 record = {"kind": "wall", "name": "env processes", "command": command, "commit": commit,
           "date": datetime.datetime.now().isoformat(timespec="seconds"),
-          "machine": {"cpu": cpu, "cores": os.cpu_count(), "concurrent": "nothing"},
+          "machine": machine(None, "nothing"),
           "rows": rows}
 path = pathlib.Path("benchmarks/results") / f"wall-envs-{datetime.date.today()}-{commit[:7]}.json"
 path.write_text(json.dumps(record, indent=1) + "\n")

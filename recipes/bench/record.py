@@ -30,7 +30,14 @@ import yaml
 EVAL_KEYS = ("return_mean", "return_std", "return_min", "return_max", "episodes", "seed")
 
 
-def machine(threads: int, concurrent: str) -> dict:
+def head_commit(tree: Path | str = ".") -> str:
+    """The checked-out commit of `tree` ('' outside a git checkout)."""
+    return subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def machine(threads: int | None, concurrent: str) -> dict:
+    """CPU model, cores, torch and its cpu capability; `threads` None: given per result."""
     import torch
 
     model = next((line.split(":", 1)[1].strip() for line in
@@ -107,8 +114,7 @@ def main() -> None:
                    help="attach a command's JSON result (or its KEY) under measurements[NAME]")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     a = p.parse_args()
-    commit = a.commit or subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                                        text=True).stdout.strip()
+    commit = a.commit or head_commit()
     plan = json.loads(a.plan_eval.read_text()) if a.plan_eval else None
     measures = {}
     for item in a.measure:

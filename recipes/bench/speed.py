@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: record.py
 
 # name: (algo, env, recipe, size, threads, --set overrides)
 SETTINGS = {
@@ -111,11 +112,6 @@ def matmul(dtype, n: int = 2048, reps: int = 10) -> float:
     return timed(n, reps) if probe > 20 else probe
 
 
-def commit(tree: Path) -> str:
-    return subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-
-
 def measure(tree: Path, name: str, runs: int, updates: int) -> dict:
     algo, env, recipe, size, threads, sets = SETTINGS[name]
     spec = json.dumps([algo, env, recipe, size, threads, sets, runs, updates, 20])
@@ -142,9 +138,7 @@ def main() -> None:
         return
     if a.baseline is None:
         p.error("--baseline DIR is required")
-    import platform
-
-    import torch
+    from record import head_commit, machine
 
     names = a.only or list(SETTINGS)
     trees = {"baseline": a.baseline.resolve(), "current": HERE}
@@ -169,15 +163,10 @@ def main() -> None:
                         "act_speedup": round(med["baseline"]["act_ms_per_step"]
                                              / med["current"]["act_ms_per_step"], 3),
                         "rows": rows[name]})
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
     record = {"kind": "speed", "command": " ".join(["python", *sys.argv]),
-              "commit": commit(HERE), "baseline_commit": commit(trees["baseline"]),
+              "commit": head_commit(HERE), "baseline_commit": head_commit(trees["baseline"]),
               "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
-                          "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                          "concurrent": "nothing (run alone)"},
+              "machine": machine(None, "nothing (run alone)"),
               "protocol": f"{a.rounds} alternating rounds; per process {a.runs} blocks of "
                           f"{a.updates} updates after 3 warm-up updates (median), 20 acting "
                           "steps for one env after 2 warm-up steps (median)",

@@ -20,15 +20,16 @@ for mode in "sequence 1 2" "parallel 2 1"; do
 done
 "${PYTHON:-.venv/bin/python}" - "$OUT" "${SECONDS_TAKEN[sequence]}" "${SECONDS_TAKEN[parallel]}" \
   "$STEPS" "bash recipes/bench/sweep_wall.sh $STEPS" <<'PY'
-import datetime, json, os, pathlib, subprocess, sys
+import datetime, json, pathlib, sys
 out, seq, par, steps, command = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+sys.path.insert(0, "recipes/bench")
+from record import head_commit, machine
+commit = head_commit()
 finals = {m: {g["label"]: g["mean"][-1] for g in json.loads((out / f"{m}.json").read_text())["groups"]}
           for m in ("sequence", "parallel")}
 record = {"kind": "wall", "name": "sweep of 4 runs", "command": command, "commit": commit,
           "date": datetime.datetime.now().isoformat(timespec="seconds"),
-          "machine": {"cpu": cpu, "cores": os.cpu_count(), "concurrent": "nothing"},
+          "machine": machine(None, "nothing"),
           "rows": [{"what": f"4 runs one after another, 2 threads each ({steps} agent steps)",
                     "seconds": round(seq, 1), "final_eval_by_group": finals["sequence"]},
                    {"what": f"4 runs two at a time, 1 thread each ({steps} agent steps)",

@@ -2,7 +2,8 @@
 
 Contents: format + version, wmtool version, algorithm, resolved config, spaces, step
 counters, model weights (world model, behaviour incl. slow critic and return normaliser),
-optimiser states and RNG states (python, numpy, torch). A checkpoint from a stranger cannot
+optimiser states and RNG states (python, numpy, torch); a data-parallel run also keeps its
+rank count and every rank's RNG states (`world_size`, `rng_by_rank`). A checkpoint from a stranger cannot
 run code: only tensors and plain containers are ever unpickled.
 """
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def save(path: str | Path, agent, counters: dict, replay_rng=None) -> Path:
+def save(path: str | Path, agent, counters: dict, replay_rng=None,
+         rank_rngs: list[dict] | None = None) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -56,6 +58,8 @@ def save(path: str | Path, agent, counters: dict, replay_rng=None) -> Path:
         "optimizers": {name: opt.state_dict() for name, opt in agent.optims.items()},
         "rng": rng_state(replay_rng),
     }
+    if rank_rngs and len(rank_rngs) > 1:
+        payload.update(world_size=len(rank_rngs), rng_by_rank=rank_rngs)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:

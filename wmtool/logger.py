@@ -65,9 +65,13 @@ def _netrc_has_wandb() -> bool:
 
 
 class Logger:
-    def __init__(self, run_dir: str | Path, cfg=None, config_dict: dict | None = None):
+    def __init__(self, run_dir: str | Path, cfg=None, config_dict: dict | None = None,
+                 enabled: bool = True):
+        """`enabled` False: a logger that writes nowhere (data-parallel ranks other than 0)."""
         run_dir = Path(run_dir)
         self.outputs: list[Any] = []
+        if not enabled:
+            return
         if cfg is None or cfg.jsonl:
             self.outputs.append(JsonlOutput(run_dir / "metrics.jsonl"))
         if cfg is not None and cfg.wandb:

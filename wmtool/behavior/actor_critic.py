@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from wmtool import parallel
 from wmtool.behavior.base import Behavior
 from wmtool.config import require_choice
 from wmtool.nets.dists import BoundedNormal, OneHot, TanhNormal, TruncNormal, scalar_head
@@ -58,7 +59,8 @@ class ReturnNorm(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
     def update(self, returns: torch.Tensor) -> None:
-        lo, hi = torch.quantile(returns.detach().float().flatten(), self.q.to(returns.device))
+        values = parallel.gather_rows(returns.detach().float().flatten())  # every rank's
+        lo, hi = torch.quantile(values, self.q.to(returns.device))
         # the first update takes the batch's value; decided on the device, never the host
         d = torch.where(self.count > 0, self.decay, 0.0)
         self.lo.copy_(d * self.lo + (1 - d) * lo)

@@ -22,6 +22,7 @@ import math
 import torch
 from torch import nn
 
+from wmtool import parallel
 from wmtool.behavior.actor_critic import frozen
 from wmtool.behavior.base import Planner
 from wmtool.errors import WmtoolError
@@ -43,7 +44,7 @@ class PolicyPrior(nn.Module):
         mean, raw_std = self.net(z).chunk(2, -1)
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
             torch.tanh(raw_std) + 1)
-        eps = torch.randn_like(mean)
+        eps = parallel.randn_like(mean)
         pre = mean + eps * log_std.exp()
         log_prob = (-0.5 * eps ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         action = torch.tanh(pre)
@@ -70,7 +71,8 @@ class RunningScale(nn.Module):
         self.register_buffer("value", torch.ones(()))
 
     def update(self, q: torch.Tensor) -> None:
-        lo, hi = torch.quantile(q.detach().float().flatten(), self.q.to(q.device))
+        values = parallel.gather_rows(q.detach().float().flatten())  # every rank's batch
+        lo, hi = torch.quantile(values, self.q.to(q.device))
         self.value.lerp_(torch.clamp(hi - lo, min=self.floor), self.rate)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

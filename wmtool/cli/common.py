@@ -11,6 +11,7 @@ from typing import Annotated, Any, Callable, Iterable, Optional
 
 import typer
 
+from wmtool import parallel
 from wmtool.errors import Terminated, WmtoolError
 from wmtool.progress import console
 
@@ -55,14 +56,16 @@ def command(fn):
             if DEBUG["on"]:
                 traceback.print_exc()
             name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            console.print(f"interrupted by {name}: finished work is saved", style="yellow",
-                          highlight=False, markup=False, soft_wrap=True)
+            if parallel.world().main:  # a data-parallel rank's launcher speaks for it
+                console.print(f"interrupted by {name}: finished work is saved", style="yellow",
+                              highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: report, don't crash
             if DEBUG["on"]:
                 traceback.print_exc()
-            console.print(fail_line(exc), style="red", highlight=False, markup=False,
-                          soft_wrap=True)
+            w = parallel.world()
+            console.print((f"rank {w.rank}: " if w.size > 1 else "") + fail_line(exc),
+                          style="red", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper

@@ -1,12 +1,13 @@
 """`wmtool train`: train a world-model agent online, from a dataset, or resume a run."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from wmtool import config, rundir
+from wmtool import config, parallel, rundir
 from wmtool.cli.common import (
     EnvImportOpt,
     JsonOpt,
@@ -61,6 +62,9 @@ def train(
     resume: Annotated[Optional[Path], typer.Option(help="continue this run directory")] = None,
     phase: Annotated[Optional[list[str]], typer.Option(
         help="train only this phase of a staged model (repeatable), e.g. vae, mdnrnn")] = None,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="data-parallel processes on this machine (torch.distributed; batch x N); "
+                    "multi-node: launch with torchrun, see docs/scale-out.md")] = 1,
     obs: ObsOpt = None,
     env_import: EnvImportOpt = None,
     recipe: RecipeOpt = None,
@@ -68,8 +72,14 @@ def train(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
+    from wmtool.engine import distributed
     from wmtool.engine.session import TrainSession
 
+    if nproc > 1 and not parallel.launched():
+        target = resume or run_dir
+        distributed.launch(nproc, sys.argv[1:], f"wmtool train --resume {target} --nproc {nproc}"
+                           if target else f"resume with --resume RUN_DIR --nproc {nproc}")
+        return None
     flags = env_flags(env, obs, env_import)
     if seed is not None:
         flags["seed"] = seed
@@ -91,16 +101,20 @@ def train(
             raise WmtoolError(f"--resume {resume}: flags conflict with the saved config: "
                               f"{', '.join(conflicts)}",
                               "the saved config wins: drop those flags, or start a new run")
-        session = TrainSession.resume(resume, quiet, phase)
+        world = distributed.join_if_launched(saved.runtime.device)
+        session = TrainSession.resume(resume, quiet or not world.main, phase)
     else:
         if not algo:
             raise WmtoolError("--algo is required for a new run", "e.g. --algo dreamerv3")
         cfg = config.compose(flags, recipe, sets, algo=algo, size=size)
+        world = distributed.join_if_launched(cfg.runtime.device)
         # online runs use env.id (flag, recipe or --set); offline runs evaluate only with --env
-        session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None, quiet,
-                                      phase)
-    result = run_with_progress(session, "train", quiet)
-    return finish(result, json_, quiet, lambda r: [
+        session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None,
+                                      quiet or not world.main, phase)
+    quiet = quiet or not world.main  # rank 0 speaks for a data-parallel run
+    with distributed.leaving():
+        result = run_with_progress(session, "train", quiet)
+    return finish(result, json_ and world.main, quiet, lambda r: [
         f"done: {r['agent_steps']:,} agent steps ({r['env_steps']:,} env steps), "
         f"{r['updates']:,} updates, {r['episodes']} episodes; run directory {r['run_dir']}",
         *eval_lines(r)])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmtool import parallel
 from wmtool.behavior.noisy import add_noise, check_amount
 from wmtool.engine import compiling
 from wmtool.errors import WmtoolError
@@ -54,6 +55,7 @@ class Agent(nn.Module):
         self.params = {name: list(params) for name, (params, _, _, _) in groups.items()}
         self.optims = {name: adam(self.params[name], lr, eps)
                        for name, (_, lr, eps, _) in groups.items()}
+        self.base_lrs = {name: lr for name, (_, lr, _, _) in groups.items()}
         self.to(device)
         self.amp = bool(cfg.train.amp)
         if self.amp:
@@ -64,7 +66,7 @@ class Agent(nn.Module):
         # make the device wait (see _step)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         check_amount(cfg.behavior.explore, act_space, "behavior.explore")
-        self.explore_rng = np.random.default_rng(cfg.seed + 104729)
+        self.explore_rng = np.random.default_rng(parallel.rank_seed(cfg.seed) + 104729)
 
     def reset_behavior(self) -> None:
         """Fresh behaviour weights and optimiser state; the world model is kept."""
@@ -78,6 +80,12 @@ class Agent(nn.Module):
             if all(id(p) in owned for p in params):
                 self.params[name] = params
                 self.optims[name] = adam(params, lr, eps)
+
+    def scale_lr(self, factor: float) -> None:
+        """Every optimiser's learning rate at `factor` times its configured one."""
+        for name, opt in self.optims.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lrs[name] * factor
 
     def acting_metrics(self) -> dict[str, float]:
         """What acting cost since the last call, for behaviours that measure it (a
@@ -126,6 +134,8 @@ class Agent(nn.Module):
         for name in names:
             self.optims[name].zero_grad(set_to_none=True)
         loss.backward()
+        # data-parallel: every rank steps with the mean gradient over ranks (wmtool/parallel.py)
+        parallel.average_gradients([p for name in names for p in self.params[name]])
         norms = {}
         for name in names:
             norms[f"train/{name}/grad_norm"] = nn.utils.clip_grad_norm_(

@@ -42,12 +42,13 @@ class LoopStats:
 def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None = None,
                  seed: int | None = None, on_episode: Callable[[Episode], None] | None = None,
                  on_step: Callable[[LoopStats], None] | None = None,
-                 until: Callable[[], bool] | None = None) -> LoopStats:
+                 until: Callable[[], bool] | None = None, cut_at_stop: bool = False) -> LoopStats:
     """Step `vec` with `policy` until `episodes` finish, `steps` env steps are taken, or
-    `until()` says so (then unfinished episodes are dropped).
+    `until()` says so (then unfinished episodes are dropped, unless `cut_at_stop`).
 
-    With `steps`, episodes still running at the end are kept, marked truncated (cut short,
-    not terminal). With `episodes`, exactly that many finished episodes are reported.
+    With `steps` (or `until` and `cut_at_stop`), episodes still running at the end are kept,
+    marked truncated (cut short, not terminal). With `episodes`, exactly that many finished
+    episodes are reported.
     """
     if sum(x is not None for x in (episodes, steps, until)) != 1:
         raise ValueError("give exactly one of episodes, steps or until")
@@ -95,12 +96,11 @@ def run_episodes(vec, policy, *, episodes: int | None = None, steps: int | None 
             on_step(stats)
         if episodes is not None and stats.episodes >= episodes:
             break
-        if until is not None and until():
-            break
-        if steps is not None and stats.steps >= steps:
-            for i, b in enumerate(builders):
-                if b is not None and len(b):
-                    finish(i, cut=True)
+        if (until is not None and until()) or (steps is not None and stats.steps >= steps):
+            if steps is not None or cut_at_stop:
+                for i, b in enumerate(builders):
+                    if b is not None and len(b):
+                        finish(i, cut=True)
             break
     stats.seconds = time.perf_counter() - start
     return stats

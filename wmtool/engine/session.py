@@ -1,4 +1,8 @@
-"""A training run from start to finish: directory, env, agent, trainer; fresh or resumed."""
+"""A training run from start to finish: directory, env, agent, trainer; fresh or resumed.
+
+Data-parallel (wmtool/parallel.py): every rank builds the same session; rank 0 creates and
+locks the run directory, evaluates and writes; each rank steps its own envs with its own
+seeds into its own store (`store_path`)."""
 from __future__ import annotations
 
 import functools
@@ -7,12 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from wmtool import ckpt, config, rundir, spaces
+from wmtool import ckpt, config, parallel, rundir, spaces
 from wmtool.behavior.base import ScoredInRealEnv
 from wmtool.data.replay import Replay
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent, NonFiniteLoss
-from wmtool.engine.train import Trainer, eval_seed, evaluate, step_counts, updates_per_env_step
+from wmtool.engine.train import (
+    Trainer,
+    eval_seed,
+    evaluate,
+    lr_factor,
+    step_counts,
+    updates_per_env_step,
+)
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.errors import WmtoolError
@@ -20,6 +31,12 @@ from wmtool.progress import info
 from wmtool.runtime import default_run_dir, seed_everything, setup_torch
 
 STORE = Path("replay") / "episodes.h5"
+
+
+def store_path(rank: int) -> Path:
+    """The store a rank writes, inside the run directory: rank 0's is the run's STORE."""
+    return STORE if rank == 0 else STORE.with_name(f"episodes.rank{rank}.h5")
+
 NO_ACTIONS = spaces.Space((), "int64", n=1)  # what an action-free dataset's agent is given
 
 
@@ -33,8 +50,11 @@ class TrainSession:
         self.algo, self.cfg, self.run_dir, self.meta, self.quiet = algo, cfg, run_dir, meta, quiet
         self.data = Path(meta["data"]) if meta.get("data") else None
         self.has_env = bool(meta.get("env"))
-        seed_everything(cfg.seed)
-        device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
+        self.world = parallel.world()
+        config.require_choice("train.lr_scaling", cfg.train.lr_scaling, ("none", "sqrt"))
+        seed_everything(cfg.seed)  # alike on every rank: the same initial weights
+        device, threads = setup_torch(cfg.runtime.threads or parallel.rank_threads(),
+                                      parallel.rank_device(cfg.runtime.device))
         self.vec = self.eval_vec = self.score_vec = None
         self.lock: rundir.RunLock | None = None  # set by _locked, released by close()
         if self.data is None:
@@ -44,13 +64,15 @@ class TrainSession:
             with EpisodeReader(self.data) as reader:
                 has_action = reader.has_action
                 obs_space, act_space = reader.obs_space, reader.act_space or NO_ACTIONS
-        if self.has_env and self.eval_vec is None:
+        if self.has_env and self.eval_vec is None and self.world.main:
             self.eval_vec = make_vec(cfg.env, 1)
             if self.data is not None and (self.eval_vec.obs_space, self.eval_vec.act_space) != \
                     (obs_space, act_space):
                 raise WmtoolError(f"--env {cfg.env.id} has other spaces than {self.data}",
                                   "evaluate in the env the data was collected from")
         self.agent = Agent(algo, obs_space, act_space, cfg, device)
+        if self.world.size > 1:
+            self._join_ranks()
         if self.data is not None and not has_action and self.agent.wm.needs_actions:
             raise WmtoolError(f"{self.data} has no actions",
                               f"{algo} needs actions; collect with `wmtool collect`, or train "
@@ -85,14 +107,32 @@ class TrainSession:
         self.started = time.perf_counter()
 
     # -- construction ----------------------------------------------------------------------
+    def _join_ranks(self) -> None:
+        """Rank 0's weights on every rank (they start alike; this makes sure), then each
+        rank's own random streams for acting."""
+        if isinstance(self.agent.behavior, ScoredInRealEnv):
+            raise WmtoolError(f"{self.algo}'s behaviour evolves without gradients, which "
+                              "data-parallel training does not share between ranks",
+                              "train it in one process (drop --nproc)")
+        for tensor in self.agent.state_dict().values():
+            parallel.broadcast_(tensor)
+        seed_everything(parallel.rank_seed(self.cfg.seed))
+
     @classmethod
-    def _locked(cls, path: Path, build):
-        """`build()` under the run's lock, which the session keeps until close()."""
-        lock = rundir.RunLock(path)
+    def _locked(cls, path: Path, build, prepare=None):
+        """Rank 0 (the only rank in one process) locks the run and `prepare()`s its
+        directory; then every rank `build()`s its session, which keeps the lock until
+        close()."""
+        main = parallel.world().main
+        lock = rundir.RunLock(path) if main else None
         try:
+            if prepare is not None and main:
+                prepare()
+            parallel.barrier()
             session = build()
         except BaseException:
-            lock.release()
+            if lock is not None:
+                lock.release()
             raise
         session.lock = lock
         return session
@@ -102,15 +142,14 @@ class TrainSession:
         env_id = cfg.env.id if has_env else ""
         label = env_id or f"data:{Path(data).stem}"
         path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)
+        path = Path(parallel.broadcast_object(str(path)))  # rank 0's clock names it
         # absolute, so that --resume and imagine work from any directory
         meta = {"algo": algo, "env": env_id, "data": str(Path(data).resolve()) if data else None,
                 "mode": "offline" if data else "online", "phases": phases}
-
-        def build():
-            rundir.create(path, cfg, meta)
-            return cls(algo, cfg, path, meta, quiet)
-
-        return cls._locked(path, build)
+        if parallel.world().size > 1:
+            meta["world_size"] = parallel.world().size
+        return cls._locked(path, lambda: cls(algo, cfg, path, meta, quiet),
+                           lambda: rundir.create(path, cfg, meta))
 
     @classmethod
     def imagine(cls, source: Path, run_dir: Path | None, data: Path | None, env: str | None,
@@ -180,7 +219,13 @@ class TrainSession:
     @classmethod
     def resume(cls, path: Path, quiet: bool, phases: list[str] | None = None):
         path = Path(path)
-        rundir.read_meta(path)  # a clear error for a path that is not a run, before locking
+        meta = rundir.read_meta(path)  # a clear error for a path that is not a run, first
+        ranks = meta.get("world_size", 1)
+        if ranks != parallel.world().size:
+            raise WmtoolError(f"{path} was trained by {ranks} data-parallel rank(s), this "
+                              f"resume has {parallel.world().size}",
+                              f"resume with --nproc {ranks} (each rank's store and random "
+                              "streams belong to its rank)")
         return cls._locked(path, lambda: cls._resume(path, quiet, phases))
 
     @classmethod
@@ -188,9 +233,11 @@ class TrainSession:
         meta = rundir.read_meta(path)
         cfg = rundir.load_config(path)
         payload = rundir.load_checkpoint(path, required=False, quiet=quiet)
+        main = parallel.world().main
         if phases:  # e.g. `--phase mdnrnn` after a run that trained only the VAE
             meta["phases"] = phases
-            rundir.update_meta(path, phases=phases)
+            if main:
+                rundir.update_meta(path, phases=phases)
         if meta.get("env"):
             rundir.check_trusted(path, cfg.env)
         session = cls(meta["algo"], cfg, path, meta, quiet)
@@ -203,15 +250,20 @@ class TrainSession:
             session.score_in_real(meta["workers"])
         elif meta.get("mode") == "imagine" and cfg.controller.score_in == "real":
             session.score_in_real(cfg.controller.workers)
-        if session.data is None and (path / STORE).exists():
-            session.trainer.load_store(path / STORE)
-        dropped = rundir.trim_metrics(path, session.clock())
+        if session.data is None:
+            session.trainer.load_store(path / store_path(session.world.rank))
+        dropped = rundir.trim_metrics(path, session.clock()) if main else 0
         if dropped:
             info(f"dropped {dropped} metrics rows logged after step {session.clock():,} "
                  "(work the resumed run redoes)", quiet)
         info(f"resumed {path} at {session.trainer.counters}", quiet)
-        rundir.update_meta(path, status="running", counters=dict(session.trainer.counters))
+        session.update_meta(status="running", counters=dict(session.trainer.counters))
         return session
+
+    def update_meta(self, **fields) -> None:
+        """run.json, which rank 0 alone writes."""
+        if self.world.main:
+            rundir.update_meta(self.run_dir, **fields)
 
     def _announce(self, device, threads, obs_space, act_space) -> None:
         cfg, counts = self.cfg, self.agent.parameter_counts()
@@ -229,9 +281,24 @@ class TrainSession:
             info(f"budget {cfg.train.steps:,} agent steps = {cfg.train.steps * repeat:,} env "
                  f"steps (action repeat {repeat}); the first {cfg.train.prefill:,} agent steps "
                  "act randomly", self.quiet)
+            n = self.world.size
+            ranks = f"{n} ranks x " if n > 1 else ""
             info(f"train ratio {cfg.train.train_ratio:g} replayed steps per agent step / "
-                 f"(batch {cfg.train.batch} x length {cfg.train.length}) = "
-                 f"{updates_per_env_step(cfg):.4g} updates per agent step", self.quiet)
+                 f"({ranks}batch {cfg.train.batch} x length {cfg.train.length}) = "
+                 f"{updates_per_env_step(cfg, n):.4g} updates per agent step", self.quiet)
+        if self.world.size > 1:
+            info(self._parallel_summary(), self.quiet)
+
+    def _parallel_summary(self) -> str:
+        """What data parallelism changes: the batch, and the learning rates if scaled."""
+        c, n = self.cfg.train, self.world.size
+        rates = ", ".join(f"{name} {lr:g}" for name, lr in self.agent.base_lrs.items())
+        if c.lr_scaling == "sqrt":
+            warm = f" after a {c.lr_warmup:,}-update warm-up" if c.lr_warmup > 0 else ""
+            rates += f" (x sqrt({n}) = x{lr_factor(self.cfg, n, 10**12):.3g}{warm})"
+        return (f"data-parallel: {n} ranks ({parallel.backend()}), each its own envs and "
+                f"replay; effective batch {n} x {c.batch} = {n * c.batch} sequences; learning "
+                f"rates {rates}")
 
     # -- running ---------------------------------------------------------------------------
     @property
@@ -254,20 +321,21 @@ class TrainSession:
     def run(self) -> dict:
         try:
             if self.data is None:
-                self.trainer.train_online(self.vec, self.run_dir / STORE, self.cfg.env.id)
+                self.trainer.train_online(self.vec, self.run_dir / store_path(self.world.rank),
+                                          self.cfg.env.id)
             else:
                 self.trainer.train_offline(self.data, self.phases)
         except KeyboardInterrupt:
             self.trainer.interrupted()
-            rundir.update_meta(self.run_dir, status="interrupted")
+            self.update_meta(status="interrupted")
             raise
         except NonFiniteLoss as exc:
-            rundir.update_meta(self.run_dir, status="failed")
+            self.update_meta(status="failed")
             saved = rundir.checkpoint_files(self.run_dir)[0].exists()
             raise NonFiniteLoss(exc.message, f"{exc.hint}; " + (
                 "its last checkpoint is intact" if saved else "it has no checkpoint yet")) from None
         except Exception:
-            rundir.update_meta(self.run_dir, status="failed")
+            self.update_meta(status="failed")
             raise
         result = {"run_dir": str(self.run_dir), "algo": self.algo, **self.trainer.counters,
                   **step_counts(self.trainer.counters, self.cfg.env.action_repeat),
@@ -284,8 +352,7 @@ class TrainSession:
         best = rundir.read_meta(self.run_dir).get("best_eval")
         if best:
             result["best_eval"] = {**best, "checkpoint": str(self.trainer.ckpt_dir / "best.pt")}
-        rundir.update_meta(self.run_dir, status="finished",
-                           last_eval=result.get("eval", {}).get("return_mean"))
+        self.update_meta(status="finished", last_eval=result.get("eval", {}).get("return_mean"))
         return result
 
     def close(self) -> None:

@@ -6,9 +6,15 @@ agent step; one update replays batch x length steps, so updates per agent step =
 train_ratio / (batch * length). Every finished episode goes to the run's HDF5 store
 (durable) and to the in-memory replay (sampled). Offline: replay comes from a dataset and
 `train.steps` counts updates; no environment is stepped unless evaluating.
+
+Data-parallel (wmtool/parallel.py): every rank runs this loop with its own envs, store and
+replay. Agent steps count over all ranks, and one update replays N x batch x length rows,
+so the train ratio keeps its meaning. The clock is summed over ranks at every env step, so
+every rank updates, logs, checkpoints and stops at the same step; rank 0 alone writes.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -17,7 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from wmtool import ckpt, rundir, runtime
+from wmtool import ckpt, parallel, rundir, runtime
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay, check_finite
@@ -33,9 +39,20 @@ from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
 
 
-def updates_per_env_step(cfg) -> float:
-    """Updates per agent step (the train ratio counts replayed rows, one per agent step)."""
-    return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length)
+def updates_per_env_step(cfg, ranks: int = 1) -> float:
+    """Updates per agent step (the train ratio counts replayed rows, one per agent step;
+    with N data-parallel ranks an update replays N batches)."""
+    return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length * ranks)
+
+
+def lr_factor(cfg, ranks: int, updates: int) -> float:
+    """The learning rates' multiplier: 1, or with `train.lr_scaling: sqrt` and N ranks
+    (batch x N) sqrt(N), reached linearly over `train.lr_warmup` updates."""
+    c = cfg.train
+    if c.lr_scaling == "none" or ranks == 1:
+        return 1.0
+    target = math.sqrt(ranks)
+    return target if c.lr_warmup <= 0 else 1.0 + (target - 1.0) * min(1.0, updates / c.lr_warmup)
 
 
 def window(wm, length: int) -> int:
@@ -102,11 +119,15 @@ class Trainer:
     def __init__(self, agent: Agent, run_dir: Path, counters: dict | None = None,
                  quiet: bool = False):
         self.agent, self.cfg, self.run_dir = agent, agent.cfg, Path(run_dir)
+        self.world = parallel.world()  # rank 0 alone logs, evaluates and writes checkpoints
         self.replay = Replay(agent.obs_space, agent.act_space, self.cfg.train.replay_capacity,
-                             self.cfg.seed,
+                             parallel.rank_seed(self.cfg.seed),
                              agent.device if self.cfg.train.replay_on_device else None)
         self.counters = counters or {"agent_steps": 0, "updates": 0, "episodes": 0}
-        self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict())
+        self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict(),
+                             enabled=self.world.main)
+        self.replay_ready = False  # every rank's replay holds a window (online learning)
+        self.rank_episodes = 0  # episodes this rank finished (all ranks': counters)
         self.pending = defaultdict(list)  # metrics since the last log row
         self.returns: list[float] = []
         self.last_log = self.last_ckpt = self.last_eval = self.last_dream = 0
@@ -130,11 +151,18 @@ class Trainer:
     def save(self, keep: bool = True) -> Path:
         """latest.pt, and (`keep`) a step_<N>.pt copy that later saves leave in place."""
         self.agent.check_finite()  # never a checkpoint of weights a non-finite loss moved
-        path = ckpt.save(self.ckpt_dir / "latest.pt", self.agent, self.counters, self.replay.rng)
+        ranks = parallel.gather_objects((ckpt.rng_state(self.replay.rng), self.rank_episodes))
+        rngs = [rng for rng, _ in ranks]  # every rank's random streams
+        if self.online and self.world.size > 1:
+            self.counters["episodes"] = sum(n for _, n in ranks)
+        path = self.ckpt_dir / "latest.pt"
+        if not self.world.main:
+            return path
+        ckpt.save(path, self.agent, self.counters, self.replay.rng, rngs)
         if keep:
             step = self.counters["agent_steps"] or self.counters["updates"]
             ckpt.save(self.ckpt_dir / f"step_{step:09d}.pt", self.agent, self.counters,
-                      self.replay.rng)
+                      self.replay.rng, rngs)
         rundir.update_meta(self.run_dir, counters=dict(self.counters))  # for `wmtool runs`
         return path
 
@@ -147,7 +175,8 @@ class Trainer:
 
     def restore(self, payload: dict) -> None:
         ckpt.restore_agent(self.agent, payload)
-        ckpt.restore_rng(payload["rng"], self.replay.rng)
+        streams = payload.get("rng_by_rank") or [payload["rng"]]
+        ckpt.restore_rng(streams[self.world.rank], self.replay.rng)
         self.counters.update(migrate_counters(payload["counters"]))
         self._restart_clocks()
 
@@ -158,18 +187,24 @@ class Trainer:
         """Resume from the run's own store: its episodes refill replay and set the step
         counters, so they agree with what is stored (a killed run stored episodes after its
         last checkpoint and lost the ones it had not finished)."""
-        with EpisodeReader(path) as reader:
-            for i, episode in enumerate(reader):
-                check_finite(episode, f"{path}: episode {i}")
-                self.replay.add(episode)
-                self.agent.wm.note_episode(episode.length)
-            self.counters["episodes"] = len(reader)
-            self.stored_steps = self.counters["agent_steps"] = reader.num_steps
+        stored = [0, 0]  # steps, episodes (a rank killed before its first episode has none)
+        if path.exists():
+            with EpisodeReader(path) as reader:
+                for i, episode in enumerate(reader):
+                    check_finite(episode, f"{path}: episode {i}")
+                    self.replay.add(episode)
+                    self.agent.wm.note_episode(episode.length)
+                stored = [reader.num_steps, len(reader)]
+        self.stored_steps, self.rank_episodes = stored
+        self.counters["agent_steps"], self.counters["episodes"] = parallel.sum_ints(stored)
         self._restart_clocks()
 
     def interrupted(self) -> None:
         """Ctrl-C or SIGTERM: count only the steps the store kept (the episodes under way
-        are dropped), then checkpoint."""
+        are dropped), then checkpoint. Data-parallel ranks stop where they are, each at a
+        different point of its loop, so they keep the last checkpoint and their stores."""
+        if self.world.size > 1:
+            return
         if self.online and self.world_model:
             self.counters["agent_steps"] = self.stored_steps
         self.save()
@@ -183,6 +218,7 @@ class Trainer:
         self.replay.add(episode)
         self.agent.wm.note_episode(episode.length)
         self.counters["episodes"] += 1
+        self.rank_episodes += 1
         self.returns.append(episode.ret)
         self.pending["episode/return"].append(episode.ret)
         self.pending["episode/length"].append(episode.length)
@@ -196,7 +232,7 @@ class Trainer:
         # only where updates are pure computation: `imagine` may score candidates in real
         # envs (World Models' controller.score_in=real), which a trial must not step
         if r.threads == 0 and agent.device == "cpu" and available > 1 and self.world_model \
-                and self.planned_updates() >= TUNE_THREADS_FROM:
+                and self.planned_updates() >= TUNE_THREADS_FROM and self.world.size == 1:
             started = time.perf_counter()
             chosen = tune_threads(agent, rows, available, self.world_model, phase)
             rates = " / ".join(f"{v:g}" for v in chosen["updates_per_s_by_threads"].values())
@@ -205,8 +241,10 @@ class Trainer:
                  f"threads in {time.perf_counter() - started:.1f} s; pin with --set "
                  "runtime.threads=N)", self.quiet)
         else:
-            chosen = {"threads": torch.get_num_threads(), "thread_policy": "runtime.threads"
-                      if r.threads else "all cores (not measured for this run)"}
+            policy = "runtime.threads" if r.threads else "all cores (not measured for this run)"
+            if not r.threads and self.world.size > 1:
+                policy = "the node's cores shared by its ranks"
+            chosen = {"threads": torch.get_num_threads(), "thread_policy": policy}
         compiled = agent.compile_hot_paths()
         info(f"compile: {agent.compile_reason}" + (f"; {', '.join(compiled)}" if compiled
                                                    else ""), self.quiet)
@@ -215,15 +253,16 @@ class Trainer:
                   "precision": "bf16" if agent.amp else "fp32",
                   "native_bf16": runtime.native_bf16(agent.device),
                   "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                  "torch": torch.__version__}
-        rundir.update_meta(self.run_dir, runtime=record)
+                  "torch": torch.__version__, "ranks": self.world.size}
+        if self.world.main:
+            rundir.update_meta(self.run_dir, runtime=record)
         return record
 
     def planned_updates(self) -> int:
         c = self.cfg.train
         if not self.online:
             return sum(steps for _, steps, _, _ in self.schedule())
-        return int(max(0, c.steps - c.prefill) * updates_per_env_step(self.cfg)) \
+        return int(max(0, c.steps - c.prefill) * updates_per_env_step(self.cfg, self.world.size)) \
             + c.prefill_updates
 
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
@@ -235,26 +274,50 @@ class Trainer:
             rows = self.replay.sample(batch, window(self.agent.wm, length))
         if not self.prepared:
             self.prepare(rows, phase)
-        for key, value in self.agent.train_step(rows, self.world_model, phase).items():
+        if self.cfg.train.lr_scaling != "none":
+            self.agent.scale_lr(lr_factor(self.cfg, self.world.size, self.counters["updates"]))
+        # the update's noise comes from (seed, update): alike on every rank, and the same
+        # after a resume
+        with parallel.training_step(self.cfg.seed, self.counters["updates"]):
+            metrics = self.agent.train_step(rows, self.world_model, phase)
+        for key, value in metrics.items():
             self.pending[key].append(value)
         self.counters["updates"] += 1
+
+    def log_row(self) -> dict[str, float]:
+        row = metric_means(self.pending)
+        row.update(self.agent.acting_metrics())
+        elapsed = time.perf_counter() - self.started
+        steps = step_counts(self.counters, self.cfg.env.action_repeat)
+        row.update({"fps/env": steps["env_steps"] / elapsed,
+                    "fps/agent": steps["agent_steps"] / elapsed,
+                    "fps/updates": self.counters["updates"] / elapsed,
+                    "counters/updates": self.counters["updates"],
+                    "counters/episodes": self.counters["episodes"],
+                    **{f"counters/{k}": v for k, v in steps.items()}})
+        return row
+
+    def gather_episodes(self) -> None:
+        """Rank 0's log row sees every rank's finished episodes, and the run's count."""
+        if self.world.size == 1:
+            return
+        parts = parallel.gather_objects((self.pending.pop("episode/return", []),
+                                         self.pending.pop("episode/length", []),
+                                         self.rank_episodes))
+        for i, key in enumerate(("episode/return", "episode/length")):
+            merged = [x for part in parts for x in part[i]]
+            if merged:
+                self.pending[key] = merged
+        self.counters["episodes"] = sum(part[2] for part in parts)
 
     def periodic(self) -> None:
         t, c = self._clock(), self.cfg.train
         if t - self.last_log >= c.log_every:
             self.last_log = t
             self.agent.check_finite()
-            row = metric_means(self.pending)
-            row.update(self.agent.acting_metrics())
-            elapsed = time.perf_counter() - self.started
-            steps = step_counts(self.counters, self.cfg.env.action_repeat)
-            row.update({"fps/env": steps["env_steps"] / elapsed,
-                        "fps/agent": steps["agent_steps"] / elapsed,
-                        "fps/updates": self.counters["updates"] / elapsed,
-                        "counters/updates": self.counters["updates"],
-                        "counters/episodes": self.counters["episodes"],
-                        **{f"counters/{k}": v for k, v in steps.items()}})
-            self.logger.log(t, row)
+            self.gather_episodes()
+            if self.world.main:
+                self.logger.log(t, self.log_row())
             self.pending.clear()
         if c.eval_every and self.evaluator and t - self.last_eval >= c.eval_every:
             self.last_eval = t
@@ -267,7 +330,8 @@ class Trainer:
         d = self.cfg.dream
         if d.every and t - self.last_dream >= d.every:
             self.last_dream = t
-            self.logger.log(t, self.dream_errors())
+            if self.world.main:
+                self.logger.log(t, self.dream_errors())
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
             self.save()
@@ -312,40 +376,51 @@ class Trainer:
                 writer.flush()
                 return max(default, store.next_seed)
 
+            seed = parallel.rank_seed(self.cfg.seed)  # rank 0: the run seed
             base = self.counters["agent_steps"]
             prefill = min(cfg.prefill, cfg.steps)  # a run shorter than its prefill stops there
             if base < prefill:
                 def on_prefill(stats: LoopStats):
-                    self.counters["agent_steps"] = base + stats.steps
+                    self.advance_clock(base, stats.steps)
                     if self.on_progress:
                         self.on_progress(self.counters)
 
-                seed = first_seed(self.cfg.seed)
-                run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=prefill - base,
-                             seed=seed, on_episode=on_episode, on_step=on_prefill)
+                start = first_seed(seed)
+                run_episodes(vec, RandomPolicy(vec.act_space, start), seed=start,
+                             on_episode=on_episode, on_step=on_prefill, cut_at_stop=True,
+                             until=lambda: self.counters["agent_steps"] >= prefill)
                 base = self.counters["agent_steps"]
                 writer.flush()
                 self.save()  # a run killed after its prefill resumes from here
-            ratio = updates_per_env_step(self.cfg)
+            ratio = updates_per_env_step(self.cfg, self.world.size)
 
             def learn_due():
                 due = int((self.counters["agent_steps"] - cfg.prefill) * ratio) \
                     + cfg.prefill_updates
-                while self.counters["updates"] < due and len(self.replay) >= cfg.length:
+                while self.counters["updates"] < due and self.replay_ready:
                     self.update()
 
             def on_step(stats: LoopStats):
-                self.counters["agent_steps"] = base + stats.steps
+                self.advance_clock(base, stats.steps)
                 learn_due()
                 self.periodic()
 
+            self.advance_clock(base, 0)
             learn_due()  # a resumed run first makes the updates its stored steps are owed
-            remaining = cfg.steps - base
-            if remaining > 0:
-                run_episodes(vec, AgentPolicy(self.agent, "sample"), steps=remaining,
-                             seed=first_seed(self.cfg.seed + 1 + base),
-                             on_episode=on_episode, on_step=on_step)
+            if cfg.steps > base:
+                run_episodes(vec, AgentPolicy(self.agent, "sample"), on_episode=on_episode,
+                             seed=first_seed(seed + 1 + base), on_step=on_step,
+                             until=lambda: self.counters["agent_steps"] >= cfg.steps,
+                             cut_at_stop=True)
         self.save()
+
+    def advance_clock(self, base: int, rank_steps: int) -> None:
+        """The run's agent steps: `base` plus every rank's steps since (one all-reduce of two
+        integers per env step with N ranks, none with one), and whether every rank's replay
+        can give a window; every rank then decides alike when to update, log, save, stop."""
+        steps, short = parallel.sum_ints([rank_steps, int(len(self.replay) < self.cfg.train.length)])
+        self.counters["agent_steps"] = base + steps
+        self.replay_ready = short == 0
 
     def schedule(self) -> list[tuple[str, int, int, int]]:
         """(phase, updates, batch, length) in order; `imagine` has one behaviour phase."""

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmtool import parallel
 from wmtool.models.base import DrivenByLatentActions, WorldModel
 from wmtool.nets.fsq import ScalarQuantizer
 from wmtool.nets.vq import VectorQuantizer
@@ -158,17 +159,17 @@ class MaskGITDynamics(nn.Module):
         valid (B, T): frames whose loss counts (not after an episode restart in the window).
         Returns (cross-entropy over masked tokens, accuracy on them)."""
         b, t, n = tokens.shape
-        ratio = cosine_mask_ratio(torch.rand(b, t, 1, device=tokens.device))
-        hidden = torch.rand(b, t, n, device=tokens.device) < ratio
+        ratio = cosine_mask_ratio(parallel.rand((b, t, 1), tokens.device))
+        hidden = parallel.rand((b, t, n), tokens.device) < ratio
         hidden[:, 0] = False  # the first frame is context only
         inputs = torch.where(hidden, torch.full_like(tokens, self.mask_token), tokens)
         logits = self.forward(inputs, actions)
         weight = (hidden & valid[..., None].bool()).float()
         ce = F.cross_entropy(logits.reshape(-1, self.codes), tokens.reshape(-1),
                              reduction="none").view(b, t, n)
-        count = weight.sum().clamp(min=1.0)
-        accuracy = ((logits.argmax(-1) == tokens).float() * weight).sum() / count
-        return (ce * weight).sum() / count, accuracy
+        accuracy = ((logits.argmax(-1) == tokens).float() * weight).sum() \
+            / weight.sum().clamp(min=1.0)
+        return parallel.masked_mean(ce, weight), accuracy
 
     @torch.no_grad()
     def generate(self, context: torch.Tensor, actions: torch.Tensor, steps: int = 8,

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmtool import parallel
 from wmtool.nets.dists import OneHot, categorical_kl, gaussian_kl
 from wmtool.nets.layers import Dense, NormGRUCell, init_fan_avg
 
@@ -45,7 +46,7 @@ class RSSM(nn.Module):
             return {"deter": deter, "stoch": stoch, "logits": dist.logits}
         mean, std = stats.chunk(2, -1)
         std = 2 * torch.sigmoid(std / 2) + self.min_std
-        stoch = mean + std * torch.randn_like(mean) if sample else mean
+        stoch = mean + std * parallel.randn_like(mean) if sample else mean
         return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}
 
     def features(self, state: State) -> torch.Tensor:
@@ -130,8 +131,8 @@ class RSSM(nn.Module):
         dyn = self.kl(sg(post), prior)
         rep = self.kl(post, sg(prior))
         metrics = {"kl_dyn": dyn.mean(), "kl_rep": rep.mean()}
-        if free_avg:
-            dyn, rep = dyn.mean(), rep.mean()
+        if free_avg:  # the mean over every rank's batch decides the clipping
+            dyn, rep = parallel.batch_mean(dyn), parallel.batch_mean(rep)
         loss = dyn_scale * torch.clamp(dyn, min=free) + rep_scale * torch.clamp(rep, min=free)
         return loss, metrics
 

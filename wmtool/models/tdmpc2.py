@@ -19,6 +19,7 @@ import copy
 import torch
 from torch import nn
 
+from wmtool import parallel
 from wmtool.errors import WmtoolError
 from wmtool.models.base import LatentTraces, WorldModel
 from wmtool.nets.dists import TwoHot, bernoulli_nll
@@ -289,7 +290,7 @@ class TDMPC2Model(WorldModel, LatentTraces):
         rho = c.rho ** torch.arange(h, device=z_all.device, dtype=z_all.dtype)
 
         def weighted(per_step: torch.Tensor) -> torch.Tensor:  # (B, H) -> scalar
-            mean_t = (per_step * valid).sum(0) / valid.sum(0).clamp(min=1.0)
+            mean_t = parallel.masked_mean(per_step, valid, dim=0)  # over all ranks' rows
             return (rho * mean_t).sum() / h
 
         z, zs, consistency = z_all[:, 0], [z_all[:, 0]], []
@@ -312,7 +313,7 @@ class TDMPC2Model(WorldModel, LatentTraces):
                  + c.value * losses["value"])
         if self.termination is not None:
             term = bernoulli_nll(self.termination(zs_all[:, 1:]).squeeze(-1), terminal)
-            losses["termination"] = (term * valid).sum() / valid.sum().clamp(min=1.0)
+            losses["termination"] = parallel.masked_mean(term, valid)
             total = total + c.termination * losses["termination"]
         # the prior learns on every latent of the rollout, weighted rho^t like the model
         seen = torch.cat([torch.ones_like(valid[:, :1]), valid], 1)

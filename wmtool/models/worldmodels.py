@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmtool import parallel
 from wmtool.errors import WmtoolError
 from wmtool.models.base import Decodes, WorldModel
 from wmtool.models.rssm import flat_action
@@ -71,7 +72,7 @@ def vae_kl(mu: torch.Tensor, logvar: torch.Tensor, floor: float) -> torch.Tensor
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    return mu + torch.exp(0.5 * logvar) * parallel.randn_like(mu)
 
 
 class MDNRNN(nn.Module):

@@ -16,6 +16,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from wmtool import parallel
+
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(x.abs())
@@ -108,7 +110,7 @@ def unimix_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 def sample_onehot(probs: torch.Tensor) -> torch.Tensor:
     """One categorical draw per distribution by inverse CDF, one uniform each."""
-    u = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
+    u = parallel.rand(probs.shape[:-1] + (1,), probs.device, probs.dtype)
     index = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
     return torch.zeros_like(probs).scatter_(-1, index, 1.0)
 
@@ -161,7 +163,7 @@ class BoundedNormal:
         self.std = (max_std - min_std) * torch.sigmoid(raw_std + 2.0) + min_std
 
     def sample(self) -> torch.Tensor:  # reparameterised: gradients reach mean and std
-        return self.mean + self.std * torch.randn_like(self.mean)
+        return self.mean + self.std * parallel.randn_like(self.mean)
 
     def mode(self) -> torch.Tensor:
         return self.mean
@@ -185,7 +187,7 @@ class TanhNormal:
         self.std = F.softplus(raw_std + shift) + min_std
 
     def sample(self) -> torch.Tensor:
-        return torch.tanh(self.mean + self.std * torch.randn_like(self.mean))
+        return torch.tanh(self.mean + self.std * parallel.randn_like(self.mean))
 
     def mode(self) -> torch.Tensor:
         return torch.tanh(self.mean)
@@ -214,7 +216,7 @@ class TruncNormal:
         self._z = (self._hi - self._lo).clamp(min=1e-6)
 
     def sample(self) -> torch.Tensor:
-        u = self._lo + self._z * torch.rand_like(self.mean)
+        u = self._lo + self._z * parallel.rand_like(self.mean)
         centred = (2 * u - 1).clamp(-1 + 1e-6, 1 - 1e-6)
         x = self.mean + self.std * math.sqrt(2) * torch.erfinv(centred)
         return x.clamp(-1, 1)

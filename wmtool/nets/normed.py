@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmtool import parallel
+
 
 class SimNorm(nn.Module):
     """Split the last axis into groups of `group` and softmax each: every group sums to one,
@@ -23,13 +25,28 @@ class SimNorm(nn.Module):
         return x.reshape(*shape[:-1], -1, self.group).softmax(-1).reshape(shape)
 
 
+class BatchDropout(nn.Module):
+    """Dropout whose mask is drawn for the whole data-parallel batch (wmtool/parallel.py),
+    the batch running along `dim`: the same masks as one process would draw."""
+
+    def __init__(self, p: float, dim: int = 0):
+        super().__init__()
+        self.p, self.dim = p, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = parallel.rand_like(x, self.dim) >= self.p
+        return x * keep / (1 - self.p)
+
+
 class NormedLinear(nn.Sequential):
     """Linear -> (Dropout) -> LayerNorm -> activation (Mish unless given)."""
 
     def __init__(self, inp: int, out: int, act: nn.Module | None = None, dropout: float = 0.0):
         layers = [nn.Linear(inp, out)]
         if dropout:
-            layers.append(nn.Dropout(dropout))
+            layers.append(BatchDropout(dropout))
         layers += [nn.LayerNorm(out), act if act is not None else nn.Mish()]
         super().__init__(*layers)
 
@@ -103,7 +120,7 @@ class Ensemble(nn.Module):
         for i, (a, b) in enumerate(zip(dims, dims[1:])):
             layers.append(EnsembleLinear(members, a, b))
             if dropout and i == 0:
-                layers.append(nn.Dropout(dropout))
+                layers.append(BatchDropout(dropout, dim=1))  # (members, N, width)
             layers += [EnsembleNorm(members, b), nn.Mish()]
         head = EnsembleLinear(members, dims[-1], out)
         nn.init.zeros_(head.weight)
@@ -126,8 +143,8 @@ def shift_augment(images: torch.Tensor, pad: int) -> torch.Tensor:
         return images
     n, _, h, w = images.shape
     padded = F.pad(images, (pad,) * 4, mode="replicate")
-    dx = torch.randint(0, 2 * pad + 1, (n,), device=images.device)
-    dy = torch.randint(0, 2 * pad + 1, (n,), device=images.device)
+    dx = parallel.randint(2 * pad + 1, (n,), images.device)
+    dy = parallel.randint(2 * pad + 1, (n,), images.device)
     rows = (dy[:, None] + torch.arange(h, device=images.device)[None])  # (N, H)
     cols = (dx[:, None] + torch.arange(w, device=images.device)[None])  # (N, W)
     index = torch.arange(n, device=images.device)[:, None, None]

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wmtool import parallel
+
 
 class VectorQuantizer(nn.Module):
     """(..., D) vectors -> nearest of `codes` codebook vectors.
@@ -49,11 +51,12 @@ class VectorQuantizer(nn.Module):
     def restart(self) -> int:
         """Move every code unused since the last restart onto a random recent encoding;
         returns how many moved."""
-        dead = (self.usage == 0).nonzero().flatten()
+        dead = (parallel.total(self.usage) == 0).nonzero().flatten()  # unused on every rank
         recent = getattr(self, "_recent", None)
         if len(dead) and recent is not None and len(recent):
             pick = torch.randint(0, len(recent), (len(dead),), device=recent.device)
             self.codebook.weight[dead] = recent[pick]
+        parallel.broadcast_(self.codebook.weight)  # rank 0's restarts, so ranks stay equal
         self.usage.zero_()
         return len(dead)
 

@@ -1,0 +1,79 @@
+"""Starting data-parallel training: `wmtool train --nproc N` runs torchrun's launcher in
+process (one worker process per rank, each running the same `wmtool train` command), and a
+worker joins the process group torchrun describes. Multi-node runs start the workers with
+`torchrun` itself; everything after the join is the same (wmtool/parallel.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import uuid
+from typing import Iterator
+
+from wmtool import parallel
+from wmtool.errors import WmtoolError
+
+
+def join_if_launched(device: str) -> parallel.World:
+    """In a torchrun worker: join its process group (once); elsewhere: one process."""
+    if parallel.launched() and parallel.world().size == 1 and int(os.environ["WORLD_SIZE"]) > 1:
+        parallel.join(parallel.rank_device(device))
+    return parallel.world()
+
+
+@contextlib.contextmanager
+def leaving() -> Iterator[None]:
+    """Leave the process group at the end: after every rank finished (rank 0 evaluates
+    last), or at once after a failure; a group left open aborts the process at exit."""
+    try:
+        yield
+        parallel.barrier()
+    finally:
+        parallel.leave()
+
+
+def without_nproc(argv: list[str]) -> list[str]:
+    """The command line each worker runs: the same one, minus `--nproc N`."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def describe(exitcode: int) -> str:
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}; its error is above"
+
+
+def launch(nproc: int, argv: list[str], resume_hint: str) -> None:
+    """Run `wmtool <argv>` as `nproc` ranks on this machine; a failed rank stops them all
+    and is reported as one line naming it."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)  # the failure is reported below
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # no per-rank gloo banners
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc,
+                          run_id=f"wmtool-{uuid.uuid4().hex[:8]}", rdzv_backend="c10d",
+                          rdzv_endpoint="127.0.0.1:0", max_restarts=0, monitor_interval=0.2)
+    try:
+        elastic_launch(config, sys.executable)("-m", "wmtool", *without_nproc(argv))
+    except ChildFailedError as exc:
+        rank, failure = min(exc.failures.items(), key=lambda kv: kv[1].timestamp)
+        raise WmtoolError(f"rank {rank} of {nproc} failed ({describe(failure.exitcode)}); "
+                          "the other ranks were stopped",
+                          f"finished episodes and the last checkpoint are kept: {resume_hint}"
+                          ) from None

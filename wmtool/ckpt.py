@@ -3,8 +3,8 @@
 Contents: format + version, wmtool version, algorithm, resolved config, spaces, step
 counters, model weights (world model, behaviour incl. slow critic and return normaliser),
 optimiser states and RNG states (python, numpy, torch); a data-parallel run also keeps its
-rank count and every rank's RNG states (`world_size`, `rng_by_rank`). A checkpoint from a stranger cannot
-run code: only tensors and plain containers are ever unpickled.
+rank count and every rank's RNG states (`world_size`, `rng_by_rank`). A checkpoint from a
+stranger cannot run code: only tensors and plain containers are ever unpickled.
 """
 from __future__ import annotations
 

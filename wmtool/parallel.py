@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from wmtool.errors import WmtoolError
+
 # A rank that waits this long in a collective stops with an error instead of hanging (rank
 # 0 evaluates and checkpoints while the others wait at their next update).
 TIMEOUT = datetime.timedelta(hours=1)
@@ -50,6 +52,22 @@ class World:
 
 
 _CURRENT = {"world": World(), "sharding": False}
+
+
+class LostRank(WmtoolError):
+    """A collective failed: another rank stopped or failed (torchrun stops the rest)."""
+
+
+LOST_RANK_EXIT = 3  # the exit code of a rank that lost the others (not the one that failed)
+
+
+def _collective(call: Callable[[], object]):
+    try:
+        return call()
+    except RuntimeError as exc:  # gloo and NCCL report a vanished peer as RuntimeError
+        first = (str(exc).splitlines() or [""])[0][:160]
+        raise LostRank(f"rank {world().rank} lost contact with the other ranks ({first})",
+                       "the launcher names the rank that stopped first") from exc
 
 
 def world() -> World:
@@ -83,9 +101,10 @@ def join(device: str) -> World:
 
 
 def leave() -> None:
+    """Close the process group; `world()` still names the rank this process was (for its
+    last words)."""
     if dist.is_initialized():
         dist.destroy_process_group()
-    _CURRENT["world"] = World()
 
 
 def backend() -> str:
@@ -116,7 +135,7 @@ def average_gradients(params: list[torch.Tensor]) -> None:
     if w.size == 1 or not params:
         return
     flat = torch.cat([p.grad.reshape(-1) for p in params])
-    dist.all_reduce(flat)
+    _collective(lambda: dist.all_reduce(flat))
     flat.div_(w.size)
     for p, part in zip(params, flat.split([p.numel() for p in params])):
         p.grad = part.view_as(p)
@@ -129,7 +148,7 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor:
     if w.size == 1:
         return x
     parts = [torch.empty_like(x) for _ in range(w.size)]
-    dist.all_gather(parts, x.detach().contiguous())
+    _collective(lambda: dist.all_gather(parts, x.detach().contiguous()))
     return torch.cat(parts)
 
 
@@ -138,7 +157,7 @@ def total(x: torch.Tensor) -> torch.Tensor:
     if world().size == 1:
         return x
     x = x.detach().clone()
-    dist.all_reduce(x)
+    _collective(lambda: dist.all_reduce(x))
     return x
 
 
@@ -162,7 +181,7 @@ def batch_mean(x: torch.Tensor) -> torch.Tensor:
 def broadcast_(x: torch.Tensor) -> torch.Tensor:
     """Rank 0's `x` on every rank, in place (state an update changes outside gradients)."""
     if world().size > 1:
-        dist.broadcast(x, 0)
+        _collective(lambda: dist.broadcast(x, 0))
     return x
 
 
@@ -173,7 +192,7 @@ def gather_objects(obj) -> list:
     if w.size == 1:
         return [obj]
     out: list = [None] * w.size
-    dist.all_gather_object(out, obj)
+    _collective(lambda: dist.all_gather_object(out, obj))
     return out
 
 
@@ -182,7 +201,7 @@ def broadcast_object(obj):
     if world().size == 1:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, 0)
+    _collective(lambda: dist.broadcast_object_list(box, 0))
     return box[0]
 
 
@@ -191,7 +210,7 @@ def sum_ints(values: list[int]) -> list[int]:
     if world().size == 1:
         return list(values)
     t = torch.tensor(values, dtype=torch.int64, device=_collective_device())
-    dist.all_reduce(t)
+    _collective(lambda: dist.all_reduce(t))
     return t.tolist()
 
 
@@ -201,7 +220,7 @@ def _collective_device() -> str:
 
 def barrier() -> None:
     if world().size > 1:
-        dist.barrier()
+        _collective(dist.barrier)
 
 
 # -- the noise of an update ----------------------------------------------------------------

@@ -120,10 +120,14 @@ def load_config(path: Path) -> config.Config:
         saved = yaml.safe_load(file.read_text()) if file.exists() else None
     except (yaml.YAMLError, UnicodeDecodeError):
         saved = None
+    damaged = (f"{file} is missing or damaged", "start the run again with the same flags and "
+               f"--run-dir {path} (its stored episodes are kept)")
     if not isinstance(saved, dict):
-        raise WmtoolError(f"{file} is missing or damaged", "start the run again with the same "
-                          f"flags and --run-dir {path} (its stored episodes are kept)")
-    return config.load([(str(file), config.without_retired(saved))])
+        raise WmtoolError(*damaged)
+    try:
+        return config.load([(str(file), config.without_retired(saved))])
+    except WmtoolError as exc:  # parsable but cut short: a section became null
+        raise WmtoolError(f"{damaged[0]} ({exc.message})", damaged[1]) from None
 
 
 def env_modules(env_cfg, own_id: str | None = None) -> list[str]:

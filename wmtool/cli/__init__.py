@@ -1,6 +1,7 @@
 """The `wmtool` command line: thin Typer commands over the engine (DESIGN.md §7).
 
-Exit codes: 0 success, 1 runtime failure (one line with the cause and a fix), 2 usage error.
+Exit codes: 0 success, 1 runtime failure (one line with the cause and a fix), 2 usage error,
+3 a data-parallel rank that lost contact with the others (one of them failed first).
 `--json` prints one object on stdout; progress and messages go to stderr.
 """
 from __future__ import annotations

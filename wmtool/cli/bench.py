@@ -1,6 +1,7 @@
 """`wmtool bench`: update and acting speed of an algorithm on this machine."""
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -41,15 +42,24 @@ def bench(
                                                  "the first)")] = None,
     random_steps: Annotated[int, typer.Option(min=1, help="random env steps that fill "
                                               "replay first")] = 3000,
+    nproc: Annotated[int, typer.Option(min=1, help="data-parallel ranks on this machine "
+                                       "(batch per rank; the cores shared)")] = 1,
     set_: SetOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
+    from wmtool import parallel
+    from wmtool.engine import distributed
     from wmtool.engine.bench import run_bench
 
-    result = run_bench(algo, env, recipe, size, device, compile_, threads, amp, runs, updates,
-                       act_steps, phase, list(set_ or []), random_steps)
-    return finish(result, json_, quiet, bench_lines)
+    if nproc > 1 and not parallel.launched():
+        return distributed.launch(nproc, sys.argv[1:])
+    world = distributed.join_if_launched(device)
+    with distributed.leaving():
+        result = run_bench(algo, env, recipe, size, device, compile_, threads, amp, runs,
+                           updates, act_steps, phase, list(set_ or []), random_steps)
+    if world.main:
+        return finish(result, json_, quiet, bench_lines)
 
 
 def bench_lines(r: dict) -> list[str]:
@@ -57,7 +67,10 @@ def bench_lines(r: dict) -> list[str]:
     return [
         f"{r['algo']} {r['size'] or ''} on {r['env']}: {r['parameters']:,} parameters, batch "
         f"{r['batch']} x {r['length']}, {r['device']} {r['threads']} threads{bf16}, compile "
-        f"{r['compile']} ({r['compile_mode'] or 'eager'})",
+        f"{r['compile']} ({r['compile_mode'] or 'eager'})" + (
+            f"; {r['ranks']} ranks (batch {r['effective_batch']} in all), one gradient "
+            f"all-reduce of {r['gradient_mb']} MB {r['allreduce_ms']} ms"
+            if r["ranks"] > 1 else ""),
         f"update: {r['ms_per_update']:.1f} ms = {r['updates_per_s']:.3g} updates/s "
         f"(range {r['updates_per_s_range'][0]:.3g}-{r['updates_per_s_range'][1]:.3g}); "
         f"{r['replayed_steps_per_s']:,} replayed, {r['imagined_state_steps_per_s']:,} "

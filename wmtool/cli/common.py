@@ -15,6 +15,8 @@ from wmtool import parallel
 from wmtool.errors import Terminated, WmtoolError
 from wmtool.progress import console
 
+# Set for the ranks `--nproc` starts: its launcher reports a lost rank, they stay quiet.
+LAUNCHED_BY_WMTOOL = "WMTOOL_NPROC_LAUNCHER"
 # Set from `--debug` anywhere on the command line (see wmtool.cli.main) or WMTOOL_DEBUG=1.
 DEBUG = {"on": bool(os.environ.get("WMTOOL_DEBUG"))}
 
@@ -56,17 +58,18 @@ def command(fn):
             if DEBUG["on"]:
                 traceback.print_exc()
             name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-            if parallel.world().main:  # a data-parallel rank's launcher speaks for it
+            if not parallel.launched():  # a data-parallel rank's launcher speaks for it
                 console.print(f"interrupted by {name}: finished work is saved", style="yellow",
                               highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: report, don't crash
             if DEBUG["on"]:
                 traceback.print_exc()
-            w = parallel.world()
-            console.print((f"rank {w.rank}: " if w.size > 1 else "") + fail_line(exc),
-                          style="red", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            w, lost = parallel.world(), isinstance(exc, parallel.LostRank)
+            if not (lost and os.environ.get(LAUNCHED_BY_WMTOOL)):
+                console.print((f"rank {w.rank}: " if w.size > 1 else "") + fail_line(exc),
+                              style="red", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(parallel.LOST_RANK_EXIT if lost else 1) from None
 
     return wrapper
 

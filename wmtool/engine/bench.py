@@ -9,6 +9,10 @@ a plain matmul's GFLOP/s measured in the same run on the same threads (fp32, and
 the hardware has it natively). Compilation and warm-up are timed apart from the steady
 state. The JSON keys are those of recipes/bench/dreamer_throughput.py since 0.1, so records
 compare across versions.
+
+Data-parallel (`--nproc N`): every rank times its own updates of batch `train.batch` (the
+all-reduce of the gradients included); replayed steps/s count every rank's rows, and one
+gradient all-reduce is timed on its own (`allreduce_ms`). Rank 0 reports.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import time
 
 import torch
 
-from wmtool import __version__, config
+from wmtool import __version__, config, parallel
 from wmtool.behavior.random import RandomPolicy
 from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent
@@ -66,15 +70,18 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
     sets = [f"train.compile={compile}", f"train.amp={str(amp).lower()}",
             f"runtime.device={device}", f"runtime.threads={threads}", *sets]
     cfg = config.compose({"env": {"id": env_id}}, recipe, algo=algo, size=size, sets=sets)
-    device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
+    device, threads = setup_torch(cfg.runtime.threads or parallel.rank_threads(),
+                                  parallel.rank_device(cfg.runtime.device))
+    ranks = parallel.world().size
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     torch.manual_seed(cfg.seed)
     vec = make_vec(cfg.env, 1)
-    replay = Replay(vec.obs_space, vec.act_space, 10 * random_steps, cfg.seed)
+    seed = parallel.rank_seed(cfg.seed)
+    replay = Replay(vec.obs_space, vec.act_space, 10 * random_steps, seed)
     try:
-        run_episodes(vec, RandomPolicy(vec.act_space, cfg.seed), steps=random_steps,
-                     seed=cfg.seed, on_episode=replay.add)
+        run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=random_steps,
+                     seed=seed, on_episode=replay.add)
     finally:
         vec.close()
     agent = Agent(algo, vec.obs_space, vec.act_space, cfg, device)
@@ -89,8 +96,12 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
         raise WmtoolError(f"{random_steps} random steps are fewer than one window ({rows})",
                           "raise --random-steps")
 
+    done = [0]
+
     def update() -> None:
-        agent.train_step(replay.sample(batch, rows), phase=phase)
+        with parallel.training_step(cfg.seed, done[0]):
+            agent.train_step(replay.sample(batch, rows), phase=phase)
+        done[0] += 1
 
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -117,10 +128,13 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
         rates.append(updates / (time.perf_counter() - start))
     ups = statistics.median(rates)
     recompiled = compiled_graphs() - graphs_after_warmup
+    allreduce_ms, gradient_mb = allreduce_cost(agent)
     act_ms = act_latency_ms(agent, replay, act_steps)
     fp32 = matmul_gflops(torch.float32, device)
     bf16 = matmul_gflops(torch.bfloat16, device)
-    replayed = batch * length
+    replayed = batch * length * ranks
+    if not parallel.world().main:
+        return None
     return {
         "algo": algo, "env": env_id, "recipe": recipe, "size": size, "phase": phase,
         "device": device, "threads": threads, "amp_bf16": agent.amp,
@@ -128,11 +142,13 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
         "compile_mode": agent.compile_mode,
         "compile_reason": agent.compile_reason, "compiled": compiled,
         "parameters": agent.parameter_counts()["total"], "batch": batch, "length": length,
+        "ranks": ranks, "effective_batch": batch * ranks, "allreduce_ms": allreduce_ms,
+        "gradient_mb": gradient_mb,
         "ms_per_update": round(1000 / ups, 2),
         "updates_per_s": round(ups, 3),
         "updates_per_s_range": [round(min(rates), 3), round(max(rates), 3)],
         "replayed_steps_per_s": round(ups * replayed),
-        "imagined_state_steps_per_s": round(ups * agent.behavior.imagined_per_update()),
+        "imagined_state_steps_per_s": round(ups * agent.behavior.imagined_per_update() * ranks),
         "act_ms_per_step": round(act_ms, 3),
         "gflop_per_update": round(flops / 1e9, 2),
         "achieved_gflops": round(flops / 1e9 * ups, 1),
@@ -147,6 +163,28 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
         "torch": torch.__version__, "wmtool": __version__,
         "timed": f"median of {runs} blocks of {updates} updates after 3 warm-up updates",
     }
+
+
+def allreduce_cost(agent: Agent, reps: int = 10) -> tuple[float | None, float]:
+    """Median milliseconds of one all-reduce of every trained parameter's gradient (what one
+    update sends, its optimiser steps together) over the ranks, and its size in MB (fp32);
+    None in one process."""
+    params = [p for ps in agent.params.values() for p in ps]
+    megabytes = round(sum(p.numel() * p.element_size() for p in params) / 1e6, 3)
+    if parallel.world().size == 1:
+        return None, megabytes
+    saved = [p.grad for p in params]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    times = []
+    for _ in range(reps + 2):  # two warm-up rounds
+        parallel.barrier()
+        start = time.perf_counter()
+        parallel.average_gradients(params)
+        times.append(time.perf_counter() - start)
+    for p, grad in zip(params, saved):
+        p.grad = grad
+    return round(1000 * statistics.median(times[2:]), 3), megabytes
 
 
 def act_latency_ms(agent: Agent, replay: Replay, steps: int) -> float:

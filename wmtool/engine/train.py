@@ -418,7 +418,8 @@ class Trainer:
         """The run's agent steps: `base` plus every rank's steps since (one all-reduce of two
         integers per env step with N ranks, none with one), and whether every rank's replay
         can give a window; every rank then decides alike when to update, log, save, stop."""
-        steps, short = parallel.sum_ints([rank_steps, int(len(self.replay) < self.cfg.train.length)])
+        short = int(len(self.replay) < self.cfg.train.length)
+        steps, short = parallel.sum_ints([rank_steps, short])
         self.counters["agent_steps"] = base + steps
         self.replay_ready = short == 0
 

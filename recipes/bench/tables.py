@@ -15,12 +15,16 @@ setting, the median updates/s and acting latency of the baseline and current com
 alternately in one session, their ratio, and the share of that session's fp32 matmul peak.
 Bench records (`"kind": "bench"`, recipes/bench/bench_record.py) list `wmtool bench` results
 as printed, one row each; wall-time records (`"kind": "wall"`, e.g. recipes/bench/
-sweep_wall.sh) one row per timed command.
+sweep_wall.sh) one row per timed command. Data-parallel records (`"kind": "dp"`,
+recipes/bench/dp_scaling.py) compare replayed steps/s of one process and N ranks;
+communication records (`"kind": "comm"`, recipes/bench/comm_cost.py) give the gradient bytes
+per size preset, the all-reduce time measured, and the ring all-reduce time they imply.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
@@ -171,11 +175,69 @@ def wall_lines(records: list[dict]) -> list[str]:
     return lines
 
 
+def dp_lines(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    lines = ["", "## Data-parallel", "",
+             "Replayed steps/s (all ranks' rows) of one process against N ranks sharing the same "
+             "cores, each rank with the full batch (`recipes/bench/dp_scaling.py`).", "",
+             "| record | setting | replayed steps/s, 1 process | replayed steps/s, N ranks | "
+             "ratio | one gradient all-reduce | machine |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        for s in r["settings"]:
+            m, ranks = s["median_replayed_steps_per_s"], s["results"]["ranks"]
+            reduce = statistics.median(x["allreduce_ms"] for x in ranks)
+            lines.append(f"| `{r['_record']}` | {s['setting']} | {m['one']:,.0f} | "
+                         f"{m['ranks']:,.0f} | {s['ratio']:.2f}x | {reduce:.1f} ms of "
+                         f"{ranks[0]['gradient_mb']:.1f} MB | {r['machine']['cpu']}, "
+                         f"{r['machine']['cores']} cores ({r['machine']['cpu_capability']}) |")
+    lines += ["", *[f"Protocol: {p}." for p in sorted({r["protocol"] for r in records})]]
+    return lines
+
+
+# Nominal one-way bandwidths, GB/s; NCCL typically achieves 70-90% of them.
+LINKS = {"NVLink 4": 450.0, "PCIe 4.0 x16": 32.0, "400 Gb/s IB": 50.0, "100 GbE": 12.5,
+         "10 GbE": 1.25}
+
+
+def ring_ms(nbytes: float, ranks: int, gb_per_s: float) -> float:
+    """A ring all-reduce's bandwidth term: every rank sends and receives 2(N-1)/N of it."""
+    return 1000 * 2 * (ranks - 1) / ranks * nbytes / (gb_per_s * 1e9)
+
+
+def comm_lines(records: list[dict]) -> list[str]:
+    if not records:
+        return []
+    head = ["preset", "parameters trained", "gradient MB per update", "all-reduce here",
+            *[f"8 ranks, {link}" for link in LINKS]]
+    lines = ["", "## Data-parallel communication", "",
+             "Every update all-reduces each trained parameter's fp32 gradient once. \"All-reduce "
+             "here\" is measured (`recipes/bench/comm_cost.py`: gloo, 2 ranks on the machine "
+             "named below); the other columns are computed from the bytes: a ring all-reduce's "
+             "bandwidth term 2(N-1)/N x bytes / link speed at N = 8, latency ignored. Across M "
+             "nodes the inter-node link carries about 2(M-1)/M x bytes per node, so its column "
+             "bounds an 8 GPUs x M nodes run from below. Compare with the update time (`wmtool "
+             "bench`) to predict scaling.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        for row in r["rows"]:
+            n = row["gradient_bytes"]
+            lines.append("| " + " | ".join([
+                f"{row['algo']} {row['size']}", f"{sum(row['parameters'].values()):,}",
+                f"{n / 1e6:,.1f}", f"{row['allreduce_ms_here']:,.1f} ms",
+                *[f"{ring_ms(n, 8, bw):,.2f} ms" for bw in LINKS.values()]]) + " |")
+        lines += ["", f"Measured on {r['machine']['cpu']} ({r['machine']['cores']} cores), "
+                  f"{r['measured_with']}; record `{r['_record']}`."]
+    return lines
+
+
 def markdown(records: list[dict], published: dict) -> str:
     speed = [r for r in records if r.get("kind") == "speed"]
     bench = [r for r in records if r.get("kind") == "bench"]
     wall = [r for r in records if r.get("kind") == "wall"]
-    records = [r for r in records if r.get("kind") not in ("speed", "bench", "wall")]
+    dp = [r for r in records if r.get("kind") == "dp"]
+    comm = [r for r in records if r.get("kind") == "comm"]
+    records = [r for r in records if r.get("kind") not in ("speed", "bench", "wall", "dp", "comm")]
     head = ["task", "algo", "variant", "action repeat", "env steps", "seeds",
             "final evaluation (mode)", "final weights, greedy (planning)",
             "best of N evaluations (not a result)", "published at the same env steps",
@@ -201,6 +263,7 @@ def markdown(records: list[dict], published: dict) -> str:
     lines += speed_lines(speed)
     lines += bench_lines(bench)
     lines += wall_lines(wall)
+    lines += dp_lines(dp) + comm_lines(comm)
     return "\n".join(lines) + "\n"
 
 

@@ -151,3 +151,21 @@ def test_two_nodes_rendezvous_on_localhost(tmp_path):
     meta = json.loads((run / "run.json").read_text())
     assert meta["status"] == "finished" and meta["world_size"] == 2
     assert (run / "replay" / "episodes.rank1.h5").exists()
+
+
+@pytest.mark.slow
+def test_staged_offline_training_on_two_ranks_keeps_their_weights_equal(tmp_path):
+    """Genie's three phases from frames on 2 ranks, with the tokenizer's dead codes restarted
+    every 2 updates (state changed outside the gradients): every checkpoint first checks that
+    the ranks' weights agree, so finishing proves they stayed equal."""
+    data, frames = tmp_path / "pong.h5", tmp_path / "frames.h5"
+    for args in (["collect", "--env", "atari:pong", "--episodes", "1", "--set",
+                  "env.atari.max_frames=400", "--out", str(data), "--quiet"],
+                 ["data", "drop-actions", str(data), "--out", str(frames), "--quiet"]):
+        assert wmtool(*args).returncode == 0
+    done = wmtool("train", "--algo", "genie", "--data", str(frames), "--size", "debug",
+                  "--set", "genie.restart_every=2", "--set", "train.checkpoint_every=2",
+                  "--run-dir", str(tmp_path / "run"), "--nproc", "2", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["updates/tokenizer"] == result["updates/lam"] == result["updates/dynamics"] == 4

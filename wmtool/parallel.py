@@ -205,6 +205,23 @@ def broadcast_object(obj):
     return box[0]
 
 
+def check_same_weights(module: torch.nn.Module, tolerance: float = 1e-6) -> None:
+    """Every rank steps with the same averaged gradients, so the weights must agree; a
+    difference is a bug (state an update changed outside the gradients) and stops the run
+    before a checkpoint keeps rank 0's version of it."""
+    if world().size == 1:
+        return
+    with torch.no_grad():
+        mine = sum(float(p.double().abs().sum()) for p in module.parameters())
+    sums = gather_objects(mine)
+    worst = max(range(len(sums)), key=lambda r: abs(sums[r] - sums[0]))
+    if abs(sums[worst] - sums[0]) > tolerance * max(abs(sums[0]), 1.0):
+        raise WmtoolError(f"rank {worst}'s weights differ from rank 0's (sum of |w| "
+                          f"{sums[worst]:.9g} vs {sums[0]:.9g})",
+                          "a bug in data-parallel training: please report it; the last "
+                          "checkpoint is intact")
+
+
 def sum_ints(values: list[int]) -> list[int]:
     """Element-wise sums over ranks of a few host integers (the run's shared clock)."""
     if world().size == 1:

@@ -151,6 +151,7 @@ class Trainer:
     def save(self, keep: bool = True) -> Path:
         """latest.pt, and (`keep`) a step_<N>.pt copy that later saves leave in place."""
         self.agent.check_finite()  # never a checkpoint of weights a non-finite loss moved
+        parallel.check_same_weights(self.agent)
         ranks = parallel.gather_objects((ckpt.rng_state(self.replay.rng), self.rank_episodes))
         rngs = [rng for rng, _ in ranks]  # every rank's random streams
         if self.online and self.world.size > 1:

@@ -161,7 +161,7 @@ def test_staged_offline_training_on_two_ranks_keeps_their_weights_equal(tmp_path
     data, frames = tmp_path / "pong.h5", tmp_path / "frames.h5"
     for args in (["collect", "--env", "atari:pong", "--episodes", "1", "--set",
                   "env.atari.max_frames=400", "--out", str(data), "--quiet"],
-                 ["data", "drop-actions", str(data), "--out", str(frames), "--quiet"]):
+                 ["data", "drop-actions", str(data), "--out", str(frames), "--json"]):
         assert wmtool(*args).returncode == 0
     done = wmtool("train", "--algo", "genie", "--data", str(frames), "--size", "debug",
                   "--set", "genie.restart_every=2", "--set", "train.checkpoint_every=2",

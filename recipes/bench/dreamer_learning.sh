@@ -23,6 +23,7 @@ jobs=${JOBS:-1}
 algo=${ALGO:-dreamerv3}
 size=${SIZE:+--size $SIZE}
 threads=${THREADS:-$([ "$jobs" -gt 1 ] && echo 1 || echo 0)}  # THREADS=1 when another run shares the machine
+commit=$(git rev-parse HEAD)  # the recipe's commit, whatever lands while the runs go on
 command_line="ALGO=$algo SIZE=${SIZE:-} JOBS=$jobs THREADS=$threads PLAN_EVAL=${PLAN_EVAL:-} SETS='${SETS:-}' $0 $task $seeds"
 echo "machine: $(nproc) cores, $(date -u +%F), recipe ${algo}__dmc_proprio_cpu, task $task, $jobs at a time"
 run_seed() {
@@ -39,7 +40,7 @@ run_seed() {
     record_args=(--plan-eval "$dir/final_weights_eval.json")
   fi
   .venv/bin/python recipes/bench/record.py "$dir" "${record_args[@]}" \
-    --command "$command_line" --concurrent "$jobs run(s) at a time, $threads thread(s) each" \
+    --command "$command_line" --commit "$commit" --concurrent "$jobs run(s) at a time, $threads thread(s) each" \
     >&2
   .venv/bin/python - "$json" "$seed" "$planned" <<'PY'
 import json, sys

@@ -1,0 +1,51 @@
+"""The held-out benchmark suite's arithmetic (issue 30): Atari 100k aggregation checked
+against a case computed by hand."""
+import pytest
+from test_evidence import bench_module
+
+REFERENCE = {"games": {"alpha": {"random": 0.0, "human": 100.0},
+                       "bank_heist": {"random": 10.0, "human": 20.0},
+                       "gamma": {"random": 0.0, "human": 10.0}}}
+
+
+def record(game: str, score: float, planned: float | None = None) -> dict:
+    r = {"env": f"atari:{game}", "final": {"return_mean": score}}
+    if planned is not None:
+        r["final_weights_eval"] = {"return_mean": planned}
+    return r
+
+
+def test_atari_aggregates_match_a_hand_computed_case():
+    """HNS per run: alpha 0, .5, 1, 3; bank_heist .1, .2, .8, 1; gamma .5, .5, .6, .6.
+    Per-game means 1.125, .525, .55: mean .7333, median .55. IQM: the 12 runs sorted, 3 cut
+    from each end, leave .5 .5 .5 .6 .6 .8: 3.5 / 6."""
+    agg = bench_module("atari100k_aggregate")
+    records = [record("alpha", s) for s in (0, 50, 100, 300)]
+    records += [record("bankheist", s) for s in (11, 12, 18, 20)]  # ALE's spelling
+    records += [record("gamma", 0, planned=s) for s in (5, 5, 6, 6)]  # the final weights'
+    out = agg.summarise(records, REFERENCE, reps=200, seed=1)
+    assert (out["games"], out["runs"]) == (3, 12)
+    assert out["per_game"]["alpha"]["hns_mean"] == pytest.approx(1.125)
+    assert out["per_game"]["bankheist"]["hns_mean"] == pytest.approx(0.525)
+    assert out["mean"] == pytest.approx(2.2 / 3)
+    assert out["median"] == pytest.approx(0.55)
+    assert out["iqm"] == pytest.approx(3.5 / 6)
+    for key in ("mean", "median", "iqm"):
+        lo, hi = out["ci95"][key]
+        assert lo <= out[key] <= hi and lo < hi
+    assert agg.summarise(records, REFERENCE, reps=200, seed=1)["ci95"] == out["ci95"]
+
+
+def test_bootstrap_of_identical_runs_collapses_to_the_estimate():
+    agg = bench_module("atari100k_aggregate")
+    records = [record(g, s) for g, s in (("alpha", 40), ("gamma", 3)) for _ in range(3)]
+    out = agg.summarise(records, REFERENCE, reps=50)
+    assert out["mean"] == pytest.approx((0.4 + 0.3) / 2)
+    for key in ("mean", "median", "iqm"):
+        assert out["ci95"][key] == pytest.approx([out[key], out[key]])
+
+
+def test_a_game_without_reference_scores_is_refused():
+    agg = bench_module("atari100k_aggregate")
+    with pytest.raises(SystemExit, match="no human/random scores for zork"):
+        agg.summarise([record("zork", 1.0)], REFERENCE, reps=10)

@@ -1,0 +1,117 @@
+"""The held-out suite table (part of `make tables`): one frozen recipe per algorithm, tuned
+on cartpole-balance with seeds 0-2, run on five other DMC tasks with seeds 100-102.
+
+Per task and algorithm: the seeds' final evaluation (TD-MPC2: its final weights planning,
+when the record has that evaluation), mean ± std with each seed's value; the published
+DreamerV3 and TD-MPC2 curves (benchmarks/reference/dmc_proprio.json) linearly interpolated at
+the same env steps, with the published points either side where they are far apart; a random
+policy's return (`"kind": "random"` records); the records. Below: per algorithm, the suite
+mean against the published one at the same env steps (their ratio is the normalised suite
+score), counting only tasks that have held-out runs. The tuning task's runs are a separate,
+labelled table: they are the tuning curve, not a result.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SUITE = ("dmc:cartpole-swingup", "dmc:walker-walk", "dmc:cheetah-run", "dmc:finger-spin",
+         "dmc:ball_in_cup-catch")
+TUNING = "dmc:cartpole-balance"
+ALGOS = ("dreamerv3", "tdmpc2")
+HELD_OUT_FROM = 100  # seeds from here on were never used for tuning
+
+
+def interpolate(curve: list, env_steps: int) -> tuple[float | None, str]:
+    """The published curve at `env_steps` (linear between its points) and, where the points
+    either side are more than 20,000 env steps apart, which points those were."""
+    xs = [p[0] for p in curve]
+    if not curve or env_steps < xs[0] or env_steps > xs[-1]:
+        return None, "outside the published curve"
+    value = float(np.interp(env_steps, xs, [p[1] for p in curve]))
+    right = int(np.searchsorted(xs, env_steps))
+    if xs[right] == env_steps or xs[right] - xs[right - 1] <= 20_000:
+        return value, ""
+    (a, ya), (b, yb) = curve[right - 1], curve[right]
+    return value, f" (between {ya:.0f} at {a:,} and {yb:.0f} at {b:,})"
+
+
+def headline(r: dict) -> tuple[float, str]:
+    if r.get("final_weights_eval"):
+        return r["final_weights_eval"]["return_mean"], "final weights, planning" \
+            if r["algo"] == "tdmpc2" else "final weights"
+    return r["final"]["return_mean"], r["final"]["mode"]
+
+
+def spread(values: list[float]) -> str:
+    each = " / ".join(f"{v:.0f}" for v in values)
+    return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({each})" if len(values) > 1 else each
+
+
+def groups(records: list[dict], tasks, keep) -> dict:
+    out: dict = {}
+    for r in records:
+        if r.get("kind") or r.get("algo") not in ALGOS or r.get("env") not in tasks \
+                or not r.get("final") or not keep(r["seed"]):
+            continue
+        out.setdefault((r["env"], r["algo"], r["budget"]["env_steps"]), []).append(r)
+    return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(out.items())}
+
+
+def table(grouped: dict, reference: dict, randoms: dict) -> tuple[list[str], dict]:
+    head = ["task", "algo", "seeds", "env steps", "final evaluation (mode)",
+            "published DreamerV3 at these env steps", "published TD-MPC2 at these env steps",
+            "random policy", "records"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    means: dict = {}
+    for (env, algo, env_steps), members in grouped.items():
+        scores = [headline(r)[0] for r in members]
+        modes = sorted({headline(r)[1] for r in members})
+        published = {}
+        for ref_algo in ALGOS:
+            curve = reference.get(ref_algo, {}).get("tasks", {}).get(env, {}).get("curve", [])
+            value, note = interpolate(curve, env_steps)
+            published[ref_algo] = "-" if value is None else f"{value:.0f}{note}"
+            if ref_algo == algo and value is not None:
+                means.setdefault(algo, []).append((env, float(np.mean(scores)), value))
+        rand = randoms.get(env)
+        lines.append("| " + " | ".join([
+            env, algo, ", ".join(str(r["seed"]) for r in members), f"{env_steps:,}",
+            f"{spread(scores)} [{'/'.join(modes)}]", published["dreamerv3"], published["tdmpc2"],
+            f"{rand['return_mean']:.0f}" if rand else "-",
+            ", ".join(f"`{r['_record']}`" for r in members)]) + " |")
+    return lines, means
+
+
+def suite_lines(records: list[dict], reference: dict) -> list[str]:
+    randoms = {r["env"]: r for r in records if r.get("kind") == "random"}
+    held = groups(records, SUITE, lambda seed: seed >= HELD_OUT_FROM)
+    tuning = groups(records, (TUNING,), lambda seed: seed < HELD_OUT_FROM)
+    if not held and not tuning:
+        return []
+    lines = ["", "## Held-out suite (DMC from state)", "",
+             "One frozen recipe per algorithm (`recipes/exp/<algo>__dmc_proprio_cpu.yaml`, no "
+             "per-task values; action repeat 2), tuned on cartpole-balance with seeds 0-2 only, "
+             f"run on {', '.join(t.partition(':')[2] for t in SUITE)} with seeds 100-102. "
+             "Published figures are the authors' curves (benchmarks/reference/, with their "
+             "protocols: DreamerV3's are training-episode returns, TD-MPC2's planning "
+             "evaluations) interpolated at the same env steps.", ""]
+    if held:
+        body, means = table(held, reference, randoms)
+        lines += body + [""]
+        for algo in ALGOS:
+            rows = means.get(algo, [])
+            if not rows:
+                continue
+            ours, theirs = np.mean([o for _, o, _ in rows]), np.mean([p for _, _, p in rows])
+            above = [env for env, o, _ in rows
+                     if env in randoms and o > randoms[env]["return_mean"]]
+            lines.append(f"- {algo}: suite mean {ours:.1f} vs published {theirs:.1f} at the same "
+                         f"env steps, normalised suite score {ours / theirs:.2f}, over "
+                         f"{len(rows)} of {len(SUITE)} tasks; above the random policy on "
+                         f"{len(above)} of them.")
+    else:
+        lines.append("No held-out runs yet.")
+    if tuning:
+        body, _ = table(tuning, reference, randoms)
+        lines += ["", "Tuning curve (cartpole-balance, seeds 0-2; not a result):", "", *body]
+    return lines

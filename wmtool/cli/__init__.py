@@ -42,9 +42,9 @@ app.command("imagine", help=imagine.HELP, epilog=imagine.EXAMPLES)(imagine.imagi
 app.command("export", help=export.HELP, epilog=export.EXAMPLES)(export.export)
 app.command("runs", help=runs.RUNS_HELP, epilog=runs.RUNS_EXAMPLES)(runs.runs)
 app.command("compare", help=runs.COMPARE_HELP, epilog=runs.COMPARE_EXAMPLES)(runs.compare)
-app.command("envs", help=envs.HELP, epilog=envs.EXAMPLES)(envs.envs)
 app.command("bench", help=bench.HELP, epilog=bench.EXAMPLES)(bench.bench)
 app.command("sweep", help=sweep.HELP, epilog=sweep.EXAMPLES)(sweep.sweep)
+app.add_typer(envs.app, name="envs")
 app.add_typer(data.app, name="data")
 app.add_typer(recipes.app, name="recipes")
 

@@ -1,4 +1,5 @@
-"""gymnasium adapter: any registered id, `--obs state|pixels|both`.
+"""gymnasium adapter: any registered id, or `package.module:ClassName` (an Env class, made
+without registering it), `--obs state|pixels|both`.
 
 State observations become `vector` (float32, flattened; discrete observations one-hot) or
 `image` when the env already emits uint8 HxWx3 frames (CarRacing, Atari). `pixels` renders
@@ -36,6 +37,14 @@ def make_gym(task: str, **kwargs):
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
+    env_class = _env_class(task)
+    if env_class is not None:
+        try:
+            return env_class(**kwargs)
+        except TypeError as exc:
+            raise WmtoolError(f"gym:{task} could not be made with {kwargs or 'no arguments'} "
+                              f"({exc})", "give the class defaults for its arguments (and "
+                              "a render_mode argument for --obs pixels)") from None
     try:
         return gymnasium.make(task, **kwargs)
     except gymnasium.error.Error as exc:
@@ -46,6 +55,25 @@ def make_gym(task: str, **kwargs):
                 "third-party envs"
             raise WmtoolError(f"unknown gymnasium env id '{task}'", hint) from exc
         raise WmtoolError(f"gymnasium could not make '{task}': {exc}") from exc
+
+
+def _env_class(task: str):
+    """The gymnasium.Env subclass `task` names as `package.module:ClassName`, or None when it
+    is an id (`module:Env-v0` ids register themselves when gymnasium imports the module)."""
+    import gymnasium
+
+    module, _, name = task.rpartition(":")
+    if not module or not name.isidentifier():
+        return None
+    try:
+        target = getattr(importlib.import_module(module), name, None)
+    except ImportError as exc:
+        raise WmtoolError(f"gym:{task}: cannot import {module} ({exc})",
+                          f"install the package that provides '{module}', or check the "
+                          "spelling (package.module:ClassName)") from None
+    if isinstance(target, type) and issubclass(target, gymnasium.Env):
+        return target
+    return None
 
 
 def all_ids() -> list[str]:
@@ -176,7 +204,11 @@ class GymEnv(Env):
 
     def step(self, action) -> dict[str, Any]:
         raw, reward, terminated, truncated, _ = self._env.step(self._to_env_action(action))
-        return transition(self._observe(raw), float(reward), False,
+        reward = np.asarray(reward, dtype=np.float64)
+        if reward.size != 1:
+            raise WmtoolError(f"{self.env_id}: step() returned a reward of shape {reward.shape}",
+                              "return one float per step")
+        return transition(self._observe(raw), float(reward.reshape(())), False,
                           bool(terminated or truncated), bool(terminated))
 
     def close(self) -> None:

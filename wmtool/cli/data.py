@@ -3,7 +3,7 @@ and fixing it after a crash or damage (wmtool/data/maintenance.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -210,3 +210,48 @@ def import_video(videos: Annotated[list[Path], typer.Argument(help="video files 
 
 def _done(result: dict, json_: bool) -> None:
     finish(result, json_, False, lambda r: [f"wrote {r['out']}: {r['episodes']} episodes"])
+
+
+EXPORT_EXAMPLES = """Example (needs `pip install 'wmtool[minari]'`):
+
+  wmtool collect --env gym:CartPole-v1 --episodes 5 --out data/cartpole.h5 --quiet
+
+  wmtool data export-minari data/cartpole.h5 --out data/minari --id wmtool/CartPole/random-v0 --json
+"""
+IMPORT_EXAMPLES = """Example (a dataset `wmtool data export-minari` wrote; or an id such as D4RL/door/human-v2):
+
+  wmtool data import-minari data/minari/wmtool/CartPole/random-v0 --out data/from_minari.h5 --json
+"""
+
+
+@app.command("export-minari", epilog=EXPORT_EXAMPLES)
+@command
+def export_minari(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
+                  out: Annotated[Path, typer.Option(help="Minari datasets root to write into")],
+                  id_: Annotated[Optional[str], typer.Option(
+                      "--id", help="NAMESPACE/ENV/NAME-vN (default wmtool/<task>/<file>-v0)")]
+                  = None,
+                  json_: JsonOpt = False):
+    """Write a store as a Minari dataset (HDF5 backend, images raw, episode seeds kept);
+    `minari.load_dataset(ID)` reads it with MINARI_DATASETS_PATH=OUT."""
+    from wmtool.data.minari_io import export_minari as export
+
+    result = export(file, out, id_)
+    return finish(result, json_, False, lambda r: [
+        f"{r['episodes']} episodes ({r['steps']:,} steps) -> Minari dataset {r['dataset_id']} "
+        f"under {r['out']}"])
+
+
+@app.command("import-minari", epilog=IMPORT_EXAMPLES)
+@command
+def import_minari(source: Annotated[str, typer.Argument(
+                      help="a Minari dataset directory, or a dataset id (a local copy under "
+                           "MINARI_DATASETS_PATH first, else Minari's remote)")],
+                  out: Annotated[Path, typer.Option(help="HDF5 episode store to create")],
+                  json_: JsonOpt = False):
+    """Convert a Minari dataset into a wmtool store that `train --data` learns from."""
+    from wmtool.data.minari_io import import_minari as convert
+
+    result = convert(source, out)
+    return finish(result, json_, False, lambda r: [
+        f"{r['dataset_id']}: {r['episodes']} episodes ({r['steps']:,} steps) -> {r['out']}"])

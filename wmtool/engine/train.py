@@ -30,11 +30,10 @@ from wmtool.data.replay import Replay, check_finite
 from wmtool.data.store import EpisodeReader
 from wmtool.data.writer import EpisodeWriter
 from wmtool.engine.agent import Agent, AgentPolicy
-from wmtool.engine.dream import open_loop
+from wmtool.engine.dream_logging import dream_report
 from wmtool.engine.loops import LoopStats, run_episodes
 from wmtool.engine.tuning import tune_threads
 from wmtool.logger import Logger
-from wmtool.models.base import Decodes
 from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
 
@@ -332,7 +331,10 @@ class Trainer:
         if d.every and t - self.last_dream >= d.every:
             self.last_dream = t
             if self.world.main:
-                self.logger.log(t, self.dream_errors())
+                row, media = dream_report(self.agent, self.replay, self.cfg.dream,
+                                          self.dream_rng, self.logger.shows_media)
+                self.logger.log(t, row)
+                self.logger.media(t, media)
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
             self.save()
@@ -340,25 +342,6 @@ class Trainer:
             self.save(keep=False)  # e.g. a CMA-ES generation: costly, never to be lost
         if self.on_progress:
             self.on_progress(self.counters)
-
-    def dream_errors(self) -> dict[str, float]:
-        """Open-loop prediction error at 1, H/2 and H steps ahead (and the mean over 1..H),
-        per observation key and reward, on replay windows; never touches training's RNGs."""
-        d = self.cfg.dream
-        if not isinstance(self.agent.wm, Decodes):
-            return {}
-        batch = self.replay.sample_within_episodes(d.sequences, d.context + d.horizon,
-                                                   self.dream_rng)
-        if batch is None:
-            return {}
-        with torch.random.fork_rng():
-            errors = open_loop(self.agent, batch, d.context).errors()
-        row = {}
-        for key, per_step in errors.items():
-            for h in sorted({1, (len(per_step) + 1) // 2, len(per_step)}):
-                row[f"dream/{key}/error_h{h}"] = per_step[h - 1]
-            row[f"dream/{key}/error_mean"] = float(np.mean(per_step))
-        return row
 
     # -- schedules -------------------------------------------------------------------------
     def train_online(self, vec, store_path: Path, env_id: str) -> None:

@@ -1,0 +1,66 @@
+"""Dreams in the dashboards: while training, every `dream.every` steps, the open-loop dream
+video (models that decode) or the predicted-vs-real traces plot (TD-MPC2) reach TensorBoard
+and wandb (offline); read back from the event file and from wandb's run directory."""
+import io
+import json
+
+import imageio.v3 as iio
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import IMAGES, EventAccumulator
+
+MEDIA = ["--set", "logger.tensorboard=true", "--set", "logger.wandb=true"]
+
+
+def images_in_tensorboard(run) -> dict:
+    acc = EventAccumulator(str(run / "tb"), size_guidance={IMAGES: 0})
+    acc.Reload()
+    return {tag: acc.Images(tag) for tag in acc.Tags()[IMAGES]}
+
+
+def wandb_files(run, kind: str, suffix: str) -> list:
+    return sorted(run.glob(f"wandb/offline-run-*/files/media/{kind}/**/*{suffix}"))
+
+
+@pytest.fixture
+def offline_wandb(monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+
+@pytest.mark.slow
+def test_open_loop_dream_videos_reach_tensorboard_and_wandb(cli, tmp_path, offline_wandb):
+    run = tmp_path / "run"
+    res = cli("train", "--algo", "dreamerv3", "--env", "dmc:cartpole-balance", "--obs",
+              "pixels", "--size", "debug", "--steps", "120", "--set", "train.prefill=80",
+              "--set", "train.length=8", "--set", "train.batch=4", "--set",
+              "train.train_ratio=64", "--set", "env.time_limit=60", "--set",
+              "train.eval_episodes=0", "--set", "dream.every=20", "--set", "dream.context=3",
+              "--set", "dream.horizon=3", "--set", "dream.sequences=2", *MEDIA,
+              "--run-dir", run, "--json")
+    assert res.exit_code == 0, res.output
+    videos = images_in_tensorboard(run)["dream/open_loop"]
+    assert [v.step for v in videos] == [81, 101]  # after the 80 prefill steps, every 20
+    frames = iio.imread(io.BytesIO(videos[-1].encoded_image_string), index=None,
+                        extension=".gif")
+    assert len(frames) == 6  # context 3 + horizon 3, truth / prediction / error tiles
+    gifs = wandb_files(run, "videos", ".gif")
+    assert len(gifs) == 2 and len(iio.imread(gifs[-1], index=None)) == 6
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("dream/image/error_h1" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_a_model_without_decoder_logs_its_traces_plot(cli, tmp_path, offline_wandb):
+    run = tmp_path / "run"
+    res = cli("train", "--algo", "tdmpc2", "--env", "gym:Pendulum-v1", "--size", "debug",
+              "--steps", "90", "--set", "train.prefill=60", "--set", "train.batch=8",
+              "--set", "train.train_ratio=32", "--set", "env.time_limit=30", "--set",
+              "train.eval_episodes=0", "--set", "dream.every=30", "--set", "dream.context=6",
+              "--set", "dream.horizon=4", "--set", "dream.sequences=2", *MEDIA,
+              "--run-dir", run, "--json")
+    assert res.exit_code == 0, res.output
+    plots = images_in_tensorboard(run)["dream/latent_traces"]
+    assert len(plots) >= 1
+    picture = iio.imread(io.BytesIO(plots[-1].encoded_image_string))
+    assert picture.ndim == 3 and picture.shape[2] == 3 and picture.shape[0] > 100
+    assert wandb_files(run, "images", ".png")

@@ -89,3 +89,20 @@ def test_an_observation_only_store_is_refused(cli, tmp_path):
     res = cli("data", "export-minari", frames, "--out", tmp_path / "minari")
     assert res.exit_code == 1 and "holds observations only" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_discrete_observations_import_as_one_hot_vectors(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    env = minari.DataCollector(gymnasium.make("FrozenLake-v1"), record_infos=False)
+    env.reset(seed=3)
+    for _ in range(40):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    env.create_dataset(dataset_id="frozenlake/collected-v0", algorithm_name="random")
+    store = tmp_path / "lake.h5"
+    ok(cli("data", "import-minari", "frozenlake/collected-v0", "--out", store, "--json"))
+    theirs = list(minari.load_dataset("frozenlake/collected-v0").iterate_episodes())
+    for a, b in zip(theirs, episodes(store)):
+        np.testing.assert_array_equal(b.obs["vector"], np.eye(16, dtype=np.float32)[a.observations])
+        np.testing.assert_array_equal(b.action, a.actions)

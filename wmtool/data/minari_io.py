@@ -5,7 +5,8 @@ terminations and truncations T. Spaces convert both ways: Box, Discrete and Dict
 keys join with "/"); uint8 HxWx3 boxes are images, other boxes become flat float32 vectors and
 discrete observations one-hot vectors. Continuous actions are wmtool's [-1, 1] on export, and
 a bounded Box is rescaled to [-1, 1] on import. Episode seeds travel in Minari's episode
-metadata. Images are written raw: Minari 0.5 JPEG-encodes them unless told not to, and a
+metadata (a seed beyond int64, which Minari draws for unseeded resets, is stored as -1,
+"unknown"). Images are written raw: Minari 0.5 JPEG-encodes them unless told not to, and a
 lossy copy of a dataset is not the dataset.
 """
 from __future__ import annotations
@@ -184,6 +185,8 @@ def import_minari(source: str, out: Path) -> dict:
                     value = value.reshape(len(value), -1).astype(np.float32)
                 obs[name] = value
             seed = seeds.get(int(ep.id))
+            if seed is not None and not 0 <= int(seed) < 2**63:
+                seed = None  # Minari draws 64-bit seeds for unseeded resets; ours are int64
             writer.add(Episode(obs=obs, action=to_wmtool(ep.actions),
                                reward=np.asarray(ep.rewards, np.float32),
                                terminated=np.asarray(ep.terminations, bool),

@@ -135,7 +135,9 @@ def check(env_cfg, episodes: int = 3, cap: int = 1000, seed: int = 0) -> dict:
             report["declared"] = {"observation": str(raw.observation_space),
                                   "action": str(raw.action_space)}
             found += declared_problems(raw)
-            found += raw_step_problems(raw, seed)
+            step_found, reward_type = raw_step_problems(raw, seed)
+            found += step_found
+            report["declared"]["reward_type"] = reward_type
         try:
             report.update(run_episodes(env, episodes, cap, seed))
         except WmtoolError as exc:  # the adapter refused what the env returned
@@ -162,8 +164,9 @@ def check(env_cfg, episodes: int = 3, cap: int = 1000, seed: int = 0) -> dict:
         env.close()
 
 
-def raw_step_problems(raw, seed: int) -> list[dict[str, str]]:
-    """One reset and step of the gymnasium env itself: types the adapter would coerce."""
+def raw_step_problems(raw, seed: int) -> tuple[list[dict[str, str]], str]:
+    """One reset and step of the gymnasium env itself: types the adapter would coerce, and
+    the type of the reward it returned."""
     found = []
     obs, _ = raw.reset(seed=seed)
     if not raw.observation_space.contains(obs):
@@ -179,7 +182,8 @@ def raw_step_problems(raw, seed: int) -> list[dict[str, str]]:
         if not isinstance(flag, (bool, np.bool_)):
             found.append(problem(f"step() returned {name} as {type(flag).__name__}",
                                  f"return {name} as a bool"))
-    return found
+    kind = type(reward).__name__
+    return found, kind + (f" {reward.dtype}" if isinstance(reward, np.ndarray) else "")
 
 
 def actions(space: dict) -> str:
@@ -202,8 +206,10 @@ def summary_lines(report: dict) -> list[str]:
     if "steps" not in report:  # random play stopped: its problem says why
         return lines + [f"problem: {p['problem']}; fix: {p['fix']}" for p in report["problems"]]
     r, e = report["reward"], report["episodes"]
+    given = f"{report['declared']['reward_type']} from the env, " if "declared" in report else ""
     lines.append(f"{report['steps']} random steps at {report['steps_per_s']:,} steps/s; rewards "
-                 f"{r['min']} to {r['max']} (float32 in wmtool); episodes: {e['terminated']} "
+                 f"{r['min']} to {r['max']} ({given}float32 in wmtool); episodes: "
+                 f"{e['terminated']} "
                  f"terminated, {e['truncated']} truncated, {e['cut_at_cap']} cut at the cap")
     lines.append("deterministic under a seed: " + ("yes" if report["deterministic_under_seed"]
                                                   else "no"))

@@ -86,3 +86,33 @@ def test_suite_table_scores_held_out_seeds_against_the_published_curve():
             "suite score 1.09, over 2 of 5 tasks; above the random policy on 1 of them") in text
     held, tuning = text.split("Tuning curve")
     assert "900" not in held and "dmc:cartpole-balance" in tuning
+
+
+def test_suite_plot_draws_the_seed_mean_of_the_recorded_evaluations(tmp_path):
+    """Seeds evaluated at the same env steps (100, 300 then 300, 500) plot as their mean
+    (200, 400); the published curve and the random policy are drawn beside them; records
+    outside the suite draw nothing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plot = bench_module("suite_plot")
+    records = []
+    for seed, returns in ((100, (100, 300)), (101, (300, 500))):
+        r = learning_record("dmc:walker-walk", "dreamerv3", seed, returns[-1])
+        r["evaluations"] = [{"env_steps": s, "return_mean": v}
+                            for s, v in zip((24_000, 48_000), returns)]
+        records.append(r)
+    reference = {"dreamerv3": {"tasks": {"dmc:walker-walk": {"curve": [[0, 0], [50_000, 500]]}}}}
+    fig, ax = plt.subplots()
+    plot._panel(ax, "dmc:walker-walk", {"dreamerv3": records}, reference,
+                {"return_mean": 40.0})
+    ours, published, random = ax.lines[:3]
+    assert list(ours.get_xdata()) == [24_000, 48_000] and list(ours.get_ydata()) == [200, 400]
+    assert list(published.get_ydata()) == [0, 500] and list(random.get_ydata()) == [40, 40]
+    plt.close(fig)
+    assert plot.plot(records, reference, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    records[0]["env"] = records[1]["env"] = "dmc:hopper-hop"
+    assert plot.plot(records, reference, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()

@@ -88,21 +88,30 @@ def compare(runs: list[Path], metric: str) -> list[dict]:
     out = []
     for key, members in groups.items():
         curves = [curve(read_metrics(r), metric) for r in members]
-        curves = [(s, v) for s, v in curves if len(s)]
-        if not curves:
+        averaged = average(curves)
+        if averaged is None:
             continue
-        grid = np.unique(np.concatenate([s for s, _ in curves]))
-        table = np.full((len(curves), len(grid)), np.nan)
-        for i, (s, v) in enumerate(curves):
-            inside = (grid >= s[0]) & (grid <= s[-1])
-            table[i, inside] = np.interp(grid[inside], s, v)
         info = json.loads(key)
         out.append({"label": f"{info['algo']} {info['env'] or info['mode']}",
-                    "runs": [str(r) for r in members], "steps": grid.tolist(),
-                    "mean": np.nanmean(table, 0).tolist(), "std": np.nanstd(table, 0).tolist(),
-                    "count": (~np.isnan(table)).sum(0).tolist(), "_config": info["config"]})
+                    "runs": [str(r) for r in members], **averaged, "_config": info["config"]})
     _disambiguate(out)
     return out
+
+
+def average(curves: list[tuple]) -> dict | None:
+    """Mean and std over several (steps, values) curves on the union of their steps, each
+    curve interpolated linearly inside its own range (seeds evaluate at slightly different
+    steps); `count` says how many curves cover each step. None when every curve is empty."""
+    curves = [(np.asarray(s), np.asarray(v)) for s, v in curves if len(s)]
+    if not curves:
+        return None
+    grid = np.unique(np.concatenate([s for s, _ in curves]))
+    table = np.full((len(curves), len(grid)), np.nan)
+    for i, (s, v) in enumerate(curves):
+        inside = (grid >= s[0]) & (grid <= s[-1])
+        table[i, inside] = np.interp(grid[inside], s, v)
+    return {"steps": grid.tolist(), "mean": np.nanmean(table, 0).tolist(),
+            "std": np.nanstd(table, 0).tolist(), "count": (~np.isnan(table)).sum(0).tolist()}
 
 
 def _disambiguate(groups: list[dict]) -> None:
@@ -127,9 +136,7 @@ def plot(groups: list[dict], metric: str, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for g in groups:
-        steps, mean, std = np.array(g["steps"]), np.array(g["mean"]), np.array(g["std"])
-        line, = ax.plot(steps, mean, label=f"{g['label']} (n={len(g['runs'])})")
-        ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        draw_mean_std(ax, g, f"{g['label']} (n={len(g['runs'])})")
     ax.set_xlabel("env steps (offline runs: updates)")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
@@ -141,3 +148,10 @@ def plot(groups: list[dict], metric: str, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def draw_mean_std(ax, group: dict, label: str, **style) -> None:
+    """One averaged curve (`average`'s output) on matplotlib axes, its std shaded."""
+    steps, mean, std = (np.array(group[k]) for k in ("steps", "mean", "std"))
+    line, = ax.plot(steps, mean, label=label, **style)
+    ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)

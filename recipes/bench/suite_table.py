@@ -82,7 +82,8 @@ def table(grouped: dict, reference: dict, randoms: dict) -> tuple[list[str], dic
     return lines, means
 
 
-def suite_lines(records: list[dict], reference: dict) -> list[str]:
+def suite_lines(records: list[dict], reference: dict, picture: str | None = None) -> list[str]:
+    """The section's markdown; `picture` is the curves' image (suite_plot.py), relative to it."""
     randoms = {r["env"]: r for r in records if r.get("kind") == "random"}
     held = groups(records, SUITE, lambda seed: seed >= HELD_OUT_FROM)
     tuning = groups(records, (TUNING,), lambda seed: seed < HELD_OUT_FROM)
@@ -95,6 +96,8 @@ def suite_lines(records: list[dict], reference: dict) -> list[str]:
              "Published figures are the authors' curves (benchmarks/reference/, with their "
              "protocols: DreamerV3's are training-episode returns, TD-MPC2's planning "
              "evaluations) interpolated at the same env steps.", ""]
+    if picture:
+        lines += [f"![Held-out suite learning curves]({picture})", ""]
     if held:
         body, means = table(held, reference, randoms)
         lines += body + [""]

@@ -10,11 +10,10 @@ settings alternately in one session and give every result file here.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 from pathlib import Path
 
-from record import head_commit, machine  # recipes/bench/record.py
+from record import header, save  # recipes/bench/record.py
 
 
 def main() -> None:
@@ -24,15 +23,9 @@ def main() -> None:
     p.add_argument("--command", required=True, help="the commands that made the results")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     a = p.parse_args()
-    commit = head_commit()
-    record = {"kind": "bench", "name": a.name, "command": a.command, "commit": commit,
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": machine(None, "nothing"),
+    record = {**header("bench", a.command, "nothing"), "name": a.name,
               "results": [json.loads(f.read_text()) for f in a.results]}
-    a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"bench-{a.name}-{datetime.date.today().isoformat()}-{commit[:7]}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(path)
+    save(record, a.out, f"bench-{a.name}")
 
 
 if __name__ == "__main__":

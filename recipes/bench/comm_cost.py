@@ -13,7 +13,6 @@ optimiser steps is all-reduced once per update (its optimisers' steps together),
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -83,7 +82,7 @@ def main() -> None:
     a = p.parse_args()
     if a.worker:
         return worker(a.sizes, a.reps, a.worker)
-    from record import head_commit, machine
+    from record import header, save
 
     with tempfile.TemporaryDirectory() as tmp:
         rows_file = Path(tmp) / "rows.json"
@@ -92,16 +91,10 @@ def main() -> None:
                         "--reps", str(a.reps), "--sizes", *a.sizes],
                        env={**os.environ, "TORCH_CPP_LOG_LEVEL": "ERROR"}, check=True)
         rows = json.loads(rows_file.read_text())
-    commit = head_commit()
-    record = {"kind": "comm", "command": "python recipes/bench/comm_cost.py " + " ".join(
-                  sys.argv[1:]), "commit": commit,
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": machine(1, "nothing"), "measured_with": "gloo, 2 ranks x 1 thread "
-              "on this machine (loopback TCP), median of the repetitions", "rows": rows}
-    a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"comm-{datetime.date.today().isoformat()}-{commit[:7]}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(path)
+    command = "python recipes/bench/comm_cost.py " + " ".join(sys.argv[1:])
+    save({**header("comm", command, "nothing", threads=1),
+          "measured_with": "gloo, 2 ranks x 1 thread on this machine (loopback TCP), median of "
+                           "the repetitions", "rows": rows}, a.out, "comm")
 
 
 if __name__ == "__main__":

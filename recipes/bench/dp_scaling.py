@@ -14,7 +14,6 @@ keeps every result, the medians and their ratio; `make tables` renders it. Run i
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -23,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: record.py
-from record import head_commit, machine  # noqa: E402
+from record import header, save  # noqa: E402
 
 
 def bench(size: str, ranks: int, threads: int, runs: int, updates: int) -> dict:
@@ -59,17 +58,11 @@ def main() -> None:
                          "size": size, "median_replayed_steps_per_s": median,
                          "ratio": round(median["ranks"] / median["one"], 3), "results": rows})
         print(settings[-1]["setting"], median, file=sys.stderr)
-    commit = head_commit()
-    record = {"kind": "dp", "command": "python recipes/bench/dp_scaling.py " + " ".join(
-                  sys.argv[1:]), "commit": commit,
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": machine(None, "nothing"), "ranks": a.ranks, "settings": settings,
-              "protocol": f"{a.rounds} alternating rounds of `wmtool bench` (median of "
-                          f"{a.runs} timed blocks each); the median over rounds"}
-    a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"dp-{a.ranks}ranks-{datetime.date.today().isoformat()}-{commit[:7]}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(path)
+    command = "python recipes/bench/dp_scaling.py " + " ".join(sys.argv[1:])
+    save({**header("dp", command, "nothing"), "ranks": a.ranks, "settings": settings,
+          "protocol": f"{a.rounds} alternating rounds of `wmtool bench` (median of "
+                      f"{a.runs} timed blocks each); the median over rounds"},
+         a.out, f"dp-{a.ranks}ranks")
 
 
 if __name__ == "__main__":

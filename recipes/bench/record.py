@@ -48,6 +48,24 @@ def machine(threads: int | None, concurrent: str) -> dict:
             "concurrent": concurrent}
 
 
+def header(kind: str, command: str, concurrent: str, threads: int | None = None,
+           tree: Path | str = ".") -> dict:
+    """The fields every measurement record starts with: kind, command, commit, date, machine
+    (`threads` None: given per result)."""
+    return {"kind": kind, "command": command, "commit": head_commit(tree),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": machine(threads, concurrent)}
+
+
+def save(rec: dict, out: Path, stem: str) -> Path:
+    """Writes `rec` as OUT/STEM-DATE-COMMIT7.json and prints the path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}-{rec['date'][:10]}-{rec['commit'][:7]}.json"
+    path.write_text(json.dumps(rec, indent=1) + "\n")
+    print(path)
+    return path
+
+
 def evaluations(run: Path, started: float, repeat: int, mode: str, online: bool,
                 agent_steps: int) -> list[dict]:
     """One row per evaluation in metrics.jsonl. Its `step` is the agent-step clock online and

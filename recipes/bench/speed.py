@@ -14,7 +14,6 @@ pinned; `wmtool bench` is the user-facing form of the same measurement. Run it a
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import statistics
@@ -138,7 +137,7 @@ def main() -> None:
         return
     if a.baseline is None:
         p.error("--baseline DIR is required")
-    from record import head_commit, machine
+    from record import head_commit, header, save
 
     names = a.only or list(SETTINGS)
     trees = {"baseline": a.baseline.resolve(), "current": HERE}
@@ -163,18 +162,12 @@ def main() -> None:
                         "act_speedup": round(med["baseline"]["act_ms_per_step"]
                                              / med["current"]["act_ms_per_step"], 3),
                         "rows": rows[name]})
-    record = {"kind": "speed", "command": " ".join(["python", *sys.argv]),
-              "commit": head_commit(HERE), "baseline_commit": head_commit(trees["baseline"]),
-              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-              "machine": machine(None, "nothing (run alone)"),
-              "protocol": f"{a.rounds} alternating rounds; per process {a.runs} blocks of "
-                          f"{a.updates} updates after 3 warm-up updates (median), 20 acting "
-                          "steps for one env after 2 warm-up steps (median)",
-              "results": results}
-    a.out.mkdir(parents=True, exist_ok=True)
-    path = a.out / f"speed-{datetime.date.today().isoformat()}-{record['commit'][:7]}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(path)
+    save({**header("speed", " ".join(["python", *sys.argv]), "nothing (run alone)", tree=HERE),
+          "baseline_commit": head_commit(trees["baseline"]),
+          "protocol": f"{a.rounds} alternating rounds; per process {a.runs} blocks of "
+                      f"{a.updates} updates after 3 warm-up updates (median), 20 acting "
+                      "steps for one env after 2 warm-up steps (median)",
+          "results": results}, a.out, "speed")
 
 
 if __name__ == "__main__":

@@ -299,3 +299,15 @@ def test_dreamerv3_learns_cartpole_end_to_end(tmp_path):
     random_return = json.loads(res.stdout)["return_mean"]
     assert 15 < random_return < 30
     assert learned["return_mean"] > 3 * random_return, (learned, random_return)
+
+
+def test_wall_minutes_leave_out_the_runs_pauses():
+    """Started at 10:00, stopped 10:20-11:20 (a session ended), evaluated at 11:30: it had
+    worked 30 minutes; an evaluation inside a pause counts up to the pause's start."""
+    record = bench_module("record")
+    started = record._time("2026-11-30T10:00:00")
+    pauses = [["2026-11-30T10:20:00", "2026-11-30T11:20:00"]]
+    assert record.working_minutes(started + 90 * 60, started, pauses) == 30
+    assert record.working_minutes(started + 15 * 60, started, pauses) == 15
+    assert record.working_minutes(started + 50 * 60, started, pauses) == 20
+    assert record.working_minutes(started + 90 * 60, started, []) == 90

@@ -1,4 +1,5 @@
 """DreamerV3 training end to end on the `debug` preset: CLI, kill -9 + resume, eval, offline."""
+import datetime
 import json
 import signal
 import subprocess
@@ -124,13 +125,18 @@ def test_train_kill_resume_finish_eval(tmp_path, env_args):
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    killed = time.time()
     killed_at = ckpt.load(run / "checkpoints" / "latest.pt")["counters"]
     assert killed_at["agent_steps"] < 400
+    time.sleep(3.0)  # the run stands still: its record's wall minutes must leave this out
     res = run_wmtool("train", "--resume", run, "--json", "--quiet")
     assert res.returncode == 0, res.stderr
     done = json.loads(res.stdout)
     assert done["agent_steps"] == 400 and done["updates"] > killed_at["updates"]
-    assert json.loads((run / "run.json").read_text())["status"] == "finished"
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["status"] == "finished"
+    (stopped, resumed), = (map(datetime.datetime.fromisoformat, p) for p in meta["pauses"])
+    assert stopped.timestamp() <= killed < killed + 3 <= resumed.timestamp() + 1  # 1 s stamps
     with EpisodeReader(run / "replay" / "episodes.h5") as reader:
         assert len(reader) >= done["episodes"] > 0
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]

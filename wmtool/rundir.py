@@ -10,6 +10,7 @@ import datetime
 import fcntl
 import json
 import os
+import time
 from pathlib import Path
 
 import yaml
@@ -183,6 +184,24 @@ def load_checkpoint(path: Path, required: bool = True, quiet: bool = False) -> d
         raise WmtoolError(f"{path} has no checkpoint yet ({CHECKPOINTS}/latest.pt)",
                           "wait for the first checkpoint or lower train.checkpoint_every")
     return None
+
+
+def last_write(path: Path) -> float | None:
+    """When the run last wrote its metrics, replay or checkpoints (a stopped or killed run's
+    last sign of work); None when it wrote none of them."""
+    path = Path(path)
+    files = [path / "metrics.jsonl", *(path / "replay").glob("*.h5"),
+             *(path / CHECKPOINTS).glob("*.pt")]
+    times = [f.stat().st_mtime for f in files if f.exists()]
+    return max(times) if times else None
+
+
+def pause(stopped: float) -> list[str]:
+    """[stopped, now] in run.json's time format: the run's clock stood still in between
+    (records count wall time without its pauses)."""
+    def stamp(t: float) -> str:
+        return datetime.datetime.fromtimestamp(t).isoformat(timespec="seconds")
+    return [stamp(stopped), stamp(time.time())]
 
 
 def trim_metrics(path: Path, last_step: int) -> int:

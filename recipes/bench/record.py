@@ -7,10 +7,12 @@ a reader needs to trust and rerun the figure (DEVELOPERS.md, "Evidence rules").
 
 Contents: the command, the commit the run was made with, the date, the machine (CPU model,
 cores, torch's cpu capability, torch version, threads, what else ran), the resolved config,
-and one row per evaluation during training (agent and env steps, wall minutes, return
-mean/std/min/max, episodes, mode, seed) with the final one marked `final`; the best is in
-its own `best` field, never the headline. `--plan-eval` adds a separate evaluation of the
-final weights (the JSON `wmtool eval --json` printed), e.g. TD-MPC2's planning.
+and one row per evaluation during training (agent and env steps, wall minutes the run had
+worked by then, return mean/std/min/max, episodes, mode, seed) with the final one marked
+`final`; the best is in its own `best` field, never the headline. A run stopped and resumed
+(e.g. across machine sessions) lists its `pauses`, which its wall minutes leave out.
+`--plan-eval` adds a separate evaluation of the final weights (the JSON `wmtool eval --json`
+printed), e.g. TD-MPC2's planning.
 `--variant` names what sets the run apart from others of the same algorithm and task (tables
 keep variants apart); `--measure` attaches any other result a command printed as JSON (Genie's
 held-out PSNR, World Models' held-out losses, a dataset's return), kept as printed.
@@ -66,15 +68,28 @@ def save(rec: dict, out: Path, stem: str) -> Path:
     return path
 
 
+def working_minutes(t: float, started: float, pauses: list) -> float:
+    """Minutes the run worked from `started` to `t`: the wall time without its pauses
+    (run.json's `pauses`: from its last write before a stop to its resume)."""
+    stopped = sum(min(t, _time(end)) - _time(begin) for begin, end in pauses
+                  if _time(begin) < t)
+    return (t - started - stopped) / 60
+
+
+def _time(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp).timestamp()
+
+
 def evaluations(run: Path, started: float, repeat: int, mode: str, online: bool,
-                agent_steps: int) -> list[dict]:
+                agent_steps: int, pauses: list = ()) -> list[dict]:
     """One row per evaluation in metrics.jsonl. Its `step` is the agent-step clock online and
     the update count offline or in imagination, where the agent steps are the run's own."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     out = [{**({"agent_steps": int(r["step"]), "env_steps": int(r["step"]) * repeat} if online
                else {"updates": int(r["step"]), "agent_steps": agent_steps,
                      "env_steps": agent_steps * repeat}),
-            "wall_minutes": round((r["time"] - started) / 60, 1), "mode": mode,
+            "wall_minutes": round(working_minutes(r["time"], started, pauses), 1),
+            "mode": mode,
             **{k: r[f"eval/{k}"] for k in EVAL_KEYS if f"eval/{k}" in r}}
            for r in rows if "eval/return_mean" in r]
     if out:
@@ -98,11 +113,11 @@ def record(run: Path, command: str, commit: str, concurrent: str,
            plan_eval: dict | None, variant: str = "", measures: dict | None = None) -> dict:
     meta = json.loads((run / "run.json").read_text())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    started = datetime.datetime.fromisoformat(meta["created"]).timestamp()
+    started, pauses = _time(meta["created"]), meta.get("pauses", [])
     repeat = int(cfg["env"]["action_repeat"])
     agent_steps = int((meta.get("counters") or {}).get("agent_steps", cfg["train"]["steps"]))
     evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"],
-                        meta.get("mode", "online") == "online", agent_steps)
+                        meta.get("mode", "online") == "online", agent_steps, pauses)
     out = {"record_version": 1, "run": str(run), "mode": meta.get("mode", "online"),
            "command": command, "commit": commit,
            "date": meta["created"], "machine": machine(cfg["runtime"]["threads"], concurrent),
@@ -111,6 +126,8 @@ def record(run: Path, command: str, commit: str, concurrent: str,
            # what the run took: an imagine run in the dream takes no agent steps at all
            "budget": {"agent_steps": agent_steps, "env_steps": agent_steps * repeat},
            "measurements": measures or {},
+           # stopped and resumed (e.g. across sessions): wall minutes leave these out
+           "pauses": pauses,
            "evaluations": evals, "final": evals[-1] if evals else None,
            "best": max(evals, key=lambda e: e["return_mean"]) if evals else None}
     if plan_eval is not None:

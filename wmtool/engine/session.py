@@ -230,6 +230,7 @@ class TrainSession:
 
     @classmethod
     def _resume(cls, path: Path, quiet: bool, phases: list[str] | None):
+        stopped = rundir.last_write(path)  # before this resume writes anything
         meta = rundir.read_meta(path)
         cfg = rundir.load_config(path)
         payload = rundir.load_checkpoint(path, required=False, quiet=quiet)
@@ -257,7 +258,9 @@ class TrainSession:
             info(f"dropped {dropped} metrics rows logged after step {session.clock():,} "
                  "(work the resumed run redoes)", quiet)
         info(f"resumed {path} at {session.trainer.counters}", quiet)
-        session.update_meta(status="running", counters=dict(session.trainer.counters))
+        pauses = meta.get("pauses", []) + ([rundir.pause(stopped)] if stopped else [])
+        session.update_meta(status="running", counters=dict(session.trainer.counters),
+                            pauses=pauses)
         return session
 
     def update_meta(self, **fields) -> None:

@@ -68,7 +68,8 @@ def test_suite_table_scores_held_out_seeds_against_the_published_curve():
     """Two held-out tasks: (300 + 500) / 2 = 400 on swingup where the published curve gives
     360 at 48,000 env steps, 100 on walker where it gives 100: suite 250 vs 230 = 1.09. A
     seed below 100 on a suite task is tuning-era and left out; cartpole-balance runs form
-    the labelled tuning table."""
+    the labelled tuning table. A random policy's 350 on swingup is below its mean but above
+    seed 100's 300."""
     suite = bench_module("suite_table")
     reference = {"dreamerv3": {"tasks": {
         "dmc:cartpole-swingup": {"curve": [[40_000, 200], [50_000, 400]]},
@@ -78,12 +79,13 @@ def test_suite_table_scores_held_out_seeds_against_the_published_curve():
                learning_record("dmc:cartpole-swingup", "dreamerv3", 1, 900),
                learning_record("dmc:walker-walk", "dreamerv3", 100, 100),
                learning_record("dmc:cartpole-balance", "dreamerv3", 0, 700),
-               {"kind": "random", "env": "dmc:cartpole-swingup", "return_mean": 50.0},
+               {"kind": "random", "env": "dmc:cartpole-swingup", "return_mean": 350.0},
                {"kind": "random", "env": "dmc:walker-walk", "return_mean": 200.0}]
     text = "\n".join(suite.suite_lines(records, reference))
     assert "400.0 ± 100.0 (300 / 500) [greedy] | 360 |" in text
     assert ("dreamerv3: suite mean 250.0 vs published 230.0 at the same env steps, normalised "
-            "suite score 1.09, over 2 of 5 tasks; above the random policy on 1 of them") in text
+            "suite score 1.09, over 2 of 5 tasks; above the random policy on 1 of them (every "
+            "seed above it on 0)") in text
     held, tuning = text.split("Tuning curve")
     assert "900" not in held and "dmc:cartpole-balance" in tuning
 

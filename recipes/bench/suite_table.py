@@ -72,7 +72,7 @@ def table(grouped: dict, reference: dict, randoms: dict) -> tuple[list[str], dic
             value, note = interpolate(curve, env_steps)
             published[ref_algo] = "-" if value is None else f"{value:.0f}{note}"
             if ref_algo == algo and value is not None:
-                means.setdefault(algo, []).append((env, float(np.mean(scores)), value))
+                means.setdefault(algo, []).append((env, scores, value))
         rand = randoms.get(env)
         lines.append("| " + " | ".join([
             env, algo, ", ".join(str(r["seed"]) for r in members), f"{env_steps:,}",
@@ -105,13 +105,15 @@ def suite_lines(records: list[dict], reference: dict, picture: str | None = None
             rows = means.get(algo, [])
             if not rows:
                 continue
-            ours, theirs = np.mean([o for _, o, _ in rows]), np.mean([p for _, _, p in rows])
-            above = [env for env, o, _ in rows
-                     if env in randoms and o > randoms[env]["return_mean"]]
+            ours = np.mean([np.mean(s) for _, s, _ in rows])
+            theirs = np.mean([p for _, _, p in rows])
+            floor = {env: randoms[env]["return_mean"] for env, _, _ in rows if env in randoms}
+            above = [env for env, s, _ in rows if env in floor and np.mean(s) > floor[env]]
+            every = [env for env, s, _ in rows if env in floor and min(s) > floor[env]]
             lines.append(f"- {algo}: suite mean {ours:.1f} vs published {theirs:.1f} at the same "
                          f"env steps, normalised suite score {ours / theirs:.2f}, over "
                          f"{len(rows)} of {len(SUITE)} tasks; above the random policy on "
-                         f"{len(above)} of them.")
+                         f"{len(above)} of them (every seed above it on {len(every)}).")
     else:
         lines.append("No held-out runs yet.")
     if tuning:

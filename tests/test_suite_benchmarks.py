@@ -85,9 +85,38 @@ def test_suite_table_scores_held_out_seeds_against_the_published_curve():
     assert "400.0 ± 100.0 (300 / 500) [greedy] | 360 |" in text
     assert ("dreamerv3: suite mean 250.0 vs published 230.0 at the same env steps, normalised "
             "suite score 1.09, over 2 of 5 tasks; above the random policy on 1 of them (every "
-            "seed above it on 0)") in text
+            "seed above it on 0); 0 of 0 timed runs within 60 minutes of one core") in text
     held, tuning = text.split("Tuning curve")
     assert "900" not in held and "dmc:cartpole-balance" in tuning
+
+
+def timed(record: dict, wall: float, concurrent: str) -> dict:
+    record["final"]["wall_minutes"] = wall
+    record["machine"] = {"cores": 2, "concurrent": concurrent}
+    return record
+
+
+def test_run_minutes_are_counted_in_minutes_of_one_core():
+    """Three one-thread runs on 2 cores get 2/3 of a core each: 90 wall minutes are 60 of
+    one core, 93 are 62 (over the hour); two runs on 2 cores get a core each (45 -> 45), and
+    so does one run alone (a one-thread run uses one core). A record that does not say how
+    many ran at once is not converted."""
+    suite = bench_module("suite_table")
+    three = "3 run(s) at a time, 1 thread(s) each; pytest beside them"
+    runs = [timed(learning_record("dmc:walker-walk", "tdmpc2", 100, 300), 90.0, three),
+            timed(learning_record("dmc:walker-walk", "tdmpc2", 101, 300), 93.0, three),
+            timed(learning_record("dmc:finger-spin", "tdmpc2", 100, 300), 45.0,
+                  "up to 2 run(s) at a time, 1 thread each")]
+    assert [round(suite.core_minutes(r), 6) for r in runs] == [60.0, 62.0, 45.0]
+    alone = timed(learning_record("dmc:walker-walk", "tdmpc2", 0, 1), 50.0, "1 run at a time")
+    assert suite.core_minutes(alone) == 50.0
+    assert suite.core_minutes(timed(learning_record("dmc:walker-walk", "tdmpc2", 0, 1), 9.0,
+                                    "nothing (alternating with the baseline runs)")) is None
+    reference = {"tdmpc2": {"tasks": {t: {"curve": [[0, 0], [100_000, 1000]]}
+                                      for t in ("dmc:walker-walk", "dmc:finger-spin")}}}
+    text = "\n".join(suite.suite_lines(runs, reference))
+    assert "| 90-93 (60-62) |" in text and "| 45 (45) |" in text
+    assert "2 of 3 timed runs within 60 minutes of one core" in text
 
 
 def test_suite_plot_draws_the_seed_mean_of_the_recorded_evaluations(tmp_path):

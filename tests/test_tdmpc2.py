@@ -11,7 +11,14 @@ from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
 from wmtool.models.dreamer import DreamerModel
 from wmtool.nets.dists import TwoHot
-from wmtool.nets.normed import Ensemble, SimNorm, shift_augment, stack_frames
+from wmtool.nets.normed import (
+    Ensemble,
+    Mish,
+    SimNorm,
+    evaluating,
+    shift_augment,
+    stack_frames,
+)
 from wmtool.spaces import Space
 
 CARTPOLE = {"position": Space((3,), "float32"), "velocity": Space((2,), "float32")}
@@ -157,6 +164,13 @@ class Toy(torch.nn.Module):
     def estimate_value(self, z, actions):
         return -((actions - 0.6) ** 2).sum((1, 2))
 
+    def rollout_return(self, z, actions):
+        value = self.estimate_value(z, actions)
+        return value, torch.ones_like(value), z
+
+    def terminal_value(self, z):
+        return torch.zeros(z.shape[0])
+
 
 def test_mppi_improves_on_its_prior_in_a_toy_model():
     torch.manual_seed(0)
@@ -180,6 +194,67 @@ def test_mppi_improves_on_its_prior_in_a_toy_model():
     # warm start: the next plan starts from this one shifted by a step
     _, again, _ = planner.plan(z, mean)
     assert torch.allclose(again[:, 0], torch.full_like(again[:, 0], 0.6), atol=0.1)
+
+
+def test_mish_is_torchs_mish_in_value_and_gradient():
+    """The CPU Mish (one sigmoid and products) against torch's kernel from -100 to 100,
+    with and without autograd, and its hand-written gradient against finite differences."""
+    x = torch.linspace(-100, 100, 40_001)
+    with torch.no_grad():
+        assert torch.allclose(Mish()(x), torch.nn.functional.mish(x), atol=2e-6, rtol=1e-6)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (Mish()(ours) * torch.cos(x)).sum().backward()
+    (torch.nn.functional.mish(theirs) * torch.cos(x)).sum().backward()
+    assert torch.allclose(ours.grad, theirs.grad, atol=5e-6, rtol=1e-5)
+    wide = (torch.randn(64, dtype=torch.float64) * 6).requires_grad_()
+    assert torch.autograd.gradcheck(Mish(), (wide,))
+
+
+def every_candidate_rolled_out_each_iteration(planner, z):
+    """MPPI as the paper's code runs it (and this planner before it rolled the prior's
+    sequences out once): all n candidates through `estimate_value` every iteration."""
+    m, wm, h, a = planner.cfg.mppi, planner._wm[0], planner.cfg.tdmpc2.horizon, 1
+    batch, n, p = z.shape[0], m.samples, m.prior_trajs
+    zp, steps = z.repeat_interleave(p, 0), []
+    for t in range(h):
+        steps.append(planner.prior.sample(zp))
+        if t < h - 1:
+            zp = wm.next(zp, steps[-1])
+    prior_actions = torch.stack(steps, 1).view(batch, p, h, a)
+    mean, std = torch.zeros(batch, h, a), torch.full((batch, h, a), m.max_std)
+    for _ in range(m.iterations):
+        noise = torch.randn(batch, n - p, h, a)
+        actions = torch.cat([prior_actions, (mean[:, None] + std[:, None] * noise).clamp(-1, 1)],
+                            1)
+        value = wm.estimate_value(z.repeat_interleave(n, 0), actions.flatten(0, 1))
+        elite_value, index = value.view(batch, n).topk(m.elites, dim=1)
+        elite = actions.gather(1, index[..., None, None].expand(-1, -1, h, a))
+        score = torch.softmax(m.temperature * elite_value, dim=1)[..., None, None]
+        mean = (score * elite).sum(1)
+        std = (score * (elite - mean[:, None]) ** 2).sum(1).sqrt().clamp(m.min_std, m.max_std)
+    return mean, std[:, 0]
+
+
+def test_mppi_rolls_the_priors_sequences_out_once_and_plans_the_same():
+    """Three states planned at once, half the candidates from the prior, random weights (so
+    rewards and values differ between candidates): the same plan, draw for draw, as rolling
+    every candidate out every iteration."""
+    torch.manual_seed(0)
+    cfg = tiny(["mppi.samples=32", "mppi.elites=8", "mppi.prior_trajs=16",
+                "mppi.iterations=3"])
+    agent = Agent("tdmpc2", CARTPOLE, ACTION, cfg)
+    with torch.no_grad():
+        for param in agent.parameters():
+            param.normal_(0.0, 0.3)
+    planner, z = agent.behavior, torch.randn(3, cfg.tdmpc2.latent)
+    torch.manual_seed(1)
+    _, mean, std = planner.plan(z)
+    torch.manual_seed(1)
+    with torch.no_grad(), evaluating(agent.wm):
+        want_mean, want_std = every_candidate_rolled_out_each_iteration(planner, z)
+    assert mean.std() > 0.05  # the plans are not all the same point
+    assert torch.allclose(mean, want_mean, atol=1e-5)
+    assert torch.allclose(std, want_std, atol=1e-5)
 
 
 def test_greedy_mean_acts_with_the_elites_mean_and_jitters_less_than_an_elite_draw():

@@ -34,6 +34,9 @@ SETTINGS = {
     "xs fp32, 2 threads": ("dreamerv3", "gym:CartPole-v1", None, "xs", 2, []),
     "xs bf16, 2 threads": ("dreamerv3", "gym:CartPole-v1", None, "xs", 2, ["train.amp=true"]),
     "tdmpc2 1m, 2 threads": ("tdmpc2", "dmc:cartpole-balance", None, "1m", 2, []),
+    # as the held-out suite runs it: the CPU recipe's MPPI, one thread per run
+    "tdmpc2 1m cpu recipe, 1 thread": ("tdmpc2", "dmc:walker-walk", "tdmpc2__dmc_proprio_cpu",
+                                       "1m", 1, []),
 }
 
 

@@ -4,7 +4,8 @@ Acting (`greedy`/`sample`): from the current latent, roll `prior_trajs` action s
 `horizon` steps with the prior, and sample the rest from a Gaussian whose mean starts from
 the previous step's plan shifted by one (warm start; zero at an episode start) and whose std
 starts at `max_std`. Score every sequence by discounted predicted rewards plus the Q value at
-the end, all candidates in one batched rollout; refit mean/std to the `elites` best, weighted
+the end (the prior's sequences are rolled out once, as they do not change between
+iterations; their end values are drawn afresh each iteration like every candidate's); refit mean/std to the `elites` best, weighted
 by exp(temperature x value), `iterations` times. Act with the first action of one elite drawn
 by those weights (`greedy` with mppi.greedy: elite, as the paper evaluates), or with the
 elites' weighted mean (mppi.greedy: mean: no draw between elites, so smoother actions);
@@ -28,6 +29,13 @@ from wmtool.behavior.base import Planner
 from wmtool.errors import WmtoolError
 from wmtool.nets.normed import evaluating, normed_mlp
 from wmtool.spaces import Space
+
+
+def _interleave(prior: torch.Tensor, sampled: torch.Tensor, batch: int) -> torch.Tensor:
+    """(batch * p, ...) and (batch * (n - p), ...) rows -> (batch * n, ...): each plan's
+    prior rows, then its sampled rows, as the candidates' action tensor orders them."""
+    return torch.cat([prior.view(batch, -1, *prior.shape[1:]),
+                      sampled.view(batch, -1, *sampled.shape[1:])], 1).flatten(0, 1)
 
 
 class PolicyPrior(nn.Module):
@@ -119,24 +127,37 @@ class MPPIPlanner(Planner):
         m, wm = self.cfg.mppi, self._wm[0]
         batch, n, p, h, a = z.shape[0], m.samples, m.prior_trajs, self.cfg.tdmpc2.horizon, \
             self.act_dim
-        prior_actions = []
+        prior_actions, prior_rollout = None, None
         if p:
             zp = z.repeat_interleave(p, 0)
+            steps = []
             for t in range(h):
-                prior_actions.append(self.prior.sample(zp))
+                steps.append(self.prior.sample(zp))
                 if t < h - 1:
-                    zp = wm.next(zp, prior_actions[-1])
-            prior_actions = torch.stack(prior_actions, 1).view(batch, p, h, a)
+                    zp = wm.next(zp, steps[-1])
+            prior_actions = torch.stack(steps, 1)
+            # the prior's sequences stay the same over the iterations, and so do their
+            # rewards and last latents: roll them out once (only the value at the end is
+            # drawn afresh each iteration, as for every sequence)
+            prior_rollout = wm.rollout_return(z.repeat_interleave(p, 0), prior_actions)
+            prior_actions = prior_actions.view(batch, p, h, a)
         mean = torch.zeros(batch, h, a, device=z.device)
         if warm is not None:
             mean[:, :-1] = warm[:, 1:]
         std = torch.full_like(mean, m.max_std)
-        start = z.repeat_interleave(n, 0)
+        start = z.repeat_interleave(n - p, 0)
         for _ in range(m.iterations):
             noise = torch.randn(batch, n - p, h, a, device=z.device)
             sampled = (mean[:, None] + std[:, None] * noise).clamp(-1.0, 1.0)
-            actions = torch.cat([prior_actions, sampled], 1) if p else sampled
-            value = wm.estimate_value(start, actions.flatten(0, 1)).view(batch, n).nan_to_num(0)
+            rollout = wm.rollout_return(start, sampled.flatten(0, 1))
+            if p:
+                actions = torch.cat([prior_actions, sampled], 1)
+                rollout = [_interleave(ours, theirs, batch)
+                           for ours, theirs in zip(prior_rollout, rollout)]
+            else:
+                actions = sampled
+            rewards, weight, last = rollout
+            value = (rewards + weight * wm.terminal_value(last)).view(batch, n).nan_to_num(0)
             elite_value, index = value.topk(m.elites, dim=1)
             elite = actions.gather(1, index[..., None, None].expand(-1, -1, h, a))
             score = torch.softmax(m.temperature * elite_value, dim=1)[..., None, None]

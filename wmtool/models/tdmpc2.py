@@ -26,6 +26,7 @@ from wmtool.nets.dists import TwoHot, bernoulli_nll
 from wmtool.nets.layers import ObsScaling, split_keys
 from wmtool.nets.normed import (
     Ensemble,
+    Mish,
     SimNorm,
     conv_out_size,
     evaluating,
@@ -53,7 +54,7 @@ class LatentEncoder(nn.Module):
         if self.vector_keys:
             dim = sum(int(obs_space[k].shape[0]) for k in self.vector_keys)
             hidden = [c.enc_dim] * max(c.enc_layers - 1, 1)
-            self.mlp = normed_mlp(dim, hidden[:-1], hidden[-1], last=nn.Mish())
+            self.mlp = normed_mlp(dim, hidden[:-1], hidden[-1], last=Mish())
             width += hidden[-1]
         if self.image_keys:
             size = obs_space[self.image_keys[0]].shape[0]
@@ -186,13 +187,24 @@ class TDMPC2Model(WorldModel, LatentTraces):
     def estimate_value(self, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Return of (N, H, A) action sequences from (N, D) latents: discounted predicted
         rewards, then the Qs at the prior's action in the last state."""
+        rewards, weight, last = self.rollout_return(z, actions)
+        return rewards + weight * self.terminal_value(last)
+
+    def rollout_return(self, z: torch.Tensor, actions: torch.Tensor):
+        """The deterministic part of `estimate_value`: (discounted predicted rewards, the
+        weight left for the value at the end, the last latent), each over N."""
         value = torch.zeros(z.shape[0], device=z.device)
         weight = torch.ones_like(value)
         for t in range(actions.shape[1]):
             value = value + weight * self.reward_of(z, actions[:, t])
             z = self.next(z, actions[:, t])
             weight = weight * self.discount * self.alive(z)
-        return value + weight * self.q_value(z, self.prior.sample(z), "avg")
+        return value, weight, z
+
+    def terminal_value(self, z: torch.Tensor) -> torch.Tensor:
+        """The value at the end of a planned sequence (random: two random Q heads at a
+        sampled prior action)."""
+        return self.q_value(z, self.prior.sample(z), "avg")
 
     # what `wmtool dream` shows for a model without a decoder (engine/dream.py:latent_traces)
     def predict_transition_reward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

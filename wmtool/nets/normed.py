@@ -40,6 +40,46 @@ class BatchDropout(nn.Module):
         return x * keep / (1 - self.p)
 
 
+def _tanh_softplus(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sigmoid(x) and tanh(softplus(x)), the latter as s(2 - s) / (1 + (1 - s)^2) with
+    s = sigmoid(x): exact algebra (tanh(log(1 + e^x)) with 1 + e^x = 1 / (1 - s)), and no
+    cancellation at either end (-> s as x -> -inf, -> 1 as x -> +inf)."""
+    s = torch.sigmoid(x)
+    t = torch.rsub(s, 2).mul_(s)
+    return s, t.div_(torch.rsub(s, 1).square_().add_(1))
+
+
+class _MishFunction(torch.autograd.Function):
+    """x tanh(softplus(x)); gradient tanh(softplus(x)) + x sigmoid(x) (1 - tanh(softplus(x))^2)
+    from the forward's saved parts."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        s, t = _tanh_softplus(x)
+        ctx.save_for_backward(x, s, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, s, t = ctx.saved_tensors
+        return grad * (t + x * s * (1 - t * t))
+
+
+class Mish(nn.Module):
+    """Mish, x tanh(softplus(x)). On CPU, torch's mish kernel (and its tanh and softplus)
+    cost 5-15x an elementwise op, a quarter of a TD-MPC2 update and of an MPPI search on
+    the 2-core machines we run on (docs/speed.md); one sigmoid and a few products give the
+    same function. CUDA keeps torch's fused kernel. No parameters: checkpoints are as with
+    nn.Mish."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda:
+            return F.mish(x)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _MishFunction.apply(x)
+        return x * _tanh_softplus(x)[1]
+
+
 class NormedLinear(nn.Sequential):
     """Linear -> (Dropout) -> LayerNorm -> activation (Mish unless given)."""
 
@@ -47,7 +87,7 @@ class NormedLinear(nn.Sequential):
         layers = [nn.Linear(inp, out)]
         if dropout:
             layers.append(BatchDropout(dropout))
-        layers += [nn.LayerNorm(out), act if act is not None else nn.Mish()]
+        layers += [nn.LayerNorm(out), act if act is not None else Mish()]
         super().__init__(*layers)
 
 
@@ -121,7 +161,7 @@ class Ensemble(nn.Module):
             layers.append(EnsembleLinear(members, a, b))
             if dropout and i == 0:
                 layers.append(BatchDropout(dropout, dim=1))  # (members, N, width)
-            layers += [EnsembleNorm(members, b), nn.Mish()]
+            layers += [EnsembleNorm(members, b), Mish()]
         head = EnsembleLinear(members, dims[-1], out)
         nn.init.zeros_(head.weight)
         self.net = nn.Sequential(*layers, head)

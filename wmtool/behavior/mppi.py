@@ -5,12 +5,13 @@ Acting (`greedy`/`sample`): from the current latent, roll `prior_trajs` action s
 the previous step's plan shifted by one (warm start; zero at an episode start) and whose std
 starts at `max_std`. Score every sequence by discounted predicted rewards plus the Q value at
 the end (the prior's sequences are rolled out once, as they do not change between
-iterations; their end values are drawn afresh each iteration like every candidate's); refit mean/std to the `elites` best, weighted
-by exp(temperature x value), `iterations` times. Act with the first action of one elite drawn
-by those weights (`greedy` with mppi.greedy: elite, as the paper evaluates), or with the
-elites' weighted mean (mppi.greedy: mean: no draw between elites, so smoother actions);
-`sample` (collecting) draws an elite and adds noise of the final std. `prior` acts with the
-prior's mean alone: no planning, for fast evaluation.
+iterations; their end values are drawn afresh each iteration like every candidate's). Refit
+mean/std to the `elites` best, weighted by exp(temperature x value), `iterations` times.
+Act with the first action of one elite drawn by those weights (`greedy` with mppi.greedy:
+elite, as the paper evaluates), or with the elites' weighted mean (mppi.greedy: mean: no
+draw between elites, so smoother actions); `sample` (collecting) draws an elite and adds
+noise of the final std. `prior` acts with the prior's mean alone: no planning, for fast
+evaluation.
 
 Learning: the prior maximises Q (mean of two random heads, divided by the running scale of
 Q) with an entropy bonus, on the latents the model's rollout visited (weights rho^t). As in

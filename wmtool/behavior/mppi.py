@@ -130,7 +130,7 @@ class MPPIPlanner(Planner):
             self.act_dim
         prior_actions, prior_rollout = None, None
         if p:
-            zp = z.repeat_interleave(p, 0)
+            z_prior = zp = z.repeat_interleave(p, 0)
             steps = []
             for t in range(h):
                 steps.append(self.prior.sample(zp))
@@ -140,7 +140,7 @@ class MPPIPlanner(Planner):
             # the prior's sequences stay the same over the iterations, and so do their
             # rewards and last latents: roll them out once (only the value at the end is
             # drawn afresh each iteration, as for every sequence)
-            prior_rollout = wm.rollout_return(z.repeat_interleave(p, 0), prior_actions)
+            prior_rollout = wm.rollout_return(z_prior, prior_actions)
             prior_actions = prior_actions.view(batch, p, h, a)
         mean = torch.zeros(batch, h, a, device=z.device)
         if warm is not None:

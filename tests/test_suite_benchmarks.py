@@ -1,5 +1,10 @@
 """The held-out benchmark suite's arithmetic (issue 30): Atari 100k aggregation checked
 against a case computed by hand."""
+import os
+import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
+
 import pytest
 from test_evidence import bench_module
 
@@ -147,3 +152,25 @@ def test_suite_plot_draws_the_seed_mean_of_the_recorded_evaluations(tmp_path):
     records[0]["env"] = records[1]["env"] = "dmc:hopper-hop"
     assert plot.plot(records, reference, tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+SUITE_SCRIPT = Path(__file__).resolve().parents[1] / "recipes/bench/heldout_suite.sh"
+
+
+def run_suite_script(tmp_path, stop_at: str) -> subprocess.CompletedProcess:
+    # PYTHON=true stands in for the engine: only the script's own STOP_AT handling is under test
+    env = {**os.environ, "STOP_AT": stop_at, "PYTHON": "true", "OUT": str(tmp_path / "out"),
+           "RECORDS": str(tmp_path / "records")}
+    return subprocess.run(["bash", str(SUITE_SCRIPT)], env=env, capture_output=True, text=True)
+
+
+def test_stop_at_a_time_already_past_today_means_that_time_tomorrow(tmp_path):
+    two_minutes_ago = (datetime.now() - timedelta(minutes=2)).strftime("%H:%M")
+    done = run_suite_script(tmp_path, two_minutes_ago)
+    assert done.returncode == 0, done.stderr
+
+
+def test_stop_at_that_is_not_a_time_is_refused_with_the_fix(tmp_path):
+    done = run_suite_script(tmp_path, "half past six")
+    assert done.returncode == 2
+    assert "STOP_AT=half past six is not a time; give HH:MM" in done.stderr

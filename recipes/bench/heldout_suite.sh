@@ -46,7 +46,10 @@ echo "machine: $(nproc) cores, $(date -u +%F); $algo on $(echo $tasks | wc -w) t
      "$seeds, $jobs at a time, commit ${commit:0:7} -> $out"
 limit=()
 if [ -n "${STOP_AT:-}" ]; then
-  seconds=$(( $(date -d "$STOP_AT" +%s) - $(date +%s) ))
+  stop=$(date -d "$STOP_AT" +%s) || { echo "error: STOP_AT=$STOP_AT is not a time; give HH:MM" >&2; exit 2; }
+  # HH:MM already past today means that time tomorrow (a sweep started late in the evening)
+  [ "$stop" -gt "$(date +%s)" ] || stop=$(date -d "$STOP_AT tomorrow" +%s)
+  seconds=$(( stop - $(date +%s) ))
   [ "$seconds" -gt 60 ] || { echo "error: STOP_AT=$STOP_AT is less than a minute away" >&2; exit 2; }
   limit=(timeout --signal=TERM --kill-after=300 "$seconds")
 fi

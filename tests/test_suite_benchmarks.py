@@ -95,6 +95,25 @@ def test_suite_table_scores_held_out_seeds_against_the_published_curve():
     assert "900" not in held and "dmc:cartpole-balance" in tuning
 
 
+def test_a_published_value_drawn_over_a_wide_gap_is_also_compared_at_the_measured_point():
+    """TD-MPC2's published points are 100,000 env steps apart: at 26,000 the straight line
+    gives 260, so 500 reads as 1.92; the summary says so and also compares with the 1000 the
+    authors measured at 100,000 (0.50). A dense curve (DreamerV3's) gets no such sentence."""
+    suite = bench_module("suite_table")
+    reference = {"tdmpc2": {"tasks": {"dmc:walker-walk": {"curve": [[0, 0], [100_000, 1000]]}}},
+                 "dreamerv3": {"tasks": {"dmc:walker-walk": {
+                     "curve": [[40_000, 100], [50_000, 100]]}}}}
+    records = [learning_record("dmc:walker-walk", "tdmpc2", 100, 500, env_steps=26_000),
+               learning_record("dmc:walker-walk", "dreamerv3", 100, 300)]
+    lines = suite.suite_lines(records, reference)
+    tdmpc2 = next(line for line in lines if line.startswith("- tdmpc2"))
+    assert "normalised suite score 1.92" in tdmpc2
+    assert "no point near this budget on 1 of these tasks" in tdmpc2
+    assert tdmpc2.endswith("at 100,000 env steps instead: 500.0 vs 1000.0, 0.50.")
+    dreamer = next(line for line in lines if line.startswith("- dreamerv3"))
+    assert "no point near" not in dreamer
+
+
 def timed(record: dict, wall: float, concurrent: str) -> dict:
     record["final"]["wall_minutes"] = wall
     record["machine"] = {"cores": 2, "concurrent": concurrent}

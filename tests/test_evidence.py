@@ -198,9 +198,13 @@ def test_slow_critic_moves_towards_the_critic_by_its_rate():
 # -- results as data ---------------------------------------------------------------------------
 def bench_module(name):
     import importlib.util
+    import sys
     from pathlib import Path
 
-    path = Path(__file__).resolve().parent.parent / "recipes" / "bench" / f"{name}.py"
+    bench = Path(__file__).resolve().parent.parent / "recipes" / "bench"
+    if str(bench) not in sys.path:  # the scripts import each other, as when run from there
+        sys.path.insert(0, str(bench))
+    path = bench / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

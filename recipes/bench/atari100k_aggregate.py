@@ -8,10 +8,9 @@ A run's score is its final weights' evaluation (`final_weights_eval`, the script
 EVAL_EPISODES greedy episodes) or, without one, its last evaluation during training.
 Human-normalised score (HNS) = (score - random) / (human - random), per game from the
 reference table. Mean and median are over games of each game's mean HNS over its runs;
-IQM (Agarwal et al., 2021) is the mean of the middle 50% of every run's HNS pooled (a
-quarter of the runs cut from each end). Confidence intervals: a stratified bootstrap that
-resamples each game's runs with replacement `--reps` times and takes the 2.5 and 97.5
-percentiles of each aggregate.
+IQM is the mean of the middle 50% of every run's HNS pooled. Confidence intervals: a
+stratified bootstrap that resamples each game's runs with replacement `--reps` times
+(recipes/bench/aggregate.py, shared with the held-out suite's summary).
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from aggregate import aggregates, bootstrap  # recipes/bench/aggregate.py
 
 HERE = Path(__file__).resolve().parents[2]
 
@@ -44,31 +44,6 @@ def normalised(scores: dict[str, list[float]], reference: dict) -> dict[str, np.
         lo, hi = table[game]["random"], table[game]["human"]
         out[game] = (np.asarray(values, dtype=float) - lo) / (hi - lo)
     return out
-
-
-def iqm(values: np.ndarray) -> float:
-    """The mean of the middle half: int(n / 4) values cut from each end (as
-    scipy.stats.trim_mean(x, 0.25) cuts)."""
-    x = np.sort(np.asarray(values, dtype=float).ravel())
-    cut = int(0.25 * len(x))
-    return float(x[cut:len(x) - cut].mean())
-
-
-def aggregates(hns: dict[str, np.ndarray]) -> dict[str, float]:
-    per_game = np.array([v.mean() for v in hns.values()])
-    return {"mean": float(per_game.mean()), "median": float(np.median(per_game)),
-            "iqm": iqm(np.concatenate(list(hns.values())))}
-
-
-def bootstrap(hns: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, list[float]]:
-    rng = np.random.default_rng(seed)
-    samples = {k: [] for k in ("mean", "median", "iqm")}
-    for _ in range(reps):
-        resampled = {g: v[rng.integers(0, len(v), len(v))] for g, v in hns.items()}
-        for key, value in aggregates(resampled).items():
-            samples[key].append(value)
-    return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
-            for k, v in samples.items()}
 
 
 def summarise(records: list[dict], reference: dict, reps: int = 2000, seed: int = 0) -> dict:

@@ -1,23 +1,27 @@
 #!/usr/bin/env bash
 # The held-out suite (docs/heldout-suite.md) for one algorithm's frozen recipe
 # recipes/exp/$ALGO__dmc_proprio_cpu.yaml: TASKS x SEEDS as one resumable `wmtool sweep`,
-# JOBS runs at a time with one torch thread each. Then, for every finished run without a
-# record: TD-MPC2's planning score of the final weights (PLAN_EVAL greedy episodes, JOBS at
-# a time), its record (recipes/bench/record.py) and the tables (recipes/bench/tables.py).
+# JOBS runs at a time with one torch thread each. Then a record for every run it started,
+# finished or not (recipes/bench/sweep_records.py), and the tables (recipes/bench/tables.py).
 #
-# Run it again after a stop, a kill or the end of a machine session: finished runs are
-# skipped, interrupted ones resume from their last checkpoint, and their records' wall
-# minutes leave the pause out. STOP_AT=HH:MM stops the sweep then (each run checkpoints), so
-# that the evaluations and records of the runs that finished are written before the machine
-# goes away. A sweep only resumes on the code it started on (the commit in $OUT/commit):
-# every record names one commit that trained it from start to end.
+# Guarded: it refuses to start or resume from a tree with uncommitted changes to wmtool/,
+# recipes/ or pyproject.toml (recipes/bench/guard.py), and a sweep resumes only on the code it
+# started on (the commit in $OUT/commit): every record names one commit that trained it from
+# start to end, and carries `git describe --dirty` of the tree at its start and at its record.
+# Run the benchmarks from a clean checkout of their own (git worktree add ../bench HEAD) so
+# that work in your main checkout cannot leak into runs that are under way.
+#
+# Run it again after a stop or a kill: finished runs are skipped, interrupted ones resume from
+# their last checkpoint, and their records' wall minutes leave the pause out. STOP_AT=HH:MM
+# stops the sweep then (each run checkpoints), so that the records are written before the
+# machine goes away; an interrupted run's record says so.
 #
 # Usage: [ALGO=tdmpc2] [SIZE=1m] [TASKS="walker-walk finger-spin"] [SEEDS=100,101,102]
-#        [JOBS=3] [PLAN_EVAL=5] [STOP_AT=18:40] [OUT=runs/heldout/$ALGO]
+#        [JOBS=3] [STOP_AT=18:40] [OUT=runs/heldout/$ALGO]
 #        [RECORDS=benchmarks/results] [PYTHON=.venv/bin/python] [STEPS=N] [SETS="--set k=v"]
 #        recipes/bench/heldout_suite.sh
 # STEPS and SETS shrink the runs for a smoke test (their records carry the budget they ran).
-# e.g.   ALGO=tdmpc2 SIZE=1m PLAN_EVAL=5 MUJOCO_GL=egl recipes/bench/heldout_suite.sh
+# e.g.   ALGO=tdmpc2 SIZE=1m MUJOCO_GL=egl recipes/bench/heldout_suite.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # this checkout's wmtool, whatever is installed
@@ -28,6 +32,7 @@ jobs=${JOBS:-3}
 out=${OUT:-runs/heldout/$algo}
 records=${RECORDS:-benchmarks/results}
 py=${PYTHON:-.venv/bin/python}
+describe=$("$py" recipes/bench/guard.py) || exit 2
 head=$(git rev-parse HEAD)
 mkdir -p "$out"
 [ -s "$out/commit" ] || echo "$head" > "$out/commit"
@@ -41,9 +46,9 @@ if [ "$commit" != "$head" ] && ! git diff --quiet "$commit" HEAD -- wmtool recip
 fi
 ids=$(for t in $tasks; do printf 'dmc:%s,' "$t"; done); ids=${ids%,}
 first=${ids%%,*}
-command_line="ALGO=$algo SIZE=${SIZE:-} TASKS='$tasks' SEEDS=$seeds JOBS=$jobs PLAN_EVAL=${PLAN_EVAL:-} STEPS=${STEPS:-} SETS='${SETS:-}' $0"
+command_line="ALGO=$algo SIZE=${SIZE:-} TASKS='$tasks' SEEDS=$seeds JOBS=$jobs STEPS=${STEPS:-} SETS='${SETS:-}' $0"
 echo "machine: $(nproc) cores, $(date -u +%F); $algo on $(echo $tasks | wc -w) tasks x seeds" \
-     "$seeds, $jobs at a time, commit ${commit:0:7} -> $out"
+     "$seeds, $jobs at a time, commit ${commit:0:7} ($describe) -> $out"
 limit=()
 if [ -n "${STOP_AT:-}" ]; then
   stop=$(date -d "$STOP_AT" +%s) || { echo "error: STOP_AT=$STOP_AT is not a time; give HH:MM" >&2; exit 2; }
@@ -59,26 +64,9 @@ fi
   ${SETS:-} --quiet \
   || echo "the sweep stopped before every run finished (see $out/sweep.json); run this again"
 
-finished=()
-for run in "$out"/*/; do
-  run=${run%/}
-  [ -f "$run/run.json" ] && [ ! -f "$run/record.path" ] || continue
-  status=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$run/run.json")
-  [ "$status" = finished ] && finished+=("$run")
-done
-if [ -n "${PLAN_EVAL:-}" ] && [ "${#finished[@]}" -gt 0 ]; then
-  printf '%s\n' "${finished[@]}" | xargs -P "$jobs" -I{} sh -c \
-    "[ -s {}/final_weights_eval.json ] || $py -m wmtool eval --run {} --episodes $PLAN_EVAL \
-     --mode greedy --json --quiet > {}/final_weights_eval.json.part \
-     && mv {}/final_weights_eval.json.part {}/final_weights_eval.json"
-fi
-for run in "${finished[@]}"; do
-  plan=()
-  [ -z "${PLAN_EVAL:-}" ] || plan=(--plan-eval "$run/final_weights_eval.json")
-  "$py" recipes/bench/record.py "$run" "${plan[@]}" --command "$command_line" \
-    --commit "$commit" --out "$records" \
-    --concurrent "up to $jobs run(s) at a time, 1 thread each" > "$run/record.path"
-  echo "$(cat "$run/record.path")"
-done
+[ -f "$out/sweep.json" ] || exit 0  # nothing started
+"$py" recipes/bench/sweep_records.py "$out" --command "$command_line" --commit "$commit" \
+  --describe "$describe" --out "$records" \
+  --concurrent "up to $jobs run(s) at a time, 1 thread each"
 if [ "$records" = benchmarks/results ]; then "$py" recipes/bench/tables.py
 else echo "records in $records: make tables there (recipes/bench/tables.py --results DIR)"; fi

@@ -16,6 +16,12 @@ printed), e.g. TD-MPC2's planning.
 `--variant` names what sets the run apart from others of the same algorithm and task (tables
 keep variants apart); `--measure` attaches any other result a command printed as JSON (Genie's
 held-out PSNR, World Models' held-out losses, a dataset's return), kept as printed.
+Every record also keeps the run's training episodes (`training_episodes`: env steps at the
+episode's end, return, agent steps long; from the run's own store), the run's status
+(finished, interrupted, failed: every started run leaves a record) and `describe`, what
+`git describe --always --dirty` said of the tree the run imported wmtool from when it
+started and when the record was written (recipes/bench/guard.py refuses to start from a
+dirty tree).
 """
 from __future__ import annotations
 
@@ -38,6 +44,13 @@ def head_commit(tree: Path | str = ".") -> str:
                           text=True).stdout.strip()
 
 
+def describe(tree: Path | str = ".") -> str:
+    """`git describe --always --dirty` of `tree`: its commit, with -dirty when tracked files
+    differ from it ('' outside a git checkout)."""
+    return subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty",
+                           "--abbrev=12"], capture_output=True, text=True).stdout.strip()
+
+
 def machine(threads: int | None, concurrent: str) -> dict:
     """CPU model, cores, torch and its cpu capability; `threads` None: given per result."""
     import torch
@@ -55,6 +68,7 @@ def header(kind: str, command: str, concurrent: str, threads: int | None = None,
     """The fields every measurement record starts with: kind, command, commit, date, machine
     (`threads` None: given per result)."""
     return {"kind": kind, "command": command, "commit": head_commit(tree),
+            "describe": describe(tree),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": machine(threads, concurrent)}
 
@@ -81,20 +95,48 @@ def _time(stamp: str) -> float:
 
 
 def evaluations(run: Path, started: float, repeat: int, mode: str, online: bool,
-                agent_steps: int, pauses: list = ()) -> list[dict]:
+                agent_steps: int, pauses: list = (), final_mode: str = "") -> list[dict]:
     """One row per evaluation in metrics.jsonl. Its `step` is the agent-step clock online and
-    the update count offline or in imagination, where the agent steps are the run's own."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    the update count offline or in imagination, where the agent steps are the run's own.
+    The final evaluation is the row logged with `eval/final` (acting in `final_mode` when
+    set), or the last row in runs from before that flag."""
+    metrics = run / "metrics.jsonl"  # a run that failed at its start has none
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()] \
+        if metrics.exists() else []
+    rows = [r for r in rows if "eval/return_mean" in r]
+    flagged = any(r.get("eval/final") for r in rows)
     out = [{**({"agent_steps": int(r["step"]), "env_steps": int(r["step"]) * repeat} if online
                else {"updates": int(r["step"]), "agent_steps": agent_steps,
                      "env_steps": agent_steps * repeat}),
             "wall_minutes": round(working_minutes(r["time"], started, pauses), 1),
-            "mode": mode,
-            **{k: r[f"eval/{k}"] for k in EVAL_KEYS if f"eval/{k}" in r}}
-           for r in rows if "eval/return_mean" in r]
-    if out:
+            "mode": (final_mode or mode) if r.get("eval/final") else mode,
+            **{k: r[f"eval/{k}"] for k in EVAL_KEYS if f"eval/{k}" in r},
+            **({"final": True} if r.get("eval/final") else {})}
+           for r in rows]
+    if out and not flagged:
         out[-1]["final"] = True
     return out
+
+
+def training_episodes(run: Path, repeat: int) -> list[list]:
+    """[env steps at the episode's end, return, agent steps long, cut] of every episode the
+    run trained on, in the order its store holds them (a single-process run: its only
+    store). These are the numbers an author's training-episode curve is made of. `cut` marks
+    the last episode when the run's stop cut it short (shorter than the run's longest), whose
+    return is not an episode's."""
+    from wmtool.data.store import EpisodeReader
+
+    path = run / "replay" / "episodes.h5"
+    if not path.exists():
+        return []
+    with EpisodeReader(path) as reader:
+        lengths, returns = reader.index["length"], reader.index["return"]
+    ends = (lengths.cumsum() * repeat).tolist()
+    rows = [[int(end), round(float(ret), 4), int(n), False]
+            for end, ret, n in zip(ends, returns.tolist(), lengths.tolist())]
+    if len(rows) > 1 and rows[-1][2] < max(n for _, _, n, _ in rows):
+        rows[-1][3] = True
+    return rows
 
 
 def record_name(rec: dict, out: Path) -> Path:
@@ -110,16 +152,24 @@ def record_name(rec: dict, out: Path) -> Path:
 
 
 def record(run: Path, command: str, commit: str, concurrent: str,
-           plan_eval: dict | None, variant: str = "", measures: dict | None = None) -> dict:
+           plan_eval: dict | None, variant: str = "", measures: dict | None = None,
+           started_as: str = "") -> dict:
     meta = json.loads((run / "run.json").read_text())
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     started, pauses = _time(meta["created"]), meta.get("pauses", [])
     repeat = int(cfg["env"]["action_repeat"])
     agent_steps = int((meta.get("counters") or {}).get("agent_steps", cfg["train"]["steps"]))
-    evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"],
-                        meta.get("mode", "online") == "online", agent_steps, pauses)
-    out = {"record_version": 1, "run": str(run), "mode": meta.get("mode", "online"),
+    online = meta.get("mode", "online") == "online"
+    evals = evaluations(run, started, repeat, cfg["train"]["eval_mode"], online, agent_steps,
+                        pauses, cfg["train"].get("final_eval_mode", ""))
+    finished = meta.get("status") == "finished"
+    final = next((e for e in evals if e.get("final")), None) if finished else None
+    tree = Path(__file__).resolve().parents[2]  # the checkout this script (and wmtool) is in
+    out = {"record_version": 2, "run": str(run), "mode": meta.get("mode", "online"),
            "command": command, "commit": commit,
+           # the tree the run imported wmtool from: at its start (recipes/bench/guard.py)
+           # and now; "-dirty" means uncommitted changes to tracked files
+           "describe": {"started": started_as, "recorded": describe(tree)},
            "date": meta["created"], "machine": machine(cfg["runtime"]["threads"], concurrent),
            "algo": meta["algo"], "env": meta["env"], "seed": cfg["seed"],
            "status": meta.get("status"), "config": cfg, "variant": variant,
@@ -128,8 +178,11 @@ def record(run: Path, command: str, commit: str, concurrent: str,
            "measurements": measures or {},
            # stopped and resumed (e.g. across sessions): wall minutes leave these out
            "pauses": pauses,
-           "evaluations": evals, "final": evals[-1] if evals else None,
-           "best": max(evals, key=lambda e: e["return_mean"]) if evals else None}
+           "evaluations": evals,
+           # the headline: only a finished run has a final evaluation
+           "final": final,
+           "best": max(evals, key=lambda e: e["return_mean"]) if evals else None,
+           "training_episodes": training_episodes(run, repeat) if online else []}
     if plan_eval is not None:
         out["final_weights_eval"] = {"mode": plan_eval.get("mode", "greedy"),
                                      **{k: plan_eval[k] for k in EVAL_KEYS if k in plan_eval}}
@@ -147,6 +200,9 @@ def main() -> None:
     p.add_argument("--variant", default="", help="what sets this run apart, for the tables")
     p.add_argument("--measure", action="append", default=[], metavar="NAME=FILE[:KEY]",
                    help="attach a command's JSON result (or its KEY) under measurements[NAME]")
+    p.add_argument("--describe", default="",
+                   help="`git describe --dirty` of the tree when the run started "
+                        "(recipes/bench/guard.py prints it)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     a = p.parse_args()
     commit = a.commit or head_commit()
@@ -159,7 +215,7 @@ def main() -> None:
         file, _, key = source.partition(":")
         result = json.loads(Path(file).read_text())
         measures[name] = result[key] if key else result
-    rec = record(a.run, a.command, commit, a.concurrent, plan, a.variant, measures)
+    rec = record(a.run, a.command, commit, a.concurrent, plan, a.variant, measures, a.describe)
     a.out.mkdir(parents=True, exist_ok=True)
     path = record_name(rec, a.out)
     path.write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")

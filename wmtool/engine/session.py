@@ -77,9 +77,11 @@ class TrainSession:
             raise WmtoolError(f"{self.data} has no actions",
                               f"{algo} needs actions; collect with `wmtool collect`, or train "
                               "--algo genie, which learns from frames alone")
-        if self.eval_vec is not None and cfg.train.eval_mode not in self.agent.modes:
-            raise WmtoolError(f"train.eval_mode={cfg.train.eval_mode}: {algo} does not act "
-                              "that way", f"use one of {', '.join(self.agent.modes)}")
+        for key in ("eval_mode", "final_eval_mode"):
+            mode = getattr(cfg.train, key)
+            if self.eval_vec is not None and mode and mode not in self.agent.modes:
+                raise WmtoolError(f"train.{key}={mode}: {algo} does not act that way",
+                                  f"use one of {', '.join(self.agent.modes)}")
         if self.data is None and len(self.agent.wm.phases) > 1:
             raise WmtoolError(f"{algo} trains in stages ({', '.join(self.agent.wm.phases)}) "
                               "from a dataset, not online",
@@ -346,10 +348,12 @@ class TrainSession:
                   "return_recent": float(np.mean(self.trainer.returns[-10:]))
                   if self.trainer.returns else None}
         if self.eval_vec is not None and self.cfg.train.eval_episodes > 0:
-            result["eval"] = evaluate(self.agent, self.eval_vec, self.cfg.train.eval_episodes,
-                                      self.cfg.train.eval_mode, eval_seed(self.cfg.seed))
-            self.trainer.logger.log(self.clock(), {f"eval/{k}": v
-                                                   for k, v in result["eval"].items()})
+            c = self.cfg.train
+            result["eval"] = evaluate(self.agent, self.eval_vec, c.eval_episodes,
+                                      c.final_eval_mode or c.eval_mode, eval_seed(self.cfg.seed))
+            # `eval/final` tells records this row from the periodic ones (its mode may differ)
+            self.trainer.logger.log(self.clock(), {"eval/final": 1.0, **{
+                f"eval/{k}": v for k, v in result["eval"].items()}})
             if result["eval"]["return_mean"] > self.trainer.best_eval:
                 self.trainer.save_best(self.clock(), result["eval"]["return_mean"])
         best = rundir.read_meta(self.run_dir).get("best_eval")

@@ -1,7 +1,9 @@
 """Data-parallel training on real torch.distributed process groups (gloo on CPU), started by
 torchrun and by `wmtool train --nproc`: the same update as one process with the whole
-batch, a run that loses a rank and resumes, and a two-node rendezvous on localhost."""
+batch, a whole Trainer run's per-rank replays, summed clock and train ratio, a run that
+loses a rank and resumes, and a two-node rendezvous on localhost."""
 import json
+import math
 import os
 import signal
 import socket
@@ -169,3 +171,120 @@ def test_staged_offline_training_on_two_ranks_keeps_their_weights_equal(tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["updates/tokenizer"] == result["updates/lam"] == result["updates/dynamics"] == 4
+
+
+TRAINER = Path(__file__).with_name("dp_trainer.py")
+# batch 4 x length 16 and train ratio 24: 24 / (4 x 16 x 2 ranks) = 0.1875 updates per agent
+# step on 2 ranks (0.375 in one process), so no count below comes out round by chance
+DP_RUN = {"train.steps": 600, "train.prefill": 200, "train.batch": 4, "train.length": 16,
+          "train.train_ratio": 24, "train.prefill_updates": 3, "train.log_every": 100,
+          "train.checkpoint_every": 0, "train.eval_every": 0, "train.eval_episodes": 0,
+          "runtime.threads": 1}
+STORES = ["episodes.h5", "episodes.rank1.h5"]  # rank 0's, rank 1's (engine/session.py)
+
+
+def window_starts(windows: np.ndarray, replay: np.ndarray) -> np.ndarray:
+    """Where each sampled window (update, sequence, row, column) starts among `replay`'s rows
+    (row, column): -1 for a window that no run of rows of `replay` equals."""
+    at = {row.tobytes(): i for i, row in reversed(list(enumerate(replay)))}
+    length = windows.shape[2]
+    starts = []
+    for window in windows.reshape(-1, length, windows.shape[-1]):
+        s = at.get(window[0].tobytes(), -1)
+        starts.append(s if s >= 0 and np.array_equal(replay[s:s + length], window) else -1)
+    return np.array(starts)
+
+
+@pytest.mark.slow
+def test_two_rank_trainer_keeps_its_own_replays_a_summed_clock_and_the_train_ratio(tmp_path):
+    """A whole online run of the Trainer on 2 ranks (CartPole, debug DreamerV3), built as
+    `wmtool train` builds it; tests/dp_trainer.py records what each rank did: its replay, its
+    env steps, the batches its updates trained on, its counters and weights."""
+    from dp_trainer import flat_rows
+
+    from wmtool import config
+    from wmtool.data.replay import episode_rows
+    from wmtool.data.store import EpisodeReader
+    from wmtool.engine.train import updates_per_env_step
+    from wmtool.parallel import RANK_SEED_STRIDE
+
+    sets = [f"{key}={value}" for key, value in DP_RUN.items()]
+    done = torchrun("--standalone", "--nproc-per-node=2", str(TRAINER), str(tmp_path),
+                    *[arg for s in sets for arg in ("--set", s)])
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
+    cfg = config.compose({"env": {"id": "gym:CartPole-v1"}}, algo="dreamerv3", size="debug",
+                         sets=sets)
+    c, run = cfg.train, tmp_path / "run"
+
+    # each rank's replay holds its own rows: the episodes its own store kept (rank 1's in
+    # episodes.rank1.h5), reset from seeds no other rank used, with contents of their own
+    resets = []
+    for rank, name in zip(ranks, STORES):
+        with EpisodeReader(run / "replay" / name) as reader:
+            episodes = list(reader)
+            stored = np.concatenate([flat_rows(episode_rows(ep, reader.act_space), 1)
+                                     for ep in episodes])
+        np.testing.assert_array_equal(rank["replay"], stored)
+        assert list(rank["episode_lengths"]) == [ep.length + 1 for ep in episodes]
+        assert int(rank["env_steps"]) == sum(ep.length for ep in episodes) \
+            == len(rank["replay"]) - len(episodes)
+        resets.append({ep.seed for ep in episodes if ep.seed >= 0})
+    assert resets[0] and resets[1] and not resets[0] & resets[1]
+    mine = [{row.tobytes() for row in rank["replay"]} for rank in ranks]
+    assert not mine[0] & mine[1]  # not one row in common
+
+    # every batch a rank's update trained on is windows of its own replay, never the other's,
+    # at the positions its own sampling generator drew: rank r's is seeded with the run seed
+    # + r x RANK_SEED_STRIDE (rank 0: the run seed), not the other rank's
+    seeds = [cfg.seed + r * RANK_SEED_STRIDE for r in range(2)]
+    for r, rank in enumerate(ranks):
+        windows, replay = rank["windows"], rank["replay"]
+        assert windows.shape[1:3] == (c.batch, c.length)  # DreamerV3 reads no history
+        where = window_starts(windows, replay)
+        assert (where >= 0).all(), f"rank {r} trained on rows its replay does not hold"
+        assert (window_starts(windows, ranks[1 - r]["replay"]) == -1).all()
+        ends = np.cumsum(rank["episode_lengths"])
+        assert len(np.unique(np.searchsorted(ends, where, side="right"))) > 1  # many episodes
+        rng = np.random.default_rng(seeds[r])
+        drawn = np.concatenate([rng.integers(0, rows - c.length + 1, c.batch)
+                                for rows in rank["update_replay"]])
+        np.testing.assert_array_equal(where, drawn, f"rank {r} sampled with another seed")
+
+    # the clock is summed over ranks: the run's agent steps are both ranks' env steps, both
+    # ranks stop at that step (the first at or past train.steps), the episodes are both ranks'
+    steps, updates, episodes = (int(x) for x in r0["counters"])
+    assert list(r1["counters"]) == list(r0["counters"])
+    assert steps == int(r0["env_steps"]) + int(r1["env_steps"])
+    assert c.steps <= steps < c.steps + 2
+    assert episodes == int(r0["rank_episodes"]) + int(r1["rank_episodes"]) \
+        == len(r0["episode_lengths"]) + len(r1["episode_lengths"])
+    result = json.loads(str(r0["result"]))
+    meta = json.loads((run / "run.json").read_text())
+    assert (result["agent_steps"], result["updates"], result["episodes"]) == \
+        (steps, updates, episodes)
+    assert meta["counters"] == {"agent_steps": steps, "updates": updates, "episodes": episodes}
+
+    # the train ratio (replayed rows per agent step): an update replays N x batch x length
+    # rows on N ranks, so after the prefill a run owes
+    #   due(A, N) = floor((A - prefill) x train_ratio / (N x batch x length)) + prefill_updates
+    # updates at A agent steps: on 2 ranks, half (rounded down) of one process's updates
+    # after the prefill for the same agent steps at the same batch
+    def due(at: int, ranks: int = 2) -> int:
+        return math.floor((at - c.prefill) * c.train_ratio / (ranks * c.batch * c.length)) \
+            + c.prefill_updates
+
+    assert updates_per_env_step(cfg, ranks=2) == c.train_ratio / (2 * c.batch * c.length)
+    assert updates_per_env_step(cfg, ranks=1) == 2 * updates_per_env_step(cfg, ranks=2)
+    assert updates == due(steps) == 78  # floor(400 or 401 x 0.1875) + 3
+    assert updates - c.prefill_updates == (due(steps, ranks=1) - c.prefill_updates) // 2
+    for rank in ranks:  # each rank made every update, as each was due: no sooner, no later
+        clock = rank["update_clock"]
+        assert len(clock) == len(rank["windows"]) == updates
+        assert (clock >= c.prefill).all()
+        for at in np.unique(clock):
+            assert (clock <= at).sum() == due(at)
+    np.testing.assert_array_equal(r0["update_clock"], r1["update_clock"])
+
+    # the averaged gradients kept the ranks' weights equal, bit for bit
+    np.testing.assert_array_equal(r0["weights"], r1["weights"])

@@ -19,7 +19,7 @@
 # Usage: [ALGO=tdmpc2] [SIZE=1m] [TASKS="walker-walk finger-spin"] [SEEDS=100,101,102]
 #        [JOBS=3] [STOP_AT=18:40] [OUT=runs/heldout/$ALGO]
 #        [RECORDS=benchmarks/results] [PYTHON=.venv/bin/python] [STEPS=N] [SETS="--set k=v"]
-#        recipes/bench/heldout_suite.sh
+#        [BESIDE="what else runs on the machine"] recipes/bench/heldout_suite.sh
 # STEPS and SETS shrink the runs for a smoke test (their records carry the budget they ran).
 # e.g.   ALGO=tdmpc2 SIZE=1m MUJOCO_GL=egl recipes/bench/heldout_suite.sh
 set -euo pipefail
@@ -67,6 +67,6 @@ fi
 [ -f "$out/sweep.json" ] || exit 0  # nothing started
 "$py" recipes/bench/sweep_records.py "$out" --command "$command_line" --commit "$commit" \
   --describe "$describe" --out "$records" \
-  --concurrent "up to $jobs run(s) at a time, 1 thread each"
+  --concurrent "up to $jobs run(s) at a time, 1 thread each${BESIDE:+; beside them: $BESIDE}"
 if [ "$records" = benchmarks/results ]; then "$py" recipes/bench/tables.py
 else echo "records in $records: make tables there (recipes/bench/tables.py --results DIR)"; fi

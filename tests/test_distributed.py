@@ -195,6 +195,22 @@ def window_starts(windows: np.ndarray, replay: np.ndarray) -> np.ndarray:
     return np.array(starts)
 
 
+def torchrun_or_stop(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    """torchrun, stopped with its ranks after `timeout` s: ranks that disagree on when to
+    meet in a collective wait for each other (parallel.TIMEOUT) rather than fail."""
+    launcher = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", *args],
+                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    try:
+        out, err = launcher.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        launcher.terminate()  # torchrun stops its workers on SIGTERM
+        _, err = launcher.communicate(timeout=120)
+        pytest.fail(f"the ranks did not finish in {timeout} s (one waits in a collective the "
+                    f"other never reaches?); stderr: {err[-2000:]}")
+    return subprocess.CompletedProcess(launcher.args, launcher.returncode, out, err)
+
+
 @pytest.mark.slow
 def test_two_rank_trainer_keeps_its_own_replays_a_summed_clock_and_the_train_ratio(tmp_path):
     """A whole online run of the Trainer on 2 ranks (CartPole, debug DreamerV3), built as
@@ -209,8 +225,8 @@ def test_two_rank_trainer_keeps_its_own_replays_a_summed_clock_and_the_train_rat
     from wmtool.parallel import RANK_SEED_STRIDE
 
     sets = [f"{key}={value}" for key, value in DP_RUN.items()]
-    done = torchrun("--standalone", "--nproc-per-node=2", str(TRAINER), str(tmp_path),
-                    *[arg for s in sets for arg in ("--set", s)])
+    done = torchrun_or_stop("--standalone", "--nproc-per-node=2", str(TRAINER), str(tmp_path),
+                            *[arg for s in sets for arg in ("--set", s)], timeout=150)
     assert done.returncode == 0, done.stderr[-3000:]
     r0, r1 = ranks = [dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2)]
     cfg = config.compose({"env": {"id": "gym:CartPole-v1"}}, algo="dreamerv3", size="debug",

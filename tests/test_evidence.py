@@ -228,24 +228,30 @@ def test_run_records_and_the_tables_generated_from_them(tmp_path):
     assert all(e["seed"] == 7 + EVAL_SEED_OFFSET for e in rec["evaluations"])
     assert rec["final_weights_eval"]["seed"] == 12345
     assert rec["best"]["return_mean"] == max(e["return_mean"] for e in rec["evaluations"])
+    # the training episodes, from the run's own store: where each ended, in env steps
+    episodes = rec["training_episodes"]
+    assert episodes and sum(n for _, _, n, _ in episodes) == 300
+    assert [end for end, *_ in episodes] == list(np.cumsum([n for _, _, n, _ in episodes]))
+    assert rec["status"] == "finished" and rec["describe"]["recorded"]
     other = {**rec, "seed": 8, "run": "run-8",
-             "final": {**rec["final"], "return_mean": rec["final"]["return_mean"] + 10}}
-    published = {"dreamerv3": {"source": "paper curves", "gym:CartPole-v1": {"0": 20, "1000": 90}}}
-    text = tables.markdown([rec, other], published)
+             "final": {**rec["final"], "return_mean": rec["final"]["return_mean"] + 10,
+                       "seed": 8 + EVAL_SEED_OFFSET}}
+    text = tables.markdown([rec, other])
     row = next(line for line in text.splitlines() if line.startswith("| gym:CartPole-v1"))
-    final = [rec["final"]["return_mean"], other["final"]["return_mean"]]
-    assert f"{np.mean(final):.1f} ± {np.std(final):.1f}" in row and "[greedy]" in row
+    final = [rec["final_weights_eval"]["return_mean"]] * 2  # the final weights' own scoring
+    assert f"{np.mean(final):.1f} ± {np.std(final):.1f}" in row
+    assert "[greedy, 2 episodes, seed 12345]" in row  # not the run's evaluation seed
     assert "of 3" in row and f"`{tmp_path / 'run-7'}`, `run-8`" in row
-    # a published figure only at exactly the same env steps; otherwise the points either side
-    assert "none at this budget (published: 20 at 0, 90 at 1,000)" in row
-    assert "- [dreamerv3] paper curves" in text
-    published["dreamerv3"]["gym:CartPole-v1"]["300"] = 55
-    assert "| 55 [dreamerv3] |" in tables.markdown([rec, other], published)
+    without = [{k: v for k, v in r.items() if k != "final_weights_eval"} for r in (rec, other)]
+    row = next(line for line in tables.markdown(without).splitlines()
+               if line.startswith("| gym:CartPole-v1"))
+    final = [rec["final"]["return_mean"], other["final"]["return_mean"]]
+    assert f"{np.mean(final):.1f} ± {np.std(final):.1f}" in row and "[greedy, 3 episodes]" in row
     # variants stay apart; attached measurements get their own table, mean ± std over seeds
     heldout = {"psnr": 30.0, "actions": {"nmi": 0.25}, "name": "text is not a number"}
     third = {**other, "seed": 9, "variant": "small", "measurements": {"heldout": heldout}}
     fourth = {**third, "seed": 10, "measurements": {"heldout": {**heldout, "psnr": 32.0}}}
-    text = tables.markdown([rec, other, third, fourth], {})
+    text = tables.markdown([rec, other, third, fourth])
     cartpole = [line for line in text.splitlines() if line.startswith("| gym:CartPole-v1")]
     assert len(cartpole) == 2 + 2  # two variants' returns, two measurements
     assert ("| gym:CartPole-v1 | dreamerv3 | small | heldout.psnr | "

@@ -2,6 +2,7 @@
 against a case computed by hand."""
 import os
 import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -61,57 +62,104 @@ def learning_record(env: str, algo: str, seed: int, score: float, env_steps: int
             "mode": "greedy"}, "budget": {"env_steps": env_steps}, "_record": f"{env}-{seed}"}
 
 
-def test_published_curves_are_interpolated_at_the_runs_env_steps():
-    suite = bench_module("suite_table")
-    assert suite.interpolate([[10_000, 100], [20_000, 200]], 15_000) == (150.0, "")
-    value, note = suite.interpolate([[0, 0], [100_000, 1000]], 26_000)
-    assert value == 260.0 and note == " (between 0 at 0 and 1000 at 100,000)"
-    assert suite.interpolate([[10_000, 100], [20_000, 200]], 5_000)[0] is None
+def test_training_returns_are_binned_as_the_authors_bin_theirs():
+    """Bins of 10,000 env steps labelled by their right edge, each holding the episodes that
+    ended in [edge - 10,000, edge): episodes ending at 5,000 and 9,999 fall in the 10,000 bin,
+    10,000 itself in the 20,000 one; the last bin also takes an episode ending on its edge,
+    an episode cut short by the run's stop counts in none, and empty bins are left out."""
+    curves = bench_module("curves")
+    episodes = [[5_000, 10.0, 500, False], [9_999, 20.0, 500, False],
+                [10_000, 30.0, 500, False], [30_000, 50.0, 500, False],
+                [40_000, 70.0, 500, False], [40_500, 999.0, 50, True]]
+    assert curves.authors_bins(episodes, 10_000, 40_000) == [
+        (10_000, 15.0, 2), (20_000, 30.0, 1), (40_000, 60.0, 2)]
+    # a budget inside a bin: the bin that holds it, [40,000, 50,000)
+    assert curves.bin_at(episodes, 10_000, 48_000) == (50_000, 70.0, 1)
+    assert curves.bin_at(episodes, 10_000, 25_000) is None  # no episode ended in it
 
 
-def test_suite_table_scores_held_out_seeds_against_the_published_curve():
-    """Two held-out tasks: (300 + 500) / 2 = 400 on swingup where the published curve gives
-    360 at 48,000 env steps, 100 on walker where it gives 100: suite 250 vs 230 = 1.09. A
-    seed below 100 on a suite task is tuning-era and left out; cartpole-balance runs form
-    the labelled tuning table. A random policy's 350 on swingup is below its mean but above
-    seed 100's 300."""
+def test_a_published_point_counts_only_within_ten_percent_of_the_budget():
+    curves = bench_module("curves")
+    dense, sparse = [[40_000, 4.0], [50_000, 5.0]], [[0, 0.0], [100_000, 9.0]]
+    assert curves.measured_point(dense, 48_000) == (50_000, 5.0)
+    assert curves.measured_point(dense, 45_000) is None  # 5,000 away either side: over 10%
+    assert curves.measured_point(sparse, 26_000) is None
+    assert curves.nearest_points(sparse, 26_000) == [(0, 0.0), (100_000, 9.0)]
+    assert curves.nearest_points(sparse, 200_000) == [(100_000, 9.0)]
+
+
+def episodes_until(env_steps: int, value: float, length: int = 1000) -> list:
+    """Training episodes of `length` env steps up to `env_steps`, each returning `value`."""
+    return [[end, value, length // 2, False] for end in range(length, env_steps + 1, length)]
+
+
+def test_suite_table_compares_training_returns_with_the_authors_training_returns():
+    """DreamerV3's published curve is training-episode returns, so the ratio uses the runs'
+    training episodes in the same bin ([40,000, 50,000) for a 48,000 budget) against the
+    authors' 50,000 point: swingup (300 + 500) / 2 = 400 vs 400 is 1.00, walker 100 vs 50 is
+    2.00. The greedy final evaluation is its own column and enters no ratio. Seeds below 100
+    on a suite task are tuning-era and left out; cartpole-balance runs form the labelled
+    tuning table. A random policy's 350 on swingup is below its mean but above seed 100's."""
     suite = bench_module("suite_table")
-    reference = {"dreamerv3": {"tasks": {
-        "dmc:cartpole-swingup": {"curve": [[40_000, 200], [50_000, 400]]},
-        "dmc:walker-walk": {"curve": [[40_000, 100], [50_000, 100]]}}}}
-    records = [learning_record("dmc:cartpole-swingup", "dreamerv3", 100, 300),
-               learning_record("dmc:cartpole-swingup", "dreamerv3", 101, 500),
-               learning_record("dmc:cartpole-swingup", "dreamerv3", 1, 900),
-               learning_record("dmc:walker-walk", "dreamerv3", 100, 100),
-               learning_record("dmc:cartpole-balance", "dreamerv3", 0, 700),
-               {"kind": "random", "env": "dmc:cartpole-swingup", "return_mean": 350.0},
-               {"kind": "random", "env": "dmc:walker-walk", "return_mean": 200.0}]
+    reference = {"dreamerv3": {
+        "compare": {"with": "training_episodes", "bin": 10_000},
+        "tasks": {"dmc:cartpole-swingup": {"curve": [[40_000, 200], [50_000, 400]]},
+                  "dmc:walker-walk": {"curve": [[40_000, 100], [50_000, 50]]}}}}
+    records = []
+    for env, seed, greedy, trained in (("dmc:cartpole-swingup", 100, 700, 300),
+                                       ("dmc:cartpole-swingup", 101, 900, 500),
+                                       ("dmc:cartpole-swingup", 1, 900, 900),
+                                       ("dmc:walker-walk", 100, 100, 100),
+                                       ("dmc:cartpole-balance", 0, 700, 700)):
+        r = learning_record(env, "dreamerv3", seed, greedy)
+        r["training_episodes"] = episodes_until(48_000, trained)
+        records.append(r)
+    records += [{"kind": "random", "env": "dmc:cartpole-swingup", "return_mean": 350.0},
+                {"kind": "random", "env": "dmc:walker-walk", "return_mean": 200.0}]
     text = "\n".join(suite.suite_lines(records, reference))
-    assert "400.0 ± 100.0 (300 / 500) [greedy] | 360 |" in text
-    assert ("dreamerv3: suite mean 250.0 vs published 230.0 at the same env steps, normalised "
-            "suite score 1.09, over 2 of 5 tasks; above the random policy on 1 of them (every "
-            "seed above it on 0); 0 of 0 timed runs within 60 minutes of one core") in text
-    held, tuning = text.split("Tuning curve")
-    assert "900" not in held and "dmc:cartpole-balance" in tuning
+    assert ("| 800.0 ± 100.0 (700 / 900) [greedy] | 400.0 ± 100.0 (300 / 500) in [40,000, "
+            "50,000), 18 episodes | 400 at 50,000 | 1.00 |") in text
+    summary = next(line for line in text.splitlines() if line.startswith("- dreamerv3"))
+    assert "per task: cartpole-swingup 1.00, walker-walk 2.00; median 1.50" in summary
+    assert "over 2 of 2 tasks" in summary and "above the random policy on 1 tasks" in summary
+    held, tuning = text.split("Tuning curves")
+    assert "| 1 |" not in held and "dmc:cartpole-balance" in tuning
+    # a record without training episodes gets no ratio, and the summary says why
+    for r in records[:4]:
+        r.pop("training_episodes")
+    text = "\n".join(suite.suite_lines(records, reference))
+    assert "| not recorded | 400 at 50,000 | - |" in text
+    assert "no ratio: 2 task(s) whose records lack what the published protocol measures" in text
 
 
-def test_a_published_value_drawn_over_a_wide_gap_is_also_compared_at_the_measured_point():
-    """TD-MPC2's published points are 100,000 env steps apart: at 26,000 the straight line
-    gives 260, so 500 reads as 1.92; the summary says so and also compares with the 1000 the
-    authors measured at 100,000 (0.50). A dense curve (DreamerV3's) gets no such sentence."""
+def test_without_a_measured_point_near_the_budget_the_points_either_side_are_shown():
+    """TD-MPC2 publishes planning evaluations every 100,000 env steps: at a 26,000 budget
+    there is no ratio (no straight line drawn between 0 and 100,000), only both points."""
     suite = bench_module("suite_table")
-    reference = {"tdmpc2": {"tasks": {"dmc:walker-walk": {"curve": [[0, 0], [100_000, 1000]]}}},
-                 "dreamerv3": {"tasks": {"dmc:walker-walk": {
-                     "curve": [[40_000, 100], [50_000, 100]]}}}}
-    records = [learning_record("dmc:walker-walk", "tdmpc2", 100, 500, env_steps=26_000),
-               learning_record("dmc:walker-walk", "dreamerv3", 100, 300)]
+    reference = {"tdmpc2": {"compare": {"with": "final_evaluation"},
+                            "tasks": {"dmc:walker-walk": {"curve": [[0, 0], [100_000, 1000]]}}}}
+    records = [learning_record("dmc:walker-walk", "tdmpc2", 100, 500, env_steps=26_000)]
     lines = suite.suite_lines(records, reference)
-    tdmpc2 = next(line for line in lines if line.startswith("- tdmpc2"))
-    assert "normalised suite score 1.92" in tdmpc2
-    assert "no point near this budget on 1 of these tasks" in tdmpc2
-    assert tdmpc2.endswith("at 100,000 env steps instead: 500.0 vs 1000.0, 0.50.")
-    dreamer = next(line for line in lines if line.startswith("- dreamerv3"))
-    assert "no point near" not in dreamer
+    assert any("| none within 10% of 26,000 (measured: 0 at 0; 1000 at 100,000) | - |" in line
+               for line in lines)
+    summary = next(line for line in lines if line.startswith("- tdmpc2"))
+    assert "no ratio: 1 task(s) without a published point within 10% of the budget" in summary
+
+
+def test_one_final_evaluation_per_run_labelled_where_it_differs():
+    """A record's final evaluation is its separate scoring of the final weights when it has
+    one, else its final row; the label names TD-MPC2's greedy mode planning, the episodes,
+    and a seed other than the run's evaluation seed (run seed + 2^30)."""
+    suite = bench_module("suite_table")
+    run = learning_record("dmc:walker-walk", "tdmpc2", 100, 500)
+    run["final"].update(episodes=10, seed=100 + 2**30)
+    assert suite.final_evaluation(run) == (500, "planning, 10 episodes")
+    legacy = {**run, "final": {**run["final"], "mode": "prior"},
+              "final_weights_eval": {"mode": "greedy", "return_mean": 600, "episodes": 5,
+                                     "seed": 12345}}
+    assert suite.final_evaluation(legacy) == (600, "planning, 5 episodes, seed 12345")
+    dreamer = learning_record("dmc:walker-walk", "dreamerv3", 100, 300)
+    assert suite.final_evaluation(dreamer) == (300, "greedy")
 
 
 def timed(record: dict, wall: float, concurrent: str) -> dict:
@@ -163,9 +211,12 @@ def test_suite_plot_draws_the_seed_mean_of_the_recorded_evaluations(tmp_path):
     fig, ax = plt.subplots()
     plot._panel(ax, "dmc:walker-walk", {"dreamerv3": records}, reference,
                 {"return_mean": 40.0})
-    ours, published, random = ax.lines[:3]
+    ours, final, published, random = ax.lines[:4]
     assert list(ours.get_xdata()) == [24_000, 48_000] and list(ours.get_ydata()) == [200, 400]
-    assert list(published.get_ydata()) == [0, 500] and list(random.get_ydata()) == [40, 40]
+    assert list(final.get_ydata()) == [400]
+    # published points are markers, never a line drawn between them
+    assert list(published.get_ydata()) == [0, 500] and published.get_linestyle() == "None"
+    assert list(random.get_ydata()) == [40, 40]
     plt.close(fig)
     assert plot.plot(records, reference, tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
     records[0]["env"] = records[1]["env"] = "dmc:hopper-hop"
@@ -193,3 +244,95 @@ def test_stop_at_that_is_not_a_time_is_refused_with_the_fix(tmp_path):
     done = run_suite_script(tmp_path, "half past six")
     assert done.returncode == 2
     assert "STOP_AT=half past six is not a time; give HH:MM" in done.stderr
+
+
+# -- guarded runs ------------------------------------------------------------------------------
+def git(tree: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(tree), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_the_guard_refuses_uncommitted_code_or_recipes(tmp_path):
+    """A clean tree passes and is described by its commit; a changed or untracked file under
+    wmtool/ or recipes/ is refused with the file named and the fix; a wmtool imported from
+    another tree is refused too. Changes elsewhere (docs) do not matter."""
+    guard = bench_module("guard")
+    tree = tmp_path / "tree"
+    (tree / "wmtool").mkdir(parents=True)
+    (tree / "recipes").mkdir()
+    (tree / "wmtool" / "__init__.py").write_text("")
+    (tree / "recipes" / "r.yaml").write_text("a: 1\n")
+    git(tree, "init", "-q")
+    git(tree, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git(tree, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    head = git(tree, "rev-parse", "HEAD")
+    assert guard.check(tree, tree / "wmtool") == head[:12]
+    (tree / "docs.md").write_text("notes")
+    assert guard.check(tree) == head[:12]
+    (tree / "recipes" / "r.yaml").write_text("a: 2\n")
+    with pytest.raises(SystemExit, match=r"uncommitted changes in .* \(recipes/r.yaml\).*"
+                                         r"commit them, or run from a clean checkout"):
+        guard.check(tree)
+    git(tree, "checkout", "-q", "recipes/r.yaml")
+    (tree / "wmtool" / "new.py").write_text("x = 1\n")
+    with pytest.raises(SystemExit, match=r"wmtool/new.py"):
+        guard.check(tree)
+    (tree / "wmtool" / "new.py").unlink()
+    with pytest.raises(SystemExit, match="imports wmtool from .*; run with PYTHONPATH="):
+        guard.check(tree, tmp_path / "elsewhere" / "wmtool")
+
+
+def test_every_started_run_leaves_a_record_and_tables_refuse_two_results(tmp_path):
+    """A sweep with a finished, an interrupted, a failed-at-start and a pending run: three
+    records (the pending run never started), each with its status; the tables list the two
+    that did not finish apart from the results; a second finished record of one experiment
+    stops `make tables` with both names and the fix."""
+    import json
+
+    from test_evidence import short_run
+
+    sweep_records, tables = bench_module("sweep_records"), bench_module("tables")
+    root = tmp_path / "sweep"
+    session, _ = short_run(root / "done", seed=7)
+    session.close()
+    interrupted = root / "cut"
+    import shutil
+
+    shutil.copytree(root / "done", interrupted)
+    meta = json.loads((interrupted / "run.json").read_text())
+    (interrupted / "run.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+    (root / "broken.log").write_text("Error: train.eval_mode=dream is not a mode\n")
+    runs = [{"name": "done", "seed": 7, "sets": [], "status": "finished", "exit_code": 0,
+             "resumed": 0},
+            {"name": "cut", "seed": 7, "sets": ["env.id=gym:CartPole-v1"],
+             "status": "interrupted", "exit_code": 143, "resumed": 1},
+            {"name": "broken", "seed": 8, "sets": [], "status": "failed", "exit_code": 1,
+             "resumed": 0},
+            {"name": "later", "seed": 9, "sets": [], "status": "pending", "exit_code": None,
+             "resumed": 0}]
+    (root / "sweep.json").write_text(json.dumps({"algo": "dreamerv3", "env": "gym:CartPole-v1",
+                                                 "train_args": [], "runs": runs}))
+    out = tmp_path / "records"
+    written = sweep_records.write(root, "heldout_suite.sh", "abc", "abc123", "1 run", out)
+    recs = {r["run"].rsplit("/", 1)[-1]: r for r in
+            ({**json.loads(p.read_text()), "_record": p.stem} for p in written)}
+    assert sorted(recs) == ["broken", "cut", "done"]
+    assert [recs[n]["status"] for n in ("done", "cut", "broken")] == \
+        ["finished", "interrupted", "failed"]
+    assert recs["done"]["final"] and recs["cut"]["final"] is None
+    assert recs["done"]["describe"]["started"] == "abc123"
+    assert recs["done"]["training_episodes"] and recs["done"]["sweep"]["status"] == "finished"
+    assert recs["broken"]["log_tail"] == ["Error: train.eval_mode=dream is not a mode"]
+    # recording again leaves the finished record alone and adds nothing
+    assert len(sweep_records.write(root, "x", "abc", "abc123", "1 run", out)) == 2
+    text = tables.markdown(list(recs.values()))
+    results, trace = text.split("## Runs that did not finish")
+    assert recs["done"]["_record"] in results and recs["cut"]["_record"] not in results
+    assert recs["cut"]["_record"] in trace and "| failed |" in trace
+    # a rerun that also finished: the tables refuse to choose between the two
+    (out / "rerun.json").write_text(json.dumps({**recs["done"], "run": "rerun"}))
+    done = subprocess.run([sys.executable, str(SUITE_SCRIPT.parent / "tables.py"), "--results",
+                           str(out), "--out", str(tmp_path / "t.md")], capture_output=True,
+                          text=True)
+    assert done.returncode == 1 and "dreamerv3 gym:CartPole-v1 seed 7:" in done.stderr
+    assert "move the other to" in done.stderr and not (tmp_path / "t.md").exists()

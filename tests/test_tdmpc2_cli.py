@@ -15,6 +15,7 @@ TINY = ["--size", "debug", "--set", "runtime.threads=1", "--set", "train.batch=8
         "--set", "train.prefill_updates=20",
         "--set", "train.train_ratio=32", "--set", "train.eval_episodes=1",
         "--set", "train.eval_every=200", "--set", "env.time_limit=100",
+        "--set", "train.eval_mode=prior", "--set", "train.final_eval_mode=greedy",
         "--set", "train.log_every=50", "--set", "train.checkpoint_every=150"]
 
 
@@ -43,6 +44,11 @@ def test_online_training_counts_agent_and_env_steps(trained):
     assert out["updates"] == 20 + 100
     assert out["eval"]["plan/ms_per_action"] > 0
     rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    # evaluations while training act with the prior; the final one plans, and says so
+    evals = [r for r in rows if "eval/return_mean" in r]
+    assert [r.get("eval/final") for r in evals] == [None] * (len(evals) - 1) + [1.0]
+    assert all("eval/plan/ms_per_action" not in r for r in evals[:-1])
+    assert evals[-1]["eval/plan/ms_per_action"] > 0
     logged = [r for r in rows if "train/wm/loss_consistency" in r]
     assert logged and all(np.isfinite(r["train/wm/loss_value"]) for r in logged)
     assert any(r.get("plan/ms_per_action", 0) > 0 for r in rows)  # while collecting too
@@ -130,3 +136,12 @@ def test_imagine_collect_and_offline_training(trained, cli, tmp_path):
     joint = report["phases"]["joint"]
     assert set(joint["trained"]) >= {"loss_consistency", "loss_reward", "loss_value"}
     assert joint["trained"]["loss_reward"] != joint["untrained"]["loss_reward"]
+
+
+def test_an_evaluation_mode_the_algorithm_lacks_is_refused_before_training(cli, tmp_path):
+    res = cli("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--size", "debug",
+              "--steps", "10", "--set", "train.final_eval_mode=prior", "--run-dir",
+              tmp_path / "r", "--quiet")
+    assert res.exit_code == 1
+    assert "train.final_eval_mode=prior: dreamerv3 does not act that way" in res.stderr
+    assert "use one of greedy, sample" in res.stderr

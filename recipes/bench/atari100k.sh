@@ -13,6 +13,7 @@
 # (records then carry the budget they ran and are not comparable with published figures).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/bench/guarded.sh  # $py, wm, $describe: refuses uncommitted code or recipes
 games=${GAMES:-"alien amidar assault asterix bank_heist battle_zone boxing breakout \
 chopper_command crazy_climber demon_attack freeway frostbite gopher hero jamesbond kangaroo \
 krull kung_fu_master ms_pacman pong private_eye qbert road_runner seaquest up_n_down"}
@@ -24,7 +25,7 @@ commit=$(git rev-parse HEAD)
 ids=$(for g in $games; do printf 'atari:%s,' "$g"; done); ids=${ids%,}
 command_line="GAMES='$games' SEEDS=$seeds SIZE=${SIZE:-s} PARALLEL=${PARALLEL:-1} STEPS=${STEPS:-} SETS='${SETS:-}' EVAL_EPISODES=$episodes $0"
 echo "machine: $(nproc) cores, $(date -u +%F); $(echo $games | wc -w) games x seeds $seeds -> $out"
-.venv/bin/wmtool sweep --algo dreamerv3 --env atari:pong --recipe dreamerv3__atari100k \
+wm sweep --algo dreamerv3 --env atari:pong --recipe dreamerv3__atari100k \
   --size "${SIZE:-s}" --seeds "$seeds" --grid "env.id=$ids" --root "$out" \
   --parallel "${PARALLEL:-1}" ${GPUS:+--gpus $GPUS} ${STEPS:+--steps $STEPS} \
   --set runtime.device="$device" ${SETS:-} --quiet || echo "some runs did not finish (see $out/sweep.json)"
@@ -32,14 +33,14 @@ records=()
 for run in "$out"/*/; do
   run=${run%/}
   [ -f "$run/run.json" ] || continue
-  status=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$run/run.json")
+  status=$("$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['status'])" "$run/run.json")
   [ "$status" = finished ] || continue
   if [ ! -f "$run/final_weights_eval.json" ]; then
-    .venv/bin/wmtool eval --run "$run" --episodes "$episodes" --mode greedy --json --quiet \
+    wm eval --run "$run" --episodes "$episodes" --mode greedy --json --quiet \
       > "$run/final_weights_eval.json"
   fi
   if [ ! -f "$run/record.path" ]; then
-    .venv/bin/python recipes/bench/record.py "$run" --plan-eval "$run/final_weights_eval.json" \
+    "$py" recipes/bench/record.py "$run" --describe "$describe" --plan-eval "$run/final_weights_eval.json" \
       --command "$command_line" --commit "$commit" --out "${RECORDS:-benchmarks/results}" \
       --variant "atari100k${STEPS:+ smoke, $STEPS agent steps}" \
       --concurrent "${PARALLEL:-1} run(s) at a time" > "$run/record.path"
@@ -47,4 +48,4 @@ for run in "$out"/*/; do
   records+=("$(cat "$run/record.path")")
 done
 [ "${#records[@]}" -gt 0 ] || { echo "no finished runs yet"; exit 1; }
-.venv/bin/python recipes/bench/atari100k_aggregate.py "${records[@]}"
+"$py" recipes/bench/atari100k_aggregate.py "${records[@]}"

@@ -21,7 +21,7 @@ def authors_bins(episodes: list, bin_size: int, until: int) -> list[tuple[int, f
     return, length, cut] rows, as records keep them; an episode the run's stop cut short is
     left out) in bins of `bin_size` env steps up to `until` (rounded up to a whole bin);
     empty bins are left out, as in the authors' files."""
-    episodes = [e for e in episodes if not (len(e) > 3 and e[3])]
+    episodes = [e for e in episodes if not (len(e) > 3 and e[3]) and e[0] <= until]
     if not episodes:
         return []
     ends = np.array([e[0] for e in episodes], dtype=float)

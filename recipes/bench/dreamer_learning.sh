@@ -18,8 +18,7 @@
 # (recipes/bench/guard.py), and every run it starts leaves a record, finished or not.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # this checkout's wmtool, whatever is installed
-describe=$(.venv/bin/python recipes/bench/guard.py) || exit 2
+source recipes/bench/guarded.sh  # $py, wm, $describe
 task=${1:-cartpole-balance}; shift || true
 seeds=${*:-0 1 2}
 out=${OUT:-runs/bench}
@@ -33,21 +32,21 @@ echo "machine: $(nproc) cores, $(date -u +%F), recipe ${algo}__dmc_proprio_cpu, 
 run_seed() {
   local seed=$1 dir="$out/$algo-$task-$1-$(date +%s)"
   local json
-  json=$(.venv/bin/python -m wmtool train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" $size \
+  json=$(wm train --algo "$algo" --recipe "${algo}__dmc_proprio_cpu" $size \
          --env "dmc:$task" --seed "$seed" --run-dir "$dir" --set runtime.threads="$threads" \
          ${SETS:-} --json --quiet) || json=''  # a failed run is recorded too
   local planned='{}' record_args=()
   if [ -n "${PLAN_EVAL:-}" ] && [ -n "$json" ]; then
-    planned=$(.venv/bin/python -m wmtool eval --run "$dir" --episodes "$PLAN_EVAL" --mode greedy \
+    planned=$(wm eval --run "$dir" --episodes "$PLAN_EVAL" --mode greedy \
               --json --quiet)
     echo "$planned" > "$dir/final_weights_eval.json"
     record_args=(--plan-eval "$dir/final_weights_eval.json")
   fi
-  .venv/bin/python recipes/bench/record.py "$dir" "${record_args[@]}" \
+  "$py" recipes/bench/record.py "$dir" "${record_args[@]}" \
     --command "$command_line" --commit "$commit" --describe "$describe" --concurrent "$jobs run(s) at a time, $threads thread(s) each" \
     >&2 || echo "$seed: no record: $dir never started (no run.json)" >&2
   [ -n "$json" ] || { echo "$seed: the run failed (see $dir); its record says so" >&2; return; }
-  .venv/bin/python - "$json" "$seed" "$planned" <<'PY'
+  "$py" - "$json" "$seed" "$planned" <<'PY'
 import json, sys
 r, seed, planned = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 e = r["eval"]

@@ -12,12 +12,13 @@
 # THREADS=1 when another run shares the 2-core machine (default: one per core).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/bench/guarded.sh  # $py, wm, $describe: refuses uncommitted code or recipes
 game=${1:-pong}; episodes=${2:-20}; shift 2 || true
 seeds=${*:-0 1 2}
 out=${OUT:-runs/genie}
 size=${SIZE:+--size $SIZE}
 threads=${THREADS:-0}
-wm=.venv/bin/wmtool
+wm=wm
 mkdir -p "$out"
 echo "machine: $(nproc) cores, $(date -u +%F); atari:$game, $episodes random episodes"
 [ -f "$out/$game.h5" ] || $wm collect --env "atari:$game" --episodes "$episodes" --seed 100 \
@@ -35,10 +36,10 @@ for seed in $seeds; do
     mv "$run.train.json.tmp" "$run/train.json"
   fi
   $wm eval --run "$run" --data "$out/$game-heldout.h5" --batches 8 --json > "$run/eval.json"
-  .venv/bin/python recipes/bench/record.py "$run" --measure heldout="$run/eval.json" \
+  "$py" recipes/bench/record.py "$run" --describe "$describe" --measure heldout="$run/eval.json" \
     --command "SIZE=${SIZE:-} THREADS=$threads $0 $game $episodes $seeds" \
     --variant "$episodes random episodes, graded on 4 held-out" >&2
-  .venv/bin/python - "$run" "$seed" <<'PY'
+  "$py" - "$run" "$seed" <<'PY'
 import json, sys
 run, seed = sys.argv[1], sys.argv[2]
 t, e = json.load(open(f"{run}/train.json")), json.load(open(f"{run}/eval.json"))

@@ -24,15 +24,13 @@
 # e.g.   ALGO=tdmpc2 SIZE=1m MUJOCO_GL=egl recipes/bench/heldout_suite.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # this checkout's wmtool, whatever is installed
 algo=${ALGO:-dreamerv3}
 tasks=${TASKS:-"cartpole-swingup walker-walk cheetah-run finger-spin ball_in_cup-catch"}
 seeds=${SEEDS:-100,101,102}
 jobs=${JOBS:-3}
 out=${OUT:-runs/heldout/$algo}
 records=${RECORDS:-benchmarks/results}
-py=${PYTHON:-.venv/bin/python}
-describe=$("$py" recipes/bench/guard.py) || exit 2
+source recipes/bench/guarded.sh  # $py, wm, $describe
 head=$(git rev-parse HEAD)
 mkdir -p "$out"
 [ -s "$out/commit" ] || echo "$head" > "$out/commit"

@@ -9,10 +9,11 @@
 # Usage: recipes/bench/imagine_offline.sh [EPISODES] [WM_UPDATES] [BEHAVIOUR_UPDATES]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/bench/guarded.sh  # $py, wm, $describe: refuses uncommitted code or recipes
 episodes=${1:-20}; wm_updates=${2:-1500}; behaviour_updates=${3:-1500}
 out=${OUT:-runs/bench/imagine-$(date +%s)}
 mkdir -p "$out"
-W=.venv/bin/wmtool
+W=wm
 echo "machine: $(nproc) cores, $(date -u +%F); $episodes random episodes, $wm_updates world-model updates, $behaviour_updates behaviour updates"
 $W collect --env dmc:cartpole-balance --episodes "$episodes" --seed 100 --out "$out/random.h5" --quiet
 $W data info "$out/random.h5" --json > "$out/random.json"
@@ -20,10 +21,10 @@ $W train --algo dreamerv3 --recipe dreamerv3__dmc_proprio_cpu --data "$out/rando
   --steps "$wm_updates" --run-dir "$out/wm" --set train.eval_every=0 --quiet --json > "$out/wm.json"
 $W imagine --run "$out/wm" --from-scratch --steps "$behaviour_updates" --env dmc:cartpole-balance \
   --eval-episodes 10 --run-dir "$out/behaviour" --quiet --json > "$out/behaviour.json"
-.venv/bin/python recipes/bench/record.py "$out/behaviour" --command "$0 $episodes $wm_updates $behaviour_updates" \
+"$py" recipes/bench/record.py --describe "$describe" "$out/behaviour" --command "$0 $episodes $wm_updates $behaviour_updates" \
   --variant "imagination only: $episodes random episodes, $wm_updates + $behaviour_updates updates" \
   --measure random_policy="$out/random.json:return" >&2
-.venv/bin/python - "$out" <<'PY'
+"$py" - "$out" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])

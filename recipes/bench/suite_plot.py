@@ -1,59 +1,91 @@
 """The held-out suite's learning curves as one picture (part of `make tables`), drawn from the
-run records, never from run directories: one panel per task (the tuning task's labelled as
-such), per algorithm the mean ± std over seeds of every seeded evaluation against env steps,
-TD-MPC2's final-weights planning score as a marker, the authors' published curves
-(benchmarks/reference/dmc_proprio.json; dashed, a different protocol each) and a random
-policy's return (dotted).
+run records, never from run directories: one panel per task (the tuning tasks' labelled as
+such). Per algorithm: the mean ± std over seeds of every seeded evaluation during training
+against env steps (a line: measured at each point), the final evaluation as a star, and the
+runs' training-episode returns binned as the authors bin theirs (open circles); the authors'
+published points as filled markers, never joined (benchmarks/reference/dmc_proprio.json:
+DreamerV3's are training-episode returns every 10,000 env steps, TD-MPC2's planning
+evaluations every 100,000), and a random policy's return (dotted).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from wmtool.runs import average, draw_mean_std
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: suite_table.py
-from suite_table import ALGOS, HELD_OUT_FROM, SUITE, TUNING, groups  # noqa: E402
+from curves import authors_bins  # noqa: E402
+from suite_table import (  # noqa: E402
+    ALGOS,
+    HELD_OUT_FROM,
+    SUITE,
+    TUNING,
+    final_evaluation,
+    groups,
+)
 
 COLOURS = {"dreamerv3": "tab:blue", "tdmpc2": "tab:orange"}
+TRAINING_BIN = 10_000  # the authors' DreamerV3 bins, for every algorithm's training returns
+
+
+def training_curve(records: list[dict]) -> tuple[list[int], list[float]]:
+    """The seeds' mean of their binned training-episode returns, at bins every seed has."""
+    per_seed = [{edge: mean for edge, mean, _ in
+                 authors_bins(r["training_episodes"], TRAINING_BIN, r["budget"]["env_steps"])}
+                for r in records if r.get("training_episodes")]
+    if not per_seed or len(per_seed) < len(records):
+        return [], []
+    edges = sorted(set.intersection(*(set(s) for s in per_seed)))
+    return edges, [float(np.mean([s[e] for s in per_seed])) for e in edges]
 
 
 def _panel(ax, env: str, members: dict, reference: dict, random: dict | None) -> None:
     right = 0
     for algo, records in sorted(members.items()):
-        curves = [([e["env_steps"] for e in r["evaluations"]],
-                   [e["return_mean"] for e in r["evaluations"]]) for r in records]
-        mode = records[0]["final"]["mode"]
-        draw_mean_std(ax, average(curves), f"{algo} (n={len(records)}, {mode})",
-                      color=COLOURS[algo])
-        planned = [r["final_weights_eval"]["return_mean"] for r in records
-                   if r.get("final_weights_eval")]
-        if planned:
-            ax.plot([records[0]["budget"]["env_steps"]], [sum(planned) / len(planned)], "*",
-                    color=COLOURS[algo], markersize=10, label=f"{algo} final weights, planning")
+        colour = COLOURS[algo]
+        curves = [([e["env_steps"] for e in r["evaluations"] if not e.get("final")],
+                   [e["return_mean"] for e in r["evaluations"] if not e.get("final")])
+                  for r in records]
+        first = records[0]["evaluations"][:1]
+        mode = first[0].get("mode", "?") if first else "?"
+        averaged = average(curves)
+        if averaged:
+            draw_mean_std(ax, averaged, f"{algo} evaluations ({mode}, n={len(records)})",
+                          color=colour)
+        finals = [final_evaluation(r) for r in records]
+        ax.plot([records[0]["budget"]["env_steps"]], [np.mean([v for v, _ in finals])], "*",
+                color=colour, markersize=11, label=f"{algo} final ({finals[0][1]})")
+        edges, means = training_curve(records)
+        if edges:
+            ax.plot(edges, means, "o", mfc="none", color=colour, markersize=5,
+                    label=f"{algo} training episodes, {TRAINING_BIN // 1000}k bins")
         right = max(right, max(r["budget"]["env_steps"] for r in records))
-    right = int(right * 1.05) or 50_000
+    right = int(right * 1.1) or 50_000
     for algo in ALGOS:
         curve = reference.get(algo, {}).get("tasks", {}).get(env, {}).get("curve", [])
-        if curve:
-            ax.plot([p[0] for p in curve], [p[1] for p in curve], "--", color=COLOURS[algo],
-                    alpha=0.6, label=f"published {algo}")
+        shown = [(x, y) for x, y in curve if x <= right]
+        if shown:
+            ax.plot([p[0] for p in shown], [p[1] for p in shown], "s", color=COLOURS[algo],
+                    alpha=0.6, markersize=5, linestyle="none", label=f"published {algo}")
     if random:
         ax.axhline(random["return_mean"], color="grey", linestyle=":", label="random policy")
     ax.set_xlim(0, right)
     ax.set_ylim(0, 1000)
     ax.grid(alpha=0.3)
-    tuning = " (tuning task, seeds 0-2: not a result)" if env == TUNING else ""
+    tuning = " (tuning task, seeds 0-2: not a result)" if env in TUNING else ""
     ax.set_title(f"{env}{tuning}", fontsize=9)
     ax.set_xlabel("env steps", fontsize=8)
     ax.set_ylabel("return", fontsize=8)
-    ax.legend(fontsize=6, loc="upper left")
+    ax.legend(fontsize=5.5, loc="upper left")
 
 
 def plot(records: list[dict], reference: dict, path: Path) -> Path | None:
     """Writes the picture; None (and nothing written) when no record is in the suite."""
     held = groups(records, SUITE, lambda seed: seed >= HELD_OUT_FROM)
-    tuning = groups(records, (TUNING,), lambda seed: seed < HELD_OUT_FROM)
+    tuning = groups(records, TUNING, lambda seed: seed < HELD_OUT_FROM)
     if not held and not tuning:
         return None
     import matplotlib
@@ -61,15 +93,21 @@ def plot(records: list[dict], reference: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_task: dict = {env: {} for env in (TUNING, *SUITE)}
+    by_task: dict = {env: {} for env in (*TUNING, *SUITE)}
     for (env, algo, _), members in {**tuning, **held}.items():
         by_task[env].setdefault(algo, []).extend(members)
+    by_task = {env: members for env, members in by_task.items() if members}
     randoms = {r["env"]: r for r in records if r.get("kind") == "random"}
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5), dpi=90)
+    columns = 3
+    rows = -(-len(by_task) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(13, 3.8 * rows), dpi=90, squeeze=False)
     for ax, (env, members) in zip(axes.flat, by_task.items()):
         _panel(ax, env, members, reference, randoms.get(env))
-    fig.suptitle("Held-out suite: final recipe, mean ± std over seeds (published curves use "
-                 "their authors' protocols, see benchmarks/reference/README.md)", fontsize=10)
+    for ax in list(axes.flat)[len(by_task):]:
+        ax.axis("off")
+    fig.suptitle("Held-out suite: frozen recipe, mean ± std over seeds; published points are "
+                 "the authors' measurements under their own protocols (benchmarks/reference/"
+                 "README.md)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})

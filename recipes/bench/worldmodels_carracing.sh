@@ -14,11 +14,12 @@
 # (recipes/bench/record.py), with the model's held-out losses attached.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source recipes/bench/guarded.sh  # $py, wm, $describe: refuses uncommitted code or recipes
 episodes=${1:-40}; real_generations=${2:-25}; dream_generations=${3:-60}
 out=${OUT:-runs/bench/worldmodels}
 taus=${TAUS:-0.7 1.0 1.15}
 env=gym:CarRacing-v3
-W=.venv/bin/wmtool
+W=wm
 mkdir -p "$out"
 echo "machine: $(nproc) cores, $(date -u +%F); $episodes episodes, $real_generations real and $dream_generations dream CMA-ES generations"
 stage() {  # stage NAME COMMAND...: run once, keep its JSON, report its minutes
@@ -65,7 +66,7 @@ for tau in $taus; do
 done
 command="OUT=$out TAUS='$taus' $0 $episodes $real_generations $dream_generations"
 record() {  # record RUN FIT VARIANT
-  .venv/bin/python recipes/bench/record.py "$out/$1" --command "$command" --variant "$3" \
+  "$py" recipes/bench/record.py --describe "$describe" "$out/$1" --command "$command" --variant "$3" \
     --measure "model_heldout=$out/$2.json:phases" --measure "controller=$out/$1.json" >&2
 }
 record real fit "C by CMA-ES in the real env"
@@ -73,7 +74,7 @@ for tau in $taus; do
   record "dream-$tau" fit "C in the dream, tau $tau, model of brownian data"
   record "dream2-$tau" fit2 "C in the dream, tau $tau, model2 (iteration)"
 done
-.venv/bin/python - "$out" $taus <<'PY'
+"$py" - "$out" $taus <<'PY'
 import json, sys
 from pathlib import Path
 out, taus = Path(sys.argv[1]), sys.argv[2:]

@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export MUJOCO_GL ?= egl
 
-.PHONY: setup demo test test-fast lint docs bench tables
+.PHONY: setup demo test test-fast lint mutate docs bench tables
 setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh
@@ -19,6 +19,9 @@ test-fast: setup  # the tests not marked slow (no end-to-end runs)
 
 lint: setup
 	$(BIN)/ruff check wmtool tests recipes/bench examples
+
+mutate: setup  # mutation testing of the loss and target functions with the fast tests (docs/mutation.md)
+	$(BIN)/python scripts/mutate.py
 
 docs: setup  # strict: a broken link or a page missing from nav fails the build
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

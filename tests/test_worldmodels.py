@@ -12,7 +12,8 @@ from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.behavior.cmaes import CMAES
 from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
-from wmtool.models.worldmodels import vae_kl
+from wmtool.models.worldmodels import reparameterise, vae_kl
+from wmtool.nets.dists import symlog
 from wmtool.nets.mdn import MDN
 
 CAR_OBS = {"image": spaces.image(64, 64, 3)}
@@ -360,3 +361,126 @@ def test_exploration_noise_around_a_policy():
     assert (disc != 2).mean() == pytest.approx(0.15, abs=0.01)
     with pytest.raises(WmtoolError, match="--noise"):
         NoisyPolicy(Fixed(np.array(2)), spaces.discrete(4), 1.5)
+
+
+# -- V's and M's losses written out (make mutate: docs/mutation.md) -------------------------
+def test_vae_kl_is_per_row_and_reparameterised_samples_use_the_std():
+    mu = torch.tensor([[1.0, -2.0], [0.0, 0.5], [3.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(4.0)], [1.0, -1.0], [0.0, 0.0]])
+    want = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1)
+    assert torch.allclose(vae_kl(mu, logvar, floor=0.0), want)
+    assert torch.allclose(vae_kl(mu, logvar, floor=2.0), want.clamp(min=2.0))
+    torch.manual_seed(0)
+    eps = torch.randn_like(mu)
+    torch.manual_seed(0)
+    assert torch.allclose(reparameterise(mu, logvar), mu + torch.exp(0.5 * logvar) * eps)
+
+
+@pytest.mark.parametrize("shift", [0.0, 2.0], ids=["kl-below-floor", "kl-above-floor"])
+def test_vae_loss_is_summed_squared_error_plus_the_floored_kl(shift):
+    """V: per frame, sum of squared pixel errors (pixels in [0, 1]) of the decoded sample
+    z = mu + sigma eps, plus max(KL(N(mu, sigma) || N(0, 1)), 0.5 nats x z); mean over frames."""
+    torch.manual_seed(0)
+    wm = worldmodels_agent(size="debug").wm
+    with torch.no_grad():
+        wm.vae.mu.bias.add_(shift)  # codes far from the prior: the KL is above the floor
+    frames = torch.randint(0, 256, (3, 1, 64, 64, 3), dtype=torch.uint8)
+    torch.manual_seed(1)
+    loss, groups, post, metrics = wm.loss({"image": frames}, phase="vae")
+    mu, logvar = wm.vae.encode(frames)
+    torch.manual_seed(1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    rec = ((wm.vae.decode(z) - frames.float() / 255.0) ** 2).sum((-3, -2, -1))
+    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum(-1)
+    floor = 0.5 * wm.z_dim
+    assert (kl > floor).all() if shift else (kl < floor).all()
+    want = (rec + kl.clamp(min=floor)).mean()
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert metrics["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert metrics["loss_rec"].item() == pytest.approx(rec.mean().item(), rel=1e-5)
+    assert metrics["loss_kl"].item() == pytest.approx(kl.clamp(min=floor).mean().item(), rel=1e-5)
+    params = list(wm.vae.parameters())
+    for g, e in zip(torch.autograd.grad(loss, params), torch.autograd.grad(want, params)):
+        assert torch.allclose(g, e, atol=1e-5, rtol=1e-4)
+    assert groups == ["vae"] and post is None
+
+
+def mdnrnn_batch(wm, length=5):
+    rng = np.random.default_rng(0)
+    data = {"image": rng.integers(0, 256, (3, length, 64, 64, 3), np.uint8),
+            "prev_action": rng.uniform(-1, 1, (3, length, 3)).astype(np.float32),
+            "reward": rng.normal(size=(3, length)).astype(np.float32) * 3,
+            "is_first": np.zeros((3, length), bool), "is_terminal": np.zeros((3, length), bool)}
+    data["is_first"][0, 0] = True  # row 0 starts an episode; row 2 starts mid-episode
+    data["is_first"][1, 3] = True  # row 1 restarts inside the window
+    data["is_terminal"][1, 2] = True
+    data["is_terminal"][2, 4] = True
+    batch = {k: torch.as_tensor(v) for k, v in data.items()}
+    with torch.no_grad():
+        mu, logvar = wm.vae.encode(batch["image"])
+    batch["vae_code"] = torch.cat([mu + 1.0, logvar], -1)  # not what the frames encode to
+    return batch
+
+
+def test_mdnrnn_loss_terms_written_out():
+    """M: from the LSTM state h_t (reset to zero at episode starts) the MDN's negative
+    log-likelihood of z_t, averaged over z's dimensions (not at the first row of a window
+    that starts mid-episode); from [z_t, h_t] the squared error to symlog(r_t) and the BCE of
+    the episode end, on real transitions only (not at episode starts). Codes come from the
+    replay's vae_code column when it has one."""
+    torch.manual_seed(0)
+    wm = worldmodels_agent(size="debug").wm
+    batch = mdnrnn_batch(wm)
+    torch.manual_seed(1)
+    loss, groups, post, metrics = wm.loss(batch, phase="mdnrnn")
+    mu, logvar = batch["vae_code"].chunk(2, -1)
+    torch.manual_seed(1)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    m = wm.mdnrnn
+    h = c = torch.zeros(3, m.hidden)
+    prev = torch.zeros(3, wm.z_dim)
+    nll, reward, done = [], [], []
+    for t in range(5):
+        h, c = m.cell(torch.cat([prev, batch["prev_action"][:, t]], -1), (h, c))
+        keep = (~batch["is_first"][:, t]).float()[:, None]
+        h, c = h * keep, c * keep
+        nll.append(MDN(m.mdn(h), m.mixtures).nll(z[:, t]))
+        feat = torch.cat([z[:, t], h], -1)
+        reward.append((m.reward(feat)[:, 0] - symlog(batch["reward"][:, t])) ** 2)
+        done.append(torch.nn.functional.binary_cross_entropy_with_logits(
+            m.done(feat)[:, 0], batch["is_terminal"][:, t].float(), reduction="none"))
+        prev = z[:, t]
+    first = batch["is_first"]
+    history = torch.ones(3, 5)
+    history[:, 0] = first[:, 0].float()
+    transition = (~first).float()
+    mean = lambda x, mask: (torch.stack(x, 1) * mask).sum() / mask.sum()
+    parts = {"z_nll": mean(nll, history), "reward": mean(reward, transition),
+             "done": mean(done, transition)}
+    for name, value in parts.items():
+        assert metrics[f"loss_{name}"].item() == pytest.approx(value.item(), rel=1e-5), name
+    want = sum(parts.values())
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert metrics["loss"].item() == pytest.approx(want.item(), rel=1e-5)
+    params = list(m.parameters())
+    for g, e in zip(torch.autograd.grad(loss, params), torch.autograd.grad(want, params)):
+        assert torch.allclose(g, e, atol=1e-5, rtol=1e-4)
+    assert groups == ["mdnrnn"] and torch.allclose(post["z"], z)
+    assert torch.allclose(post["h"][:, -1], h)
+
+
+def test_mdn_parameters_are_laid_out_per_dimension_with_a_bounded_log_std():
+    """(..., D * 3 * K) -> per dimension: K logits, K means, K log stds clamped to [-7, 5]."""
+    params = torch.arange(2 * 3 * 2 * 3, dtype=torch.float32).reshape(2, 18) - 9.0
+    mdn = MDN(params, mixtures=3)
+    p = params.reshape(2, 2, 3, 3)  # (rows, dims, [logit, mean, log std], K)
+    assert torch.equal(mdn.logits, p[..., 0, :]) and torch.equal(mdn.mean, p[..., 1, :])
+    assert torch.equal(mdn.log_std, p[..., 2, :].clamp(-7.0, 5.0))
+    big = MDN(torch.tensor([[0.0, 0.0, 9.0], [0.0, 0.0, -9.0]]), mixtures=1)
+    assert big.log_std.flatten().tolist() == [5.0, -7.0]
+    x = torch.tensor([[0.5, -1.0], [3.0, -2.0]])
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=mdn.logits),
+        torch.distributions.Normal(mdn.mean, mdn.log_std.exp()))
+    assert torch.allclose(mdn.log_prob(x), mix.log_prob(x), atol=1e-5)
+    assert torch.allclose(mdn.nll(x), -mix.log_prob(x).mean(-1), atol=1e-5)

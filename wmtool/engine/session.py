@@ -77,8 +77,8 @@ class TrainSession:
             raise WmtoolError(f"{self.data} has no actions",
                               f"{algo} needs actions; collect with `wmtool collect`, or train "
                               "--algo genie, which learns from frames alone")
-        for key in ("eval_mode", "final_eval_mode"):
-            mode = getattr(cfg.train, key)
+        t = cfg.train
+        for key, mode in (("eval_mode", t.eval_mode), ("final_eval_mode", t.final_eval_mode)):
             if self.eval_vec is not None and mode and mode not in self.agent.modes:
                 raise WmtoolError(f"train.{key}={mode}: {algo} does not act that way",
                                   f"use one of {', '.join(self.agent.modes)}")

@@ -150,11 +150,12 @@ class TDMPC2Model(WorldModel, LatentTraces):
             gamma = (frac - 1) / frac if frac > 0 else c.discount_min
             self.discount.fill_(min(max(gamma, c.discount_min), c.discount_max))
 
-    @torch.no_grad()
     def after_update(self) -> None:
-        """Polyak-average the target Qs towards the Qs (rate tdmpc2.tau)."""
-        for target, online in zip(self.target_q.parameters(), self.q.parameters()):
-            target.lerp_(online, self.c.tau)
+        """Polyak-average the target Qs towards the Qs (rate tdmpc2.tau). (`no_grad` inside
+        rather than as a decorator: mutmut, `make mutate`, leaves decorated functions alone.)"""
+        with torch.no_grad():
+            for target, online in zip(self.target_q.parameters(), self.q.parameters()):
+                target.lerp_(online, self.c.tau)
 
     # -- the model -------------------------------------------------------------------------
     def action_input(self, action: torch.Tensor) -> torch.Tensor:

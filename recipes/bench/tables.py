@@ -251,8 +251,8 @@ def unfinished_lines(records: list[dict]) -> list[str]:
         return []
     lines = ["", "## Runs that did not finish", "",
              "Every started benchmark run leaves a record; these hold no result and appear in "
-             "no table above.", "", "| record | algo | task | seed | status | agent steps done "
-             "| describe at start |", "|---|---|---|---|---|---|---|"]
+             "no table above.", "", "| record | algo | task | seed | status | agent steps at "
+             "its last evaluation | describe at start |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: r["_record"]):
         done = r["evaluations"][-1]["agent_steps"] if r.get("evaluations") else 0
         lines.append(f"| `{r['_record']}` | {r['algo']} | {r['env']} | {r['seed']} | "

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,3 +197,16 @@ def test_replay_on_the_device_gives_the_same_batches():
         for k in a:
             assert isinstance(b[k], torch.Tensor) and b[k].device.type == "cpu"
             np.testing.assert_array_equal(b[k].numpy(), a[k])
+
+
+def test_profile_ranks_the_operators_of_an_update(tmp_path):
+    script = Path(__file__).parents[1] / "recipes" / "bench" / "profile_update.py"
+    out = tmp_path / "profile.json"
+    subprocess.run([sys.executable, str(script), "--algo", "dreamerv3", "--size", "debug",
+                    "--updates", "1", "--acting", "2", "--top", "5", "--set", "train.length=16",
+                    "--out", str(out)], check=True, capture_output=True, text=True)
+    r = json.loads(out.read_text())
+    shares = [row["share"] for row in r["update_ops"]]
+    assert len(shares) == 5 and shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1
+    assert any(row["op"] == "aten::mm" for row in r["update_ops"] + r["acting_ops"])
+    assert r["cpu_capability"] == torch.backends.cpu.get_cpu_capability()

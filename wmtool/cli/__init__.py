@@ -27,6 +27,7 @@ from wmtool.cli import (
     train,
 )
 from wmtool.cli.common import DEBUG
+from wmtool.engine import distributed
 from wmtool.errors import Terminated
 
 app = typer.Typer(
@@ -65,4 +66,11 @@ def main() -> None:
     if "--trust-run" in argv:  # let run directories import their env's modules
         rundir.TRUST["on"] = True
         argv = [a for a in argv if a != "--trust-run"]
-    app(args=argv, prog_name="wmtool")
+    if not distributed.in_a_group():
+        app(args=argv, prog_name="wmtool")
+        return
+    try:
+        app(args=argv, prog_name="wmtool")
+    except SystemExit as done:
+        distributed.end_rank(done.code)
+    distributed.end_rank(0)

@@ -62,6 +62,43 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class Prepared:
+    """An agent with a replay of random play and one update of a phase, ready to time."""
+
+    def __init__(self, algo: str, env_id: str, recipe: str | None, size: str | None,
+                 sets: list[str], phase: str | None, random_steps: int):
+        self.cfg = cfg = config.compose({"env": {"id": env_id}}, recipe, algo=algo, size=size,
+                                        sets=sets)
+        self.device, self.threads = setup_torch(cfg.runtime.threads or parallel.rank_threads(),
+                                                parallel.rank_device(cfg.runtime.device))
+        torch.manual_seed(cfg.seed)
+        vec = make_vec(cfg.env, 1)
+        seed = parallel.rank_seed(cfg.seed)
+        self.replay = Replay(vec.obs_space, vec.act_space, 10 * random_steps, seed)
+        try:
+            run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=random_steps,
+                         seed=seed, on_episode=self.replay.add)
+        finally:
+            vec.close()
+        self.agent = agent = Agent(algo, vec.obs_space, vec.act_space, cfg, self.device)
+        self.phase = phase = phase or agent.wm.phases[0]
+        schedule = {name: (batch, length) for name, _, batch, length in agent.wm.schedule()}
+        if phase not in schedule:
+            raise WmtoolError(f"--phase {phase}: {algo} has phases {', '.join(schedule)}",
+                              f"pass one of {', '.join(schedule)}")
+        self.batch, self.length = schedule[phase]
+        self.rows = window(agent.wm, self.length)
+        if len(self.replay) < self.rows:
+            raise WmtoolError(f"{random_steps} random steps are fewer than one window "
+                              f"({self.rows})", "raise --random-steps")
+        self.done = 0
+
+    def update(self) -> None:
+        with parallel.training_step(self.cfg.seed, self.done):
+            self.agent.train_step(self.replay.sample(self.batch, self.rows), phase=self.phase)
+        self.done += 1
+
+
 def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = None,
               size: str | None = None, device: str = "cpu", compile: str = "off",
               threads: int = 0, amp: bool = False, runs: int = 5, updates: int = 5,
@@ -69,39 +106,13 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
               random_steps: int = 3000) -> dict:
     sets = [f"train.compile={compile}", f"train.amp={str(amp).lower()}",
             f"runtime.device={device}", f"runtime.threads={threads}", *sets]
-    cfg = config.compose({"env": {"id": env_id}}, recipe, algo=algo, size=size, sets=sets)
-    device, threads = setup_torch(cfg.runtime.threads or parallel.rank_threads(),
-                                  parallel.rank_device(cfg.runtime.device))
+    prepared = Prepared(algo, env_id, recipe, size, sets, phase, random_steps)
+    cfg, agent, replay, update = prepared.cfg, prepared.agent, prepared.replay, prepared.update
+    device, threads, phase = prepared.device, prepared.threads, prepared.phase
+    batch, length = prepared.batch, prepared.length
     ranks = parallel.world().size
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    torch.manual_seed(cfg.seed)
-    vec = make_vec(cfg.env, 1)
-    seed = parallel.rank_seed(cfg.seed)
-    replay = Replay(vec.obs_space, vec.act_space, 10 * random_steps, seed)
-    try:
-        run_episodes(vec, RandomPolicy(vec.act_space, seed), steps=random_steps,
-                     seed=seed, on_episode=replay.add)
-    finally:
-        vec.close()
-    agent = Agent(algo, vec.obs_space, vec.act_space, cfg, device)
-    phase = phase or agent.wm.phases[0]
-    schedule = {name: (batch, length) for name, _, batch, length in agent.wm.schedule()}
-    if phase not in schedule:
-        raise WmtoolError(f"--phase {phase}: {algo} has phases {', '.join(schedule)}",
-                          f"pass one of {', '.join(schedule)}")
-    batch, length = schedule[phase]
-    rows = window(agent.wm, length)
-    if len(replay) < rows:
-        raise WmtoolError(f"{random_steps} random steps are fewer than one window ({rows})",
-                          "raise --random-steps")
-
-    done = [0]
-
-    def update() -> None:
-        with parallel.training_step(cfg.seed, done[0]):
-            agent.train_step(replay.sample(batch, rows), phase=phase)
-        done[0] += 1
 
     from torch.utils.flop_counter import FlopCounterMode
 

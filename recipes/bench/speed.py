@@ -34,6 +34,11 @@ SETTINGS = {
     "xs fp32, 2 threads": ("dreamerv3", "gym:CartPole-v1", None, "xs", 2, []),
     "xs bf16, 2 threads": ("dreamerv3", "gym:CartPole-v1", None, "xs", 2, ["train.amp=true"]),
     "tdmpc2 1m, 2 threads": ("tdmpc2", "dmc:cartpole-balance", None, "1m", 2, []),
+    # 64x64 pixels through the conv encoder and decoder (the issue-42 reference setting)
+    "pixels 64x64, 1 thread": ("dreamerv3", "dmc:cartpole-swingup", "dreamerv3__dmc_proprio_cpu",
+                               None, 1, ["env.obs=pixels"]),
+    "pixels 64x64, 2 threads": ("dreamerv3", "dmc:cartpole-swingup",
+                                "dreamerv3__dmc_proprio_cpu", None, 2, ["env.obs=pixels"]),
     # as the held-out suite runs it: the CPU recipe's MPPI, one thread per run
     "tdmpc2 1m cpu recipe, 1 thread": ("tdmpc2", "dmc:walker-walk", "tdmpc2__dmc_proprio_cpu",
                                        "1m", 1, []),

@@ -1,6 +1,8 @@
 import json
 import os
 
+import pytest
+
 from wmtool import config
 from wmtool.logger import Logger
 from wmtool.runtime import choose_threads, default_run_dir, setup_torch
@@ -49,3 +51,18 @@ def test_default_run_dir_shape():
     path = default_run_dir("dreamerv3", "dmc:walker-walk", 3)
     assert path.parts[:3] == ("runs", "dreamerv3", "dmc-walker-walk")
     assert path.name.startswith("3-")
+
+
+def test_wall_time_shares_add_up_and_time_what_they_name():
+    import time
+
+    from wmtool.engine.walltime import WallTime
+
+    wall = WallTime()
+    with wall.part("updates"):
+        time.sleep(0.2)
+    time.sleep(0.1)
+    shares = wall.shares()
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert 0.5 < shares["time/updates"] < 0.7 and shares["time/evaluation"] == 0
+    assert 0.3 < shares["time/acting_and_other"] < 0.5

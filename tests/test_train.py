@@ -141,6 +141,11 @@ def test_train_kill_resume_finish_eval(tmp_path, env_args):
         assert len(reader) >= done["episodes"] > 0
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("train/wm/loss" in r for r in rows) and any("eval/return_mean" in r for r in rows)
+    last = [r for r in rows if "time/updates" in r][-1]  # where the wall time went
+    shares = [last[f"time/{k}"] for k in ("updates", "evaluation", "dreams", "checkpoints",
+                                           "acting_and_other")]
+    assert all(0 <= x <= 1 for x in shares) and sum(shares) == pytest.approx(1)
+    assert last["time/updates"] > 0 and last["time/checkpoints"] > 0
     # the best evaluation (periodic or final, across the kill) has its weights in best.pt
     evals = [r["eval/return_mean"] for r in rows if "eval/return_mean" in r]
     assert done["best_eval"]["return_mean"] == max(evals)

@@ -33,6 +33,7 @@ from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream_logging import dream_report
 from wmtool.engine.loops import LoopStats, run_episodes
 from wmtool.engine.tuning import tune_threads
+from wmtool.engine.walltime import WallTime
 from wmtool.logger import Logger
 from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
@@ -132,6 +133,7 @@ class Trainer:
         self.last_log = self.last_ckpt = self.last_eval = self.last_dream = 0
         self.dream_rng = np.random.default_rng(self.cfg.seed + 7)
         self.started = time.perf_counter()
+        self.wall = WallTime()
         best = rundir.read_meta(self.run_dir).get("best_eval")  # kept across --resume
         self.best_eval = best["return_mean"] if best else -float("inf")
         self.quiet = quiet
@@ -278,7 +280,8 @@ class Trainer:
             self.agent.scale_lr(lr_factor(self.cfg, self.world.size, self.counters["updates"]))
         # the update's noise comes from (seed, update): alike on every rank, and the same
         # after a resume
-        with parallel.training_step(self.cfg.seed, self.counters["updates"]):
+        with parallel.training_step(self.cfg.seed, self.counters["updates"]), \
+                self.wall.part("updates"):
             metrics = self.agent.train_step(rows, self.world_model, phase)
         for key, value in metrics.items():
             self.pending[key].append(value)
@@ -294,7 +297,7 @@ class Trainer:
                     "fps/updates": self.counters["updates"] / elapsed,
                     "counters/updates": self.counters["updates"],
                     "counters/episodes": self.counters["episodes"],
-                    **{f"counters/{k}": v for k, v in steps.items()}})
+                    **{f"counters/{k}": v for k, v in steps.items()}, **self.wall.shares()})
         return row
 
     def gather_episodes(self) -> None:
@@ -321,7 +324,8 @@ class Trainer:
             self.pending.clear()
         if c.eval_every and self.evaluator and t - self.last_eval >= c.eval_every:
             self.last_eval = t
-            result = self.evaluator()
+            with self.wall.part("evaluation"):
+                result = self.evaluator()
             self.logger.log(t, {f"eval/{k}": v for k, v in result.items()})
             if result["return_mean"] > self.best_eval:
                 self.save_best(t, result["return_mean"])
@@ -331,13 +335,15 @@ class Trainer:
         if d.every and t - self.last_dream >= d.every:
             self.last_dream = t
             if self.world.main:
-                row, media = dream_report(self.agent, self.replay, self.cfg.dream,
-                                          self.dream_rng, self.logger.shows_media)
+                with self.wall.part("dreams"):
+                    row, media = dream_report(self.agent, self.replay, self.cfg.dream,
+                                              self.dream_rng, self.logger.shows_media)
                 self.logger.log(t, row)
                 self.logger.media(t, media)
         if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
             self.last_ckpt = t
-            self.save()
+            with self.wall.part("checkpoints"):
+                self.save()
         elif not self.world_model and self.agent.behavior.checkpoint_each_update:
             self.save(keep=False)  # e.g. a CMA-ES generation: costly, never to be lost
         if self.on_progress:

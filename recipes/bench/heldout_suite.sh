@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The held-out suite (docs/heldout-suite.md) for one algorithm's frozen recipe
-# recipes/exp/$ALGO__dmc_proprio_cpu.yaml: TASKS x SEEDS as one resumable `wmtool sweep`,
+# recipes/exp/$ALGO__dmc_proprio_cpu.yaml (RECIPE= names another, e.g. the pixel recipe
+# dreamerv3__dmc_vision_cpu): TASKS x SEEDS as one resumable `wmtool sweep`,
 # JOBS runs at a time with one torch thread each. Then a record for every run it started,
 # finished or not (recipes/bench/sweep_records.py), and the tables (recipes/bench/tables.py).
 #
@@ -16,7 +17,7 @@
 # stops the sweep then (each run checkpoints), so that the records are written before the
 # machine goes away; an interrupted run's record says so.
 #
-# Usage: [ALGO=tdmpc2] [SIZE=1m] [TASKS="walker-walk finger-spin"] [SEEDS=100,101,102]
+# Usage: [ALGO=tdmpc2] [RECIPE=name] [SIZE=1m] [TASKS="walker-walk finger-spin"] [SEEDS=100,101,102]
 #        [JOBS=3] [STOP_AT=18:40] [OUT=runs/heldout/$ALGO]
 #        [RECORDS=benchmarks/results] [PYTHON=.venv/bin/python] [STEPS=N] [SETS="--set k=v"]
 #        [BESIDE="what else runs on the machine"] recipes/bench/heldout_suite.sh
@@ -25,6 +26,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 algo=${ALGO:-dreamerv3}
+recipe=${RECIPE:-${algo}__dmc_proprio_cpu}
 tasks=${TASKS:-"cartpole-swingup walker-walk cheetah-run finger-spin ball_in_cup-catch"}
 seeds=${SEEDS:-100,101,102}
 jobs=${JOBS:-3}
@@ -44,7 +46,7 @@ if [ "$commit" != "$head" ] && ! git diff --quiet "$commit" HEAD -- wmtool recip
 fi
 ids=$(for t in $tasks; do printf 'dmc:%s,' "$t"; done); ids=${ids%,}
 first=${ids%%,*}
-command_line="ALGO=$algo SIZE=${SIZE:-} TASKS='$tasks' SEEDS=$seeds JOBS=$jobs STEPS=${STEPS:-} SETS='${SETS:-}' $0"
+command_line="ALGO=$algo RECIPE=$recipe SIZE=${SIZE:-} TASKS='$tasks' SEEDS=$seeds JOBS=$jobs STEPS=${STEPS:-} SETS='${SETS:-}' $0"
 echo "machine: $(nproc) cores, $(date -u +%F); $algo on $(echo $tasks | wc -w) tasks x seeds" \
      "$seeds, $jobs at a time, commit ${commit:0:7} ($describe) -> $out"
 limit=()
@@ -57,7 +59,7 @@ if [ -n "${STOP_AT:-}" ]; then
   limit=(timeout --signal=TERM --kill-after=300 "$seconds")
 fi
 "${limit[@]}" "$py" -m wmtool sweep --algo "$algo" --env "$first" \
-  --recipe "${algo}__dmc_proprio_cpu" ${SIZE:+--size $SIZE} --seeds "$seeds" \
+  --recipe "$recipe" ${SIZE:+--size $SIZE} --seeds "$seeds" \
   --grid "env.id=$ids" --root "$out" --parallel "$jobs" --threads 1 ${STEPS:+--steps $STEPS} \
   ${SETS:-} --quiet \
   || echo "the sweep stopped before every run finished (see $out/sweep.json); run this again"

@@ -336,3 +336,19 @@ def test_every_started_run_leaves_a_record_and_tables_refuse_two_results(tmp_pat
                           text=True)
     assert done.returncode == 1 and "dreamerv3 gym:CartPole-v1 seed 7:" in done.stderr
     assert "move the other to" in done.stderr and not (tmp_path / "t.md").exists()
+
+
+def test_a_reference_curve_bins_each_seed_then_averages_the_seeds(tmp_path):
+    reference_curve = bench_module("reference_curve")
+    assert reference_curve.wmtool_task("dmc_ball_in_cup_catch") == "dmc:ball_in_cup-catch"
+    assert reference_curve.wmtool_task("dmc_cartpole_swingup") == "dmc:cartpole-swingup"
+    runs = [  # seed 0: two episodes in [0, 10k), one in [10k, 20k); seed 1: one in each
+        {"task": "dmc_cartpole_swingup", "method": "m", "seed": 0,
+         "xs": [4000, 8000, 12000], "ys": [10.0, 30.0, 100.0]},
+        {"task": "dmc_cartpole_swingup", "method": "m", "seed": 1,
+         "xs": [9999, 10000], "ys": [40.0, 300.0]},
+        {"task": "dmc_walker_walk", "method": "m", "seed": 0, "xs": [5000], "ys": [1.0]}]
+    out = reference_curve.reference(runs, ["cartpole-swingup"], 10_000, 20_000)
+    assert list(out) == ["dmc:cartpole-swingup"] and out["dmc:cartpole-swingup"]["seeds"] == 2
+    # bin 10k: mean of (20, 40); bin 20k: mean of (100, 300), the episode at 10,000 included
+    assert out["dmc:cartpole-swingup"]["curve"] == [[10000, 30.0], [20000, 200.0]]

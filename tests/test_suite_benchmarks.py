@@ -114,6 +114,9 @@ def test_suite_table_compares_training_returns_with_the_authors_training_returns
         r = learning_record(env, "dreamerv3", seed, greedy)
         r["training_episodes"] = episodes_until(48_000, trained)
         records.append(r)
+    pixels = learning_record("dmc:cartpole-swingup", "dreamerv3", 102, 5.0)  # another suite
+    pixels["config"] = {"env": {"obs": "pixels"}}
+    records.append(pixels)
     records += [{"kind": "random", "env": "dmc:cartpole-swingup", "return_mean": 350.0},
                 {"kind": "random", "env": "dmc:walker-walk", "return_mean": 200.0}]
     text = "\n".join(suite.suite_lines(records, reference))
@@ -124,6 +127,7 @@ def test_suite_table_compares_training_returns_with_the_authors_training_returns
     assert "over 2 of 2 tasks" in summary and "above the random policy on 1 tasks" in summary
     held, tuning = text.split("Tuning curves")
     assert "| 1 |" not in held and "dmc:cartpole-balance" in tuning
+    assert "| dmc:cartpole-swingup | dreamerv3 | 100, 101 |" in held  # not the pixel run
     # a record without training episodes gets no ratio, and the summary says why
     for r in records[:4]:
         r.pop("training_episodes")
@@ -334,8 +338,13 @@ def test_every_started_run_leaves_a_record_and_tables_refuse_two_results(tmp_pat
     done = subprocess.run([sys.executable, str(SUITE_SCRIPT.parent / "tables.py"), "--results",
                            str(out), "--out", str(tmp_path / "t.md")], capture_output=True,
                           text=True)
-    assert done.returncode == 1 and "dreamerv3 gym:CartPole-v1 seed 7:" in done.stderr
+    assert done.returncode == 1 and "dreamerv3 gym:CartPole-v1 from state seed 7:" in done.stderr
     assert "move the other to" in done.stderr and not (tmp_path / "t.md").exists()
+    # the same run from pixels is another experiment, not a second result of this one
+    rerun = json.loads((out / "rerun.json").read_text())
+    rerun["config"]["env"]["obs"] = "pixels"
+    (out / "rerun.json").write_text(json.dumps(rerun))
+    assert tables.duplicates([recs["done"], rerun]) == []
 
 
 def test_a_reference_curve_bins_each_seed_then_averages_the_seeds(tmp_path):

@@ -82,11 +82,18 @@ def spread(values: list[float]) -> str:
     return f"{np.mean(values):.1f} ± {np.std(values):.1f} ({each})" if len(values) > 1 else each
 
 
-def groups(records: list[dict], tasks, keep) -> dict:
+def observation(r: dict) -> str:
+    """What a run learned from: "state", "pixels" or "both" (its config's env.obs)."""
+    return ((r.get("config") or {}).get("env") or {}).get("obs", "state")
+
+
+def groups(records: list[dict], tasks, keep, obs: str = "state") -> dict:
+    """Finished learning runs of the suite's algorithms on `tasks` from `obs`, by (task,
+    algo, budget), for the seeds `keep` accepts."""
     out: dict = {}
     for r in records:
         if r.get("kind") or r.get("algo") not in ALGOS or r.get("env") not in tasks \
-                or not r.get("final") or not keep(r["seed"]):
+                or not r.get("final") or not keep(r["seed"]) or observation(r) != obs:
             continue
         out.setdefault((r["env"], r["algo"], r["budget"]["env_steps"]), []).append(r)
     return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(out.items())}

@@ -123,6 +123,74 @@ def test_a_run_on_two_ranks_loses_one_resumes_and_finishes(tmp_path):
     assert json.loads(scored.stdout)["episodes"] == 2
 
 
+def ranks_alive(launcher: int) -> list[int]:
+    return [pid for pid in (rank_pid(launcher, r) for r in (0, 1)) if pid is not None]
+
+
+def processes_running(needle: str) -> list[int]:
+    """Processes whose command line holds `needle` (a run directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and needle.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_and_a_killed_launcher_stop_both_ranks_at_a_checkpoint(tmp_path):
+    """Ctrl-C to `train --nproc 2` (no periodic checkpoints) stops both ranks at the same step
+    with a checkpoint past the prefill, and resume continues from it; SIGKILL to the
+    launcher's whole process group ends both ranks (they run in their own sessions), again
+    at a checkpoint."""
+    from wmtool import ckpt
+
+    run = tmp_path / "run"
+    args = [*TRAIN, "--set", "train.checkpoint_every=0", "--set", "runtime.threads=1",
+            "--run-dir", str(run), "--nproc", "2"]
+
+    def start_and_wait_for_updates():
+        launcher = subprocess.Popen([sys.executable, "-m", "wmtool", *args], env=ENV,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+        deadline = time.time() + 300
+        while True:  # a log row past the prefill: updates are under way
+            assert launcher.poll() is None and time.time() < deadline, launcher.communicate()
+            rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                    ] if (run / "metrics.jsonl").exists() else []
+            if any(r.get("counters/updates", 0) > 0 for r in rows):
+                return launcher
+            time.sleep(0.2)
+
+    launcher = start_and_wait_for_updates()
+    os.kill(launcher.pid, signal.SIGINT)
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130 and "interrupted by Ctrl-C" in err, err[-2000:]
+    saved = ckpt.load(run / "checkpoints" / "latest.pt")["counters"]
+    assert saved["updates"] > 0 and saved["agent_steps"] > 500
+    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+
+    args = ["train", "--resume", str(run), "--nproc", "2"]
+    launcher = subprocess.Popen([sys.executable, "-m", "wmtool", *args], env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    deadline = time.time() + 300
+    while not (rows := ranks_alive(launcher.pid)) or len(rows) < 2 or not any(
+            r.get("counters/updates", 0) > saved["updates"] for r in
+            map(json.loads, (run / "metrics.jsonl").read_text().splitlines())):
+        assert launcher.poll() is None and time.time() < deadline, launcher.communicate()
+        time.sleep(0.2)
+    os.killpg(launcher.pid, signal.SIGKILL)
+    deadline = time.time() + 120
+    while processes_running(str(run)):
+        assert time.time() < deadline, "ranks outlived their killed launcher"
+        time.sleep(0.2)
+    resumed = ckpt.load(run / "checkpoints" / "latest.pt")["counters"]
+    assert resumed["updates"] > saved["updates"], launcher.communicate()[1][-3000:]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -112,6 +112,7 @@ def train(
         session = TrainSession.create(algo, cfg, run_dir, data, bool(env) or data is None,
                                       quiet or not world.main, phase)
     quiet = quiet or not world.main  # rank 0 speaks for a data-parallel run
+    distributed.stop_together()  # ranks stop on a signal at a step they agree on
     with distributed.leaving():
         result = run_with_progress(session, "train", quiet)
     return finish(result, json_ and world.main, quiet, lambda r: [

@@ -29,6 +29,7 @@ from wmtool.data.background import BackgroundWriter
 from wmtool.data.replay import Replay, check_finite
 from wmtool.data.store import EpisodeReader
 from wmtool.data.writer import EpisodeWriter
+from wmtool.engine import distributed
 from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream_logging import dream_report
 from wmtool.engine.loops import LoopStats, run_episodes
@@ -134,6 +135,7 @@ class Trainer:
         self.dream_rng = np.random.default_rng(self.cfg.seed + 7)
         self.started = time.perf_counter()
         self.wall = WallTime()
+        self.stopped_together = False  # see agreed()
         best = rundir.read_meta(self.run_dir).get("best_eval")  # kept across --resume
         self.best_eval = best["return_mean"] if best else -float("inf")
         self.quiet = quiet
@@ -202,14 +204,25 @@ class Trainer:
         self._restart_clocks()
 
     def interrupted(self) -> None:
-        """Ctrl-C or SIGTERM: count only the steps the store kept (the episodes under way
-        are dropped), then checkpoint. Data-parallel ranks stop where they are, each at a
-        different point of its loop, so they keep the last checkpoint and their stores."""
-        if self.world.size > 1:
+        """Ctrl-C or SIGTERM: count only the steps the stores kept (the episodes under way
+        are dropped), then checkpoint. Data-parallel ranks do so together when they stopped
+        at the same step (`agreed`); a rank stopped anywhere else (a second signal) keeps
+        the last checkpoint and its store."""
+        if self.world.size > 1 and not self.stopped_together:
             return
         if self.online and self.world_model:
-            self.counters["agent_steps"] = self.stored_steps
+            self.counters["agent_steps"] = parallel.sum_ints([self.stored_steps])[0]
         self.save()
+
+    def agreed(self, values: list[int]) -> list[int]:
+        """`values` summed over the ranks, with every rank's stop request: once any rank
+        noted Ctrl-C or SIGTERM, every rank raises it here, at the same step."""
+        *summed, sigint, sigterm = parallel.sum_ints([*values, *distributed.stop_flags()])
+        stop = distributed.stop_exception(sigint, sigterm)
+        if stop is not None:
+            self.stopped_together = True
+            raise stop
+        return summed
 
     def _clock(self) -> int:
         return self.counters["agent_steps"] if self.online else self.counters["updates"]
@@ -409,7 +422,7 @@ class Trainer:
         integers per env step with N ranks, none with one), and whether every rank's replay
         can give a window; every rank then decides alike when to update, log, save, stop."""
         short = int(len(self.replay) < self.cfg.train.length)
-        steps, short = parallel.sum_ints([rank_steps, short])
+        steps, short = self.agreed([rank_steps, short])
         self.counters["agent_steps"] = base + steps
         self.replay_ready = short == 0
 
@@ -439,6 +452,7 @@ class Trainer:
                 self.update(phase, batch, length)
                 if counter != "updates":
                     self.counters[counter] += 1
+                self.agreed([])  # one process: nothing to share
                 self.periodic()
         self.save()
 

@@ -161,3 +161,23 @@ def test_every_help_example_runs(tmp_path):
         args = line.split()[1:]
         res = run_wmtool(*args, cwd=tmp_path)
         assert res.returncode == 0, f"{line}\n{res.stderr}"
+
+
+def test_a_run_that_cannot_start_leaves_no_directory_or_says_it_failed(tmp_path):
+    """Unknown --algo or --size are usage errors (exit 2) and a missing --data file fails
+    (exit 1), all before a run directory exists; a run that fails while it is being built
+    is marked failed, and `eval` says so instead of advising to wait."""
+    for i, (args, code) in enumerate([
+            (["--algo", "nosuch", "--env", "gym:CartPole-v1"], 2),
+            (["--algo", "dreamerv3", "--size", "huge", "--env", "gym:CartPole-v1"], 2),
+            (["--algo", "dreamerv3", "--data", str(tmp_path / "nope.h5")], 1)]):
+        res = run_wmtool("train", *args, "--run-dir", tmp_path / f"r{i}", "--steps", 10)
+        assert res.returncode == code and res.stderr.startswith("error: "), res.stderr
+        assert not (tmp_path / f"r{i}").exists()
+    run = tmp_path / "bad-env"
+    res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:NoSuchEnv-v0",
+                     "--run-dir", run, "--steps", 10)
+    assert res.returncode == 1 and "NoSuchEnv-v0" in res.stderr
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    res = run_wmtool("eval", "--run", run)
+    assert res.returncode == 1 and "failed before its first checkpoint" in res.stderr

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 
 
 def recipes_dir() -> Path:
@@ -257,7 +257,7 @@ def size_layer(size: str | None, root: Path | None = None,
     fits = lambda name: not algo or algo in (presets[name] or {}).get("for", [algo])
     if size not in presets or not fits(size):
         what = f"for --algo {algo}" if algo and size in presets else "preset"
-        raise WmtoolError(f"unknown size {what} '{size}'",
+        raise UsageError(f"unknown size {what} '{size}'",
                           f"valid: {', '.join(name for name in presets if fits(name))}")
     preset = dict(presets[size] or {})
     preset.pop("for", None)

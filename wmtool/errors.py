@@ -20,3 +20,9 @@ class WmtoolError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(WmtoolError):
+    """A mistake in the command line (an unknown name, a missing file): exit 2, as for the
+    usage errors the option parser reports itself."""
+

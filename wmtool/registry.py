@@ -68,8 +68,8 @@ ALGOS: dict[str, Entry] = {
 
 
 def lookup(table: dict[str, Entry], name: str, kind: str) -> Entry:
-    from wmtool.errors import WmtoolError
+    from wmtool.errors import UsageError
 
     if name not in table:
-        raise WmtoolError(f"unknown {kind} '{name}'", f"valid: {', '.join(sorted(table))}")
+        raise UsageError(f"unknown {kind} '{name}'", f"valid: {', '.join(sorted(table))}")
     return table[name]

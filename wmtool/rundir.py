@@ -181,8 +181,16 @@ def load_checkpoint(path: Path, required: bool = True, quiet: bool = False) -> d
         raise WmtoolError(f"{path}: every checkpoint is damaged: {'; '.join(damaged)}",
                           "start a new run")
     if required:
-        raise WmtoolError(f"{path} has no checkpoint yet ({CHECKPOINTS}/latest.pt)",
-                          "wait for the first checkpoint or lower train.checkpoint_every")
+        try:
+            status = read_meta(path).get("status")
+        except WmtoolError:
+            status = None
+        hint = {"failed": "the run failed before its first checkpoint (its error was printed "
+                          "then); start a new run",
+                "interrupted": "the run was stopped before its first checkpoint; continue it "
+                               f"with `wmtool train --resume {path}`"}.get(
+            status, "wait for the first checkpoint or lower train.checkpoint_every")
+        raise WmtoolError(f"{path} has no checkpoint yet ({CHECKPOINTS}/latest.pt)", hint)
     return None
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Iterable, Optional
 import typer
 
 from wmtool import parallel
-from wmtool.errors import Terminated, WmtoolError
+from wmtool.errors import Terminated, UsageError, WmtoolError
 from wmtool.progress import console
 
 # Set for the ranks `--nproc` starts: its launcher reports a lost rank, they stay quiet.
@@ -69,7 +69,8 @@ def command(fn):
             if not (lost and os.environ.get(LAUNCHED_BY_WMTOOL)):
                 console.print((f"rank {w.rank}: " if w.size > 1 else "") + fail_line(exc),
                               style="red", highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(parallel.LOST_RANK_EXIT if lost else 1) from None
+            code = 2 if isinstance(exc, UsageError) else 1
+            raise typer.Exit(parallel.LOST_RANK_EXIT if lost else code) from None
 
     return wrapper
 

@@ -127,12 +127,17 @@ class TrainSession:
         close()."""
         main = parallel.world().main
         lock = rundir.RunLock(path) if main else None
+        prepared = False
         try:
             if prepare is not None and main:
                 prepare()
+                prepared = True
             parallel.barrier()
             session = build()
-        except BaseException:
+        except BaseException as exc:
+            if prepared:  # a new run that never started says so (not "running")
+                rundir.update_meta(path, status="interrupted" if isinstance(
+                    exc, KeyboardInterrupt) else "failed")
             if lock is not None:
                 lock.release()
             raise
@@ -141,6 +146,12 @@ class TrainSession:
 
     @classmethod
     def create(cls, algo, cfg, run_dir, data, has_env, quiet, phases=None):
+        from wmtool.registry import ALGOS, lookup
+
+        lookup(ALGOS, algo, "--algo")  # what the command line names, before any directory
+        if data:
+            with EpisodeReader(data):  # exists and is a store
+                pass
         env_id = cfg.env.id if has_env else ""
         label = env_id or f"data:{Path(data).stem}"
         path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)

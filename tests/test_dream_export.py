@@ -195,8 +195,12 @@ def test_exported_policy_runs_without_wmtool(cli, runs, tmp_path):
                          env={**os.environ, "PYTHONPATH": str(blocker.parent)})
     assert res.returncode == 0, res.stderr
     standalone = json.loads(res.stdout.splitlines()[0])["return"]
-    res = cli("eval", "--run", runs / "trained", "--episodes", 1, "--seed", 21, "--json")
+    before = torch.get_num_threads()
+    res = cli("eval", "--run", runs / "trained", "--episodes", 1, "--seed", 21, "--threads", 1,
+              "--json")
     assert standalone == pytest.approx(json.loads(res.stdout)["return_mean"])
+    assert json.loads(res.stdout)["threads"] == 1 and torch.get_num_threads() == 1  # in-process
+    torch.set_num_threads(before)
 
 
 def test_safetensors_export_round_trips_weights(cli, runs, tmp_path):

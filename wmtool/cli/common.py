@@ -36,6 +36,9 @@ CheckpointOpt = Annotated[Optional[Path], typer.Option(
     "--checkpoint", help="checkpoint file (default: the run's latest)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(
+    "--threads", min=0, help="torch CPU threads (default: the run's runtime.threads; 0: "
+    "one per available core)")]
 
 
 def fail_line(exc: BaseException) -> str:

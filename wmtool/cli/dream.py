@@ -6,7 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from wmtool.cli.common import CheckpointOpt, JsonOpt, QuietOpt, RunOpt, command, finish
+from wmtool.cli.common import (
+    CheckpointOpt,
+    JsonOpt,
+    QuietOpt,
+    RunOpt,
+    ThreadsOpt,
+    command,
+    finish,
+)
 from wmtool.errors import WmtoolError
 from wmtool.progress import info
 
@@ -44,6 +52,7 @@ def dream(
     interactive: Annotated[bool, typer.Option(
         "--interactive", help="Genie: keys 1..N take latent actions, q quits; the newest "
         "frame refreshes --render (.png) or <render>.png beside a video")] = False,
+    threads: ThreadsOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -60,7 +69,7 @@ def dream(
     for name, path, suffixes in (("--render", render, videos), ("--plot", plot, (".png",))):
         if path is not None and path.suffix.lower() not in suffixes:
             raise WmtoolError(f"{name} {path}: unknown format", f"use {' or '.join(suffixes)}")
-    loaded = load_run(run, checkpoint, optimizers=False)
+    loaded = load_run(run, checkpoint, optimizers=False, threads=threads)
     say = lambda line: info(line, quiet)
     if driving:
         result = drive_run(loaded, actions, interactive, render, data, env, seed, fps, scale,

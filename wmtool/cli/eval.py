@@ -11,6 +11,7 @@ from wmtool.cli.common import (
     JsonOpt,
     QuietOpt,
     RunOpt,
+    ThreadsOpt,
     command,
     finish,
     planning_note,
@@ -46,6 +47,7 @@ def eval_(
     data: Annotated[Optional[Path], typer.Option(
         help="held-out HDF5 episodes: report the model's losses on them instead of playing")] = None,
     batches: Annotated[int, typer.Option(min=1, help="--data: batches per phase")] = 8,
+    threads: ThreadsOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -54,11 +56,12 @@ def eval_(
 
     if episodes < 1:
         raise WmtoolError("--episodes must be at least 1")
-    loaded = load_run(run, checkpoint, optimizers=False)
+    loaded = load_run(run, checkpoint, optimizers=False, threads=threads)
     if data is not None:
         result = evaluation.on_data(loaded, data, batches, seed)
         return finish(result, json_, quiet, data_lines)
-    result = evaluation.play(loaded, episodes, mode, env, seed, video)
+    result = {**evaluation.play(loaded, episodes, mode, env, seed, video),
+              "threads": loaded.threads}
     return finish(result, json_, quiet, lambda r: [
         f"{episodes} episodes ({mode}): return {r['return_mean']:.2f} ± {r['return_std']:.2f} "
         f"(min {r['return_min']:.2f}, max {r['return_max']:.2f})" + planning_note(r)

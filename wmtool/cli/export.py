@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from wmtool.cli.common import CheckpointOpt, JsonOpt, QuietOpt, RunOpt, command, finish
+from wmtool.cli.common import (
+    CheckpointOpt,
+    JsonOpt,
+    QuietOpt,
+    RunOpt,
+    ThreadsOpt,
+    command,
+    finish,
+)
 
 HELP = ("Export a run: the greedy acting policy (encoder + recurrent state + actor) as "
         "TorchScript or ONNX, or all weights as safetensors; the spec rides along as metadata.")
@@ -31,6 +39,7 @@ def export(
     out: Annotated[Path, typer.Option(help="file to write")],
     checkpoint: CheckpointOpt = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite --out if it exists")] = False,
+    threads: ThreadsOpt = None,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
@@ -44,7 +53,7 @@ def export(
     if out.exists() and not force:
         raise WmtoolError(f"--out {out} exists", "choose another path, or add --force to "
                           "overwrite it; nothing was written")
-    loaded = load_run(run, checkpoint, optimizers=False)
+    loaded = load_run(run, checkpoint, optimizers=False, threads=threads)
     meta = write(loaded, format_, out)
     result = {"run": str(run), "format": format_, "out": str(out),
               "bytes": out.stat().st_size, "metadata": meta}

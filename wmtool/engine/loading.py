@@ -43,12 +43,15 @@ class LoadedRun:
                               "use the env or data the run was trained with")
 
 
-def load_run(run: Path, checkpoint: Path | None = None, optimizers: bool = True) -> LoadedRun:
-    """Rebuild a run's agent from its latest (or the given) checkpoint, in eval mode."""
+def load_run(run: Path, checkpoint: Path | None = None, optimizers: bool = True,
+             threads: int | None = None) -> LoadedRun:
+    """Rebuild a run's agent from its latest (or the given) checkpoint, in eval mode, on
+    `threads` CPU threads (None: the run's own runtime.threads)."""
     meta = rundir.read_meta(run)
     cfg = rundir.load_config(run)
     payload = ckpt.load(checkpoint) if checkpoint else rundir.load_checkpoint(run)
-    device, threads = setup_torch(cfg.runtime.threads, cfg.runtime.device)
+    device, threads = setup_torch(cfg.runtime.threads if threads is None else threads,
+                                  cfg.runtime.device)
     obs_space = spaces.loads_obs(payload["obs_space"])
     act_space = spaces.loads_act(payload["act_space"])
     agent = Agent(payload["algo"], obs_space, act_space, cfg, device)

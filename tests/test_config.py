@@ -112,3 +112,14 @@ def test_renamed_keys_still_load_from_older_run_configs():
     loaded = config.load([("saved", saved)], ["behavior.gamma=0.95"])
     assert loaded.behavior.discount == 0.95 and "gamma" not in loaded.behavior.to_dict()
     assert config.load([("saved", saved)]).behavior.discount == 0.9
+
+
+def test_an_unknown_key_gets_a_hint_that_fits_on_a_line():
+    flat = config.flatten(config.compose().to_dict())
+    hint = config.unknown_key_hint
+    assert hint("train.stepz", flat).startswith("did you mean train.steps")
+    vae = sorted(k for k in flat if k.startswith("vae."))
+    assert hint("vae.qqqqqqq", flat) == "the keys under vae. are " + ", ".join(vae)
+    assert "recipes/defaults.yaml" in hint("train.zzzzqq", flat)
+    assert hint("nothing.here", flat).startswith("the sections are actor, behavior")
+    assert all(len(hint(k, flat)) < 300 for k in ("train.zzzzqq", "nothing.here", "vae.q"))

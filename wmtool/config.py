@@ -133,15 +133,28 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
 RENAMED = {"behavior.gamma": "behavior.discount"}  # 0.2.0: one name for the discount
 
 
+def unknown_key_hint(key: str, flat: dict[str, Any], most: int = 12) -> str:
+    """Close spellings, else the keys of the same section (a few), else the sections: a hint
+    that fits on a line."""
+    close = difflib.get_close_matches(key, list(flat), n=3, cutoff=0.6)
+    if close:
+        return f"did you mean {', '.join(close)}?"
+    section = key.partition(".")[0]
+    same = sorted(k for k in flat if k.startswith(section + "."))
+    if same and len(same) <= most:
+        return f"the keys under {section}. are {', '.join(same)}"
+    where = "recipes/defaults.yaml lists every key with its default and meaning"
+    if same:
+        return f"{section}. has {len(same)} keys; {where}"
+    return f"the sections are {', '.join(sorted({k.partition('.')[0] for k in flat}))}; {where}"
+
+
 def apply(flat: dict[str, Any], overrides: Mapping[str, Any], source: str) -> None:
     """Apply overrides (a nested mapping or dotted keys) to the flat config, strictly."""
     for key, value in flatten(overrides).items():
         key = RENAMED.get(key, key)
         if key not in flat:
-            close = difflib.get_close_matches(key, list(flat), n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else \
-                f"valid keys: {', '.join(sorted(flat))}"
-            raise WmtoolError(f"{source}: unknown config key '{key}'", hint)
+            raise WmtoolError(f"{source}: unknown config key '{key}'", unknown_key_hint(key, flat))
         flat[key] = _check_type(key, value, flat[key], source)
 
 

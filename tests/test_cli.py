@@ -28,8 +28,8 @@ def test_collect_episodes_json_and_data_info(cli, tmp_path):
     assert info["episodes"] == 5 and info["steps"] == summary["steps"]
     assert info["return"]["mean"] == pytest.approx(summary["return_mean"])  # CartPole: +1/step
     assert info["has_action"] and info["act_space"]["n"] == 2
-    human = cli("data", "info", out)
-    assert "episodes" in human.stderr and "discrete(2)" in human.stderr
+    human = cli("data", "info", out)  # the result on stdout, nothing on stderr
+    assert "episodes" in human.stdout and "discrete(2)" in human.stdout and not human.stderr
 
 
 def test_collect_steps_appends_and_cuts_last_episode_as_truncated(cli, tmp_path):
@@ -70,9 +70,9 @@ def test_collect_parallel_workers_pixels(tmp_path):
     (["--env", "gym:CartPole-v1", "--obs", "depth"], "env.obs='depth' is not one of"),
     (["--env", "gym:CartPole-v1", "--episodes", 2], "exactly one of --episodes"),
 ])
-def test_collect_errors_are_one_line_exit_1(cli, tmp_path, args, needle):
+def test_collect_usage_errors_are_one_line_exit_2(cli, tmp_path, args, needle):
     res = cli("collect", "--steps", 5, "--out", tmp_path / "x.h5", *args)
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert needle in one_error_line(res.stderr)
     assert not (tmp_path / "x.h5").exists()
 
@@ -177,7 +177,7 @@ def test_a_run_that_cannot_start_leaves_no_directory_or_says_it_failed(tmp_path)
     run = tmp_path / "bad-env"
     res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:NoSuchEnv-v0",
                      "--run-dir", run, "--steps", 10)
-    assert res.returncode == 1 and "NoSuchEnv-v0" in res.stderr
+    assert res.returncode == 2 and "NoSuchEnv-v0" in res.stderr  # a usage error, found late
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     res = run_wmtool("eval", "--run", run)
     assert res.returncode == 1 and "failed before its first checkpoint" in res.stderr

@@ -228,7 +228,7 @@ def test_runs_table_and_compare_curves(cli, runs, tmp_path):
     assert trained["status"] == "finished"
     assert rows["trained"]["last_eval"] is not None
     table = cli("runs", runs)
-    assert table.exit_code == 0 and "trained" in table.output
+    assert table.exit_code == 0 and "trained" in table.stdout and "gym:CartPole-v1" in table.stdout
     # a second seed of the trained recipe groups with the first
     train(cli, tmp_path / "seed1", "--env", "gym:CartPole-v1", "--set", "train.length=16",
           "--steps", "600", "--seed", "1", "--set", "train.prefill=300", "--set",

@@ -78,7 +78,7 @@ def test_a_sound_env_passes_and_trains_without_registering(cli, tmp_path):
     assert report["episodes"] == {"terminated": 3, "truncated": 0, "cut_at_cap": 0}
     assert report["reward"]["min"] == -1.0 and report["reward"]["max"] == 1.0
     text = cli("envs", "check", env)
-    assert "image encoder: camera; vector encoder: state" in text.stderr
+    assert "image encoder: camera; vector encoder: state" in text.stdout
     out = cli("train", "--algo", "dreamerv3", "--env", env, "--size", "debug", "--steps", "60",
               "--set", "train.prefill=30", "--set", "train.train_ratio=64",
               "--set", "train.batch=2", "--set", "train.length=8",

@@ -251,16 +251,16 @@ def test_paths_in_run_json_are_absolute(tmp_path):
 @pytest.mark.parametrize("args, code, needle", [
     (["--steps", "0"], 2, "--steps"),
     (["--steps", "-5"], 2, "--steps"),
-    (["--set", "train.batch=0"], 1, "train.batch=0 is out of range: it must be at least 1"),
-    (["--set", "train.train_ratio=0"], 1, "train.train_ratio=0.0 is out of range"),
-    (["--set", "env.action_repeat=0"], 1, "env.action_repeat=0 is out of range"),
+    (["--set", "train.batch=0"], 2, "train.batch=0 is out of range: it must be at least 1"),
+    (["--set", "train.train_ratio=0"], 2, "train.train_ratio=0.0 is out of range"),
+    (["--set", "env.action_repeat=0"], 2, "env.action_repeat=0 is out of range"),
 ])
 def test_bad_numbers_are_refused_before_anything_runs(tmp_path, args, code, needle):
     res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", *args,
                      "--run-dir", tmp_path / "run")
     assert res.returncode == code and needle in res.stderr, res.stderr
     assert not (tmp_path / "run").exists()
-    if code == 1:
+    if "--set" in args:  # ours: one line (the option parser's own errors are a box)
         assert len(res.stderr.strip().splitlines()) == 1
 
 

@@ -95,7 +95,7 @@ def test_damaged_index_row_is_refused_reported_and_rebuilt(tmp_path):
     assert summary["episodes"] == 199 and summary["unusable_index_rows"] == [19]
     assert "length 1000000000" in summary["index_problems"][0]
     human = run_wmtool("data", "info", path)
-    assert human.returncode == 0 and "unusable index rows" in human.stderr
+    assert human.returncode == 0 and "unusable index rows" in human.stdout
 
     verify = run_wmtool("data", "verify", path, "--json")
     assert verify.returncode == 1 and json.loads(verify.stdout)["index_problems"]
@@ -319,7 +319,7 @@ def test_bit_flip_is_caught_by_reader_verify_and_writer(tmp_path):
     assert out["damaged_episodes"] == hit and not out["ok"]
     assert out["damaged_chunks"] == [{"dataset": "obs/image", "rows": [80, 96]}]
     human = run_wmtool("data", "verify", path)
-    assert human.returncode == 1 and "damaged episodes" in human.stderr
+    assert human.returncode == 1 and "damaged episodes" in human.stdout
 
     with h5py.File(path, "r") as f:
         last = f["reward"].id.get_num_chunks() - 1
@@ -369,7 +369,7 @@ def test_nonfinite_episodes_are_named(tmp_path):
     assert out["nonfinite_episodes"] == [3, 7, 8]
     assert out["nonfinite_fields"] == {"3": ["reward"], "7": ["obs/vector"], "8": ["action"]}
     human = run_wmtool("data", "info", path)
-    assert "non-finite data" in human.stderr and "3, 7, 8" in human.stderr
+    assert "non-finite data" in human.stdout and "3, 7, 8" in human.stdout
     res = run_wmtool("data", "verify", path, "--json")
     assert res.returncode == 0 and json.loads(res.stdout)["nonfinite_episodes"] == [3, 7, 8]
 
@@ -457,7 +457,7 @@ def test_repair_makes_a_crashed_store_plain_h5py_readable(tmp_path):
         assert f["episodes"].shape[0] == len(kept)
     assert digests(path) == kept
     human = run_wmtool("data", "repair", path)
-    assert human.returncode == 0 and "nothing to repair" in human.stderr
+    assert human.returncode == 0 and "nothing to repair" in human.stdout
 
 
 @pytest.mark.slow

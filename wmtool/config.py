@@ -74,7 +74,7 @@ class Config(Mapping):
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
-        raise WmtoolError(f"recipe file {path} does not exist", "run `wmtool recipes list`")
+        raise UsageError(f"recipe file {path} does not exist", "run `wmtool recipes list`")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -123,7 +123,7 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        raise WmtoolError(f"{source}: {key}={value!r} has type {type(value).__name__}, "
+        raise UsageError(f"{source}: {key}={value!r} has type {type(value).__name__}, "
                           f"expected {type(default).__name__} (default {default!r})")
     return value
 
@@ -154,7 +154,7 @@ def apply(flat: dict[str, Any], overrides: Mapping[str, Any], source: str) -> No
     for key, value in flatten(overrides).items():
         key = RENAMED.get(key, key)
         if key not in flat:
-            raise WmtoolError(f"{source}: unknown config key '{key}'", unknown_key_hint(key, flat))
+            raise UsageError(f"{source}: unknown config key '{key}'", unknown_key_hint(key, flat))
         flat[key] = _check_type(key, value, flat[key], source)
 
 
@@ -163,7 +163,7 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key:
-            raise WmtoolError(f"--set {item!r} is not key=value", "e.g. --set env.action_repeat=2")
+            raise UsageError(f"--set {item!r} is not key=value", "e.g. --set env.action_repeat=2")
         try:
             out[key.strip()] = yaml.safe_load(text)
         except yaml.YAMLError:
@@ -221,11 +221,11 @@ ABOVE_ZERO = ("train.train_ratio", "wm.lr", "actor.lr", "critic.lr")
 def check_ranges(flat: Mapping[str, Any]) -> None:
     for key, low in AT_LEAST.items():
         if key in flat and flat[key] < low:
-            raise WmtoolError(f"{key}={flat[key]} is out of range: it must be at least {low}",
+            raise UsageError(f"{key}={flat[key]} is out of range: it must be at least {low}",
                               f"change it in the recipe or with --set {key}=...")
     for key in ABOVE_ZERO:
         if key in flat and not flat[key] > 0:
-            raise WmtoolError(f"{key}={flat[key]} is out of range: it must be above 0",
+            raise UsageError(f"{key}={flat[key]} is out of range: it must be above 0",
                               f"change it in the recipe or with --set {key}=...")
 
 
@@ -317,4 +317,4 @@ def compose(flags: Mapping[str, Any] | None = None, recipe: str | None = None,
 
 def require_choice(key: str, value: Any, choices: tuple) -> None:
     if value not in choices:
-        raise WmtoolError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")
+        raise UsageError(f"{key}={value!r} is not one of {', '.join(map(str, choices))}")

@@ -1,4 +1,6 @@
-"""Rich progress on stderr (stdout stays free for --json), silenced by --quiet."""
+"""Rich progress and messages on stderr, silenced by --quiet; a command's result on stdout
+(`results`: its summary lines and tables, or one JSON object with --json), so that
+`wmtool runs > file` and `wmtool recipes list | grep x` get the result and nothing else."""
 from __future__ import annotations
 
 import time
@@ -14,6 +16,8 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+# wide when stdout is a file or a pipe: a table is not cut to 80 columns there
+results = Console(width=None if Console().is_terminal else 1000)
 
 
 def make_progress(quiet: bool = False) -> Progress:

@@ -20,7 +20,7 @@ from wmtool.cli.common import (
     env_flags,
     finish,
 )
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 from wmtool.progress import info, make_progress, throttled
 
 HELP = "Run a policy in an environment and write its episodes to an HDF5 file."
@@ -65,7 +65,7 @@ def collect(
     from wmtool.engine.collect import Collection
 
     if (episodes is None) == (steps is None):
-        raise WmtoolError("give exactly one of --episodes N or --steps N")
+        raise UsageError("give exactly one of --episodes N or --steps N")
     if (episodes or steps or 0) <= 0:
         raise WmtoolError("--episodes/--steps must be positive")
     flags = env_flags(env, obs, env_import) | {"seed": seed}

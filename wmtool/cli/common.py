@@ -13,7 +13,7 @@ import typer
 
 from wmtool import parallel
 from wmtool.errors import Terminated, UsageError, WmtoolError
-from wmtool.progress import console
+from wmtool.progress import console, results
 
 # Set for the ranks `--nproc` starts: its launcher reports a lost rank, they stay quiet.
 LAUNCHED_BY_WMTOOL = "WMTOOL_NPROC_LAUNCHER"
@@ -84,13 +84,13 @@ def emit_json(obj) -> None:
 
 
 def finish(result, json_: bool, quiet: bool, lines: Callable[[Any], Iterable]):
-    """How a command ends: its result as one JSON object on stdout (`--json`), or its human
-    summary on stderr, one line (or Rich table) at a time; nothing with `--quiet`."""
+    """How a command ends: its result on stdout, as one JSON object (`--json`) or as its
+    human summary, one line (or Rich table) at a time; nothing with `--quiet`."""
     if json_:
         emit_json(result)
     elif not quiet:
         for line in lines(result):
-            console.print(line, highlight=False, markup=False, soft_wrap=True)
+            results.print(line, highlight=False, markup=False, soft_wrap=True)
     return result
 
 

@@ -8,7 +8,7 @@ import typer
 
 from wmtool.cli.common import JsonOpt, QuietOpt, command, emit_json, finish
 from wmtool.errors import WmtoolError
-from wmtool.progress import console
+from wmtool.progress import results
 
 RUNS_HELP = "Table of the runs under a directory: algo, env, steps, last eval return, status."
 RUNS_EXAMPLES = """Examples:
@@ -53,7 +53,7 @@ def runs(root: Annotated[Path, typer.Argument(help="directory searched for runs"
                       fmt(r["algo"]), fmt(r["env"]),
                       f"{fmt(r['agent_steps'], ',')}/{fmt(r['env_steps'], ',')}",
                       fmt(r["updates"], ","), fmt(r["last_eval"], ".1f"), fmt(r["status"]))
-    console.print(table)
+    results.print(table)
     return rows
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 
 from wmtool.envs.gym import GymEnv
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 
 
 def _roms() -> dict[str, str]:
@@ -49,7 +49,7 @@ class AtariEnv(GymEnv):
             close = difflib.get_close_matches(task.lower(), all_games(), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join('atari:' + c for c in close)}?" if close else \
                 "run `wmtool envs --suite atari` to list games"
-            raise WmtoolError(f"unknown Atari game '{task}'", hint)
+            raise UsageError(f"unknown Atari game '{task}'", hint)
         if tuple(size)[0] != tuple(size)[1]:
             raise WmtoolError(f"Atari frames must be square, got env.size={list(size)}",
                               "use --set env.size=[64,64]")

@@ -17,7 +17,7 @@ import numpy as np
 
 from wmtool import spaces
 from wmtool.envs.base import Env, rescale_action, transition
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 
 # Cameras that frame the body well; the rest use camera 0 (as in the Dreamer papers).
 DEFAULT_CAMERA = {"quadruped": 2}
@@ -52,7 +52,7 @@ class DMCEnv(Env):
             close = difflib.get_close_matches(task, all_tasks(), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join('dmc:' + c for c in close)}?" if close else \
                 "run `wmtool envs` to list dmc tasks"
-            raise WmtoolError(f"unknown dm_control task '{task}'", hint)
+            raise UsageError(f"unknown dm_control task '{task}'", hint)
         self._env = suite.load(domain, name, task_kwargs={"random": seed})
         self.env_id = f"dmc:{task}"
         self._mode = obs

@@ -15,7 +15,7 @@ import numpy as np
 
 from wmtool import spaces
 from wmtool.envs.base import Env, rescale_action, transition
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 
 
 def import_modules(modules: list[str] | tuple[str, ...]) -> None:
@@ -53,7 +53,7 @@ def make_gym(task: str, **kwargs):
             hint = f"did you mean {', '.join('gym:' + c for c in close)}?" if close else \
                 "run `wmtool envs` for examples, or --env-import MODULE to register " \
                 "third-party envs"
-            raise WmtoolError(f"unknown gymnasium env id '{task}'", hint) from exc
+            raise UsageError(f"unknown gymnasium env id '{task}'", hint) from exc
         raise WmtoolError(f"gymnasium could not make '{task}': {exc}") from exc
 
 

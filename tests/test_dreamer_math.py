@@ -156,25 +156,3 @@ def test_paper_defaults_are_pinned():
     assert (b.horizon, b.discount, b.lam, b.retnorm_decay, b.retnorm_low, b.retnorm_high) == \
         (15, 0.997, 0.95, 0.99, 5.0, 95.0)
     assert (cfg.train.batch, cfg.train.length, cfg.train.train_ratio) == (16, 64, 512.0)
-
-
-
-def test_the_image_loss_is_the_squared_error_against_the_encoders_own_inputs():
-    """Images are scaled to [-0.5, 0.5] once per update: the encoder reads them and the
-    decoder's loss compares with them."""
-    from wmtool.nets.layers import MultiDecoder, MultiEncoder
-    from wmtool.spaces import Space
-
-    torch.manual_seed(0)
-    space = {"image": Space((32, 32, 3), "uint8", 0, 255), "pos": Space((2,), "float32")}
-    encoder, decoder = MultiEncoder(space, 8, 16, 1), MultiDecoder(24, space, 8, 16, 1)
-    obs = {"image": torch.randint(0, 256, (5, 32, 32, 3), dtype=torch.uint8),
-           "pos": torch.randn(5, 2) * 10}
-    inputs = encoder.scale(obs)
-    assert torch.equal(inputs["image"], obs["image"].float() / 255 - 0.5)
-    assert torch.equal(inputs["pos"], symlog(obs["pos"]))
-    assert torch.equal(encoder(obs), encoder.embed(inputs))
-    pred = decoder(torch.randn(5, 24))
-    losses = decoder.losses(pred, inputs)
-    assert torch.allclose(losses["image"], ((pred["image"] - inputs["image"]) ** 2).sum((1, 2, 3)))
-    assert torch.allclose(losses["pos"], ((pred["pos"] - symlog(obs["pos"])) ** 2).sum(-1))

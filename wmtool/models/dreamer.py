@@ -70,11 +70,8 @@ class DreamerModel(WorldModel, Decodes):
         t = self.cfg.train
         return [("joint", t.steps, t.batch, t.length)]
 
-    def observe(self, batch: dict, state: State | None = None,
-                inputs: dict | None = None) -> tuple[State, State]:
-        """Posterior and prior states over [B, T]; `inputs`: the batch already in model
-        space (MultiEncoder.scale), when the caller needs it too."""
-        embed = self.encoder.embed(self.encoder.scale(batch) if inputs is None else inputs)
+    def observe(self, batch: dict, state: State | None = None) -> tuple[State, State]:
+        embed = self.encoder({k: batch[k] for k in self.input_keys})
         return self.rssm.observe(embed, self.action_input(batch["prev_action"]),
                                  batch["is_first"], state)
 
@@ -106,11 +103,10 @@ class DreamerModel(WorldModel, Decodes):
     def loss(self, batch: dict, state: State | None = None, phase: str = "joint"):
         """Returns (scalar loss, optimiser groups to step, posterior states, metrics)."""
         c = self.cfg.wm
-        inputs = self.encoder.scale(batch)  # once: the encoder's inputs, the decoder's targets
-        post, prior = self.observe(batch, state, inputs)
+        post, prior = self.observe(batch, state)
         feat = self.features(post)
         losses = {f"rec_{k}": v for k, v in
-                  self.decoder.losses(self.decoder(feat), inputs).items()}
+                  self.decoder.losses(self.decoder(feat), batch).items()}
         losses["reward"] = self.reward_head.loss(self.reward(feat), batch["reward"].float())
         cont = 1.0 - batch["is_terminal"].float()
         losses["cont"] = bernoulli_nll(self.cont(feat).squeeze(-1), cont)

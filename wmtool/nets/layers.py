@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from wmtool.nets.dists import symlog
@@ -148,11 +147,11 @@ class ObsScaling:
         self.symlog_vectors, self.image_bits = symlog_vectors, image_bits
 
     def image(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(torch.float32, copy=True)  # a fresh tensor: the in-place steps stay ours
+        x = x.float()
         if self.image_bits < 8:
             levels = 2 ** self.image_bits
             x = (torch.floor(x / 2 ** (8 - self.image_bits)) + 0.5) * (255.0 / levels)
-        return x.div_(255.0).sub_(0.5)
+        return x / 255.0 - 0.5
 
     def vector(self, x: torch.Tensor) -> torch.Tensor:
         return symlog(x.float()) if self.symlog_vectors else x.float()
@@ -189,22 +188,15 @@ class MultiEncoder(nn.Module):
             self.mlp = MLP(dim, units, layers)
             self.out_dim += self.mlp.out_dim
 
-    def scale(self, obs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Observations in model space (what `embed` reads and the decoder predicts)."""
-        out = {k: self.scaling.image(obs[k]) for k in self.image_keys}
-        out.update({k: self.scaling.vector(obs[k]) for k in self.vector_keys})
-        return out
-
-    def embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
         if self.image_keys:
-            parts.append(self.cnn(torch.cat([inputs[k] for k in self.image_keys], -1)))
+            images = torch.cat([obs[k] for k in self.image_keys], -1)
+            parts.append(self.cnn(self.scaling.image(images)))
         if self.vector_keys:
-            parts.append(self.mlp(torch.cat([inputs[k] for k in self.vector_keys], -1)))
+            vectors = torch.cat([obs[k].float() for k in self.vector_keys], -1)
+            parts.append(self.mlp(self.scaling.vector(vectors)))
         return torch.cat(parts, -1)
-
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.embed(self.scale(obs))
 
 
 class MultiDecoder(nn.Module):
@@ -234,14 +226,13 @@ class MultiDecoder(nn.Module):
             out.update(zip(self.vector_keys, self.mlp(feat).split(self.vector_dims, -1)))
         return out
 
-    def losses(self, pred: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> dict:
-        """Squared errors summed per step against `targets` in model space
-        (MultiEncoder.scale: the encoder's own inputs, scaled once)."""
+    def losses(self, pred: dict[str, torch.Tensor], obs: dict[str, torch.Tensor]) -> dict:
         losses = {}
         for key in self.image_keys:
-            losses[key] = F.mse_loss(pred[key], targets[key], reduction="none").sum((-3, -2, -1))
+            target = self.scaling.image(obs[key])
+            losses[key] = ((pred[key] - target) ** 2).sum((-3, -2, -1))
         for key in self.vector_keys:
-            losses[key] = F.mse_loss(pred[key], targets[key], reduction="none").sum(-1)
+            losses[key] = ((pred[key] - self.scaling.vector(obs[key])) ** 2).sum(-1)
         return losses
 
     def decode(self, pred: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

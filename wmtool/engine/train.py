@@ -133,8 +133,7 @@ class Trainer:
         self.returns: list[float] = []
         self.last_log = self.last_ckpt = self.last_eval = self.last_dream = 0
         self.dream_rng = np.random.default_rng(self.cfg.seed + 7)
-        self.started = time.perf_counter()
-        self.wall = WallTime()
+        self.wall = WallTime()  # its start is the run's (or resume's) start
         self.stopped_together = False  # see agreed()
         best = rundir.read_meta(self.run_dir).get("best_eval")  # kept across --resume
         self.best_eval = best["return_mean"] if best else -float("inf")
@@ -303,7 +302,7 @@ class Trainer:
     def log_row(self) -> dict[str, float]:
         row = metric_means(self.pending)
         row.update(self.agent.acting_metrics())
-        elapsed = time.perf_counter() - self.started
+        elapsed = time.perf_counter() - self.wall.started
         steps = step_counts(self.counters, self.cfg.env.action_repeat)
         row.update({"fps/env": steps["env_steps"] / elapsed,
                     "fps/agent": steps["agent_steps"] / elapsed,

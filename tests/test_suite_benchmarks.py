@@ -136,6 +136,33 @@ def test_suite_table_compares_training_returns_with_the_authors_training_returns
     assert "no ratio: 2 task(s) whose records lack what the published protocol measures" in text
 
 
+def test_pixel_runs_form_their_own_suite_with_their_own_reference():
+    """Runs from pixels are the pixel suite's (issue 42), compared with the dmc_vision curve
+    passed for it, and never enter the state suite's table; Dreamer V1 is one of its
+    algorithms, TD-MPC2 is not; its tuning task is cartpole-balance alone."""
+    suite = bench_module("suite_table")
+    vision = {"dreamerv3": {"compare": {"with": "training_episodes", "bin": 10_000},
+                            "tasks": {"dmc:cartpole-swingup": {"curve": [[50_000, 250]]}}}}
+    records = []
+    for algo, env, seed in (("dreamerv3", "dmc:cartpole-swingup", 100),
+                            ("dreamerv1", "dmc:cartpole-swingup", 100),
+                            ("tdmpc2", "dmc:cartpole-swingup", 100),
+                            ("dreamerv3", "dmc:cartpole-balance", 0)):
+        r = learning_record(env, algo, seed, 600)
+        r["training_episodes"] = episodes_until(48_000, 500)
+        r["config"] = {"env": {"obs": "pixels"}}
+        records.append(r)
+    text = "\n".join(suite.suite_lines(records, vision, "img/v.png", suite.VISION))
+    assert "## Held-out suite (DMC from pixels)" in text and "(img/v.png)" in text
+    held, tuning = text.split("Tuning curves (cartpole-balance; seeds 0-2; not results)")
+    assert "| dmc:cartpole-swingup | dreamerv3 | 100 |" in held
+    assert "| 250 at 50,000 | 2.00 |" in held
+    assert "| dmc:cartpole-swingup | dreamerv1 | 100 |" in held and "tdmpc2" not in held
+    assert "dmc:cartpole-balance | dreamerv3 | 0 |" in tuning
+    assert suite.suite_lines(records, vision, None, suite.STATE) == []
+    assert suite.VISION.slug == "heldout-dmc-vision"
+
+
 def test_without_a_measured_point_near_the_budget_the_points_either_side_are_shown():
     """TD-MPC2 publishes planning evaluations every 100,000 env steps: at a 26,000 budget
     there is no ratio (no straight line drawn between 0 and 100,000), only both points."""

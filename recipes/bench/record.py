@@ -60,7 +60,17 @@ def machine(threads: int | None, concurrent: str) -> dict:
                   if line.startswith("model name")), platform.processor())
     return {"cpu": model, "cores": os.cpu_count(), "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": threads,
-            "concurrent": concurrent}
+            "isa_limits": isa_limits(), "concurrent": concurrent}
+
+
+# ATen's kernels and oneDNN's (convolutions, most matmuls) pick their instruction set apart:
+# an "AVX2 machine" figure taken on an AVX-512 CPU needs both capped.
+ISA_LIMIT_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
+def isa_limits() -> dict:
+    """The instruction-set caps set in the environment ({} when the CPU runs natively)."""
+    return {k: os.environ[k] for k in ISA_LIMIT_VARS if k in os.environ}
 
 
 def header(kind: str, command: str, concurrent: str, threads: int | None = None,

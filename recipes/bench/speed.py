@@ -145,7 +145,7 @@ def main() -> None:
         return
     if a.baseline is None:
         p.error("--baseline DIR is required")
-    from record import head_commit, header, save
+    from record import head_commit, header, isa_limits, save
 
     names = a.only or list(SETTINGS)
     trees = {"baseline": a.baseline.resolve(), "current": HERE}
@@ -175,7 +175,9 @@ def main() -> None:
           "protocol": f"{a.rounds} alternating rounds; per process {a.runs} blocks of "
                       f"{a.updates} updates after 3 warm-up updates (median), 20 acting "
                       "steps for one env after 2 warm-up steps (median)",
-          "results": results}, a.out, "speed")
+          "results": results}, a.out,
+         # a capped run gets its own file: "speed-avx2-DATE-COMMIT"
+         "-".join(["speed", *sorted({v.lower() for v in isa_limits().values()})]))
 
 
 if __name__ == "__main__":

@@ -18,16 +18,10 @@ from wmtool.runs import average, draw_mean_std
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: suite_table.py
 from curves import authors_bins  # noqa: E402
-from suite_table import (  # noqa: E402
-    ALGOS,
-    HELD_OUT_FROM,
-    SUITE,
-    TUNING,
-    final_evaluation,
-    groups,
-)
+from suite_table import STATE, Suite, final_evaluation, held_and_tuning  # noqa: E402
 
-COLOURS = {"dreamerv3": "tab:blue", "tdmpc2": "tab:orange"}
+COLOURS = {"dreamerv3": "tab:blue", "tdmpc2": "tab:orange", "dreamerv2": "tab:green",
+           "dreamerv1": "tab:red", "planet": "tab:purple"}
 TRAINING_BIN = 10_000  # the authors' DreamerV3 bins, for every algorithm's training returns
 
 
@@ -42,7 +36,8 @@ def training_curve(records: list[dict]) -> tuple[list[int], list[float]]:
     return edges, [float(np.mean([s[e] for s in per_seed])) for e in edges]
 
 
-def _panel(ax, env: str, members: dict, reference: dict, random: dict | None) -> None:
+def _panel(ax, env: str, members: dict, reference: dict, random: dict | None,
+           suite: Suite = STATE) -> None:
     right = 0
     for algo, records in sorted(members.items()):
         colour = COLOURS[algo]
@@ -64,7 +59,7 @@ def _panel(ax, env: str, members: dict, reference: dict, random: dict | None) ->
                     label=f"{algo} training episodes, {TRAINING_BIN // 1000}k bins")
         right = max(right, max(r["budget"]["env_steps"] for r in records))
     right = int(right * 1.1) or 50_000
-    for algo in ALGOS:
+    for algo in suite.algos:
         curve = reference.get(algo, {}).get("tasks", {}).get(env, {}).get("curve", [])
         shown = [(x, y) for x, y in curve if x <= right]
         if shown:
@@ -75,17 +70,16 @@ def _panel(ax, env: str, members: dict, reference: dict, random: dict | None) ->
     ax.set_xlim(0, right)
     ax.set_ylim(0, 1000)
     ax.grid(alpha=0.3)
-    tuning = " (tuning task, seeds 0-2: not a result)" if env in TUNING else ""
+    tuning = " (tuning task, seeds 0-2: not a result)" if env in suite.tuning else ""
     ax.set_title(f"{env}{tuning}", fontsize=9)
     ax.set_xlabel("env steps", fontsize=8)
     ax.set_ylabel("return", fontsize=8)
     ax.legend(fontsize=5.5, loc="upper left")
 
 
-def plot(records: list[dict], reference: dict, path: Path) -> Path | None:
+def plot(records: list[dict], reference: dict, path: Path, suite: Suite = STATE) -> Path | None:
     """Writes the picture; None (and nothing written) when no record is in the suite."""
-    held = groups(records, SUITE, lambda seed: seed >= HELD_OUT_FROM)
-    tuning = groups(records, TUNING, lambda seed: seed < HELD_OUT_FROM)
+    held, tuning = held_and_tuning(records, suite)
     if not held and not tuning:
         return None
     import matplotlib
@@ -93,7 +87,7 @@ def plot(records: list[dict], reference: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_task: dict = {env: {} for env in (*TUNING, *SUITE)}
+    by_task: dict = {env: {} for env in (*suite.tuning, *suite.tasks)}
     for (env, algo, _), members in {**tuning, **held}.items():
         by_task[env].setdefault(algo, []).extend(members)
     by_task = {env: members for env, members in by_task.items() if members}
@@ -102,12 +96,12 @@ def plot(records: list[dict], reference: dict, path: Path) -> Path | None:
     rows = -(-len(by_task) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(13, 3.8 * rows), dpi=90, squeeze=False)
     for ax, (env, members) in zip(axes.flat, by_task.items()):
-        _panel(ax, env, members, reference, randoms.get(env))
+        _panel(ax, env, members, reference, randoms.get(env), suite)
     for ax in list(axes.flat)[len(by_task):]:
         ax.axis("off")
-    fig.suptitle("Held-out suite: frozen recipe, mean ± std over seeds; published points are "
-                 "the authors' measurements under their own protocols (benchmarks/reference/"
-                 "README.md)", fontsize=10)
+    fig.suptitle(f"Held-out suite, {suite.name}: frozen recipe, mean ± std over seeds; "
+                 "published points are the authors' measurements under their own protocols "
+                 "(benchmarks/reference/README.md)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, metadata={"Software": None})

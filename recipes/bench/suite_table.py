@@ -18,20 +18,70 @@ they are tuning curves, not results.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import numpy as np
 from aggregate import aggregates, bootstrap
 from curves import TOLERANCE, bin_at, measured_point, nearest_points
 
-SUITE = ("dmc:cartpole-swingup", "dmc:walker-walk", "dmc:cheetah-run", "dmc:finger-spin",
-         "dmc:ball_in_cup-catch")
-TUNING = ("dmc:cartpole-balance", "dmc:pendulum-swingup")  # TD-MPC2 was tuned on both
-ALGOS = ("dreamerv3", "tdmpc2")
 HELD_OUT_FROM = 100  # seeds from here on were never used for tuning
 ONE_CORE_TARGET = 60  # issue 30: each run within about an hour of one core
 BOOTSTRAP = {"reps": 10_000, "seed": 0}
 # what an algorithm's "greedy" mode is called in its own terms
 MODE_NAMES = {("tdmpc2", "greedy"): "planning"}
+
+
+class Suite(NamedTuple):
+    """One held-out suite: what its runs learn from, its tasks, the tasks its recipes were
+    tuned on, its algorithms, the published curves it is compared with (a file in
+    benchmarks/reference/) and the paragraph that says how it was run."""
+    name: str
+    obs: str
+    tasks: tuple
+    tuning: tuple
+    algos: tuple
+    reference: str
+    about: str
+
+    @property
+    def slug(self) -> str:
+        return f"heldout-{self.reference.removesuffix('.json').replace('_', '-')}"
+
+
+STATE = Suite(
+    "DMC from state", "state",
+    ("dmc:cartpole-swingup", "dmc:walker-walk", "dmc:cheetah-run", "dmc:finger-spin",
+     "dmc:ball_in_cup-catch"),
+    ("dmc:cartpole-balance", "dmc:pendulum-swingup"),  # TD-MPC2 was tuned on both
+    ("dreamerv3", "tdmpc2"), "dmc_proprio.json",
+    "One frozen recipe per algorithm (`recipes/exp/<algo>__dmc_proprio_cpu.yaml`, no "
+    "per-task values; action repeat 2), tuned on cartpole-balance with seeds 0-2 only "
+    "(TD-MPC2 also on pendulum-swingup), run on cartpole-swingup, walker-walk, cheetah-run, "
+    "finger-spin and ball_in_cup-catch with seeds 100-102. Final evaluation: one per "
+    "algorithm, 10 episodes from the run seed + 2^30 starts (DreamerV3 greedy, TD-MPC2 "
+    "planning); a label says where a record differs. Published figures are the authors' own "
+    "measurements under their protocol (benchmarks/reference/): DreamerV3's are "
+    "training-episode returns, so ours are binned the same way (10,000 env-step bins "
+    "labelled by their right edge); TD-MPC2's are 10-episode planning evaluations, compared "
+    "with our final evaluation.")
+
+# Issue 42: the pixel suite. DreamerV3 on all three tasks; Dreamer V1, V2 and PlaNet on
+# cartpole-swingup only (their published DMC-vision curves are not in one score file).
+VISION = Suite(
+    "DMC from pixels", "pixels",
+    ("dmc:cartpole-swingup", "dmc:ball_in_cup-catch", "dmc:finger-spin"),
+    ("dmc:cartpole-balance",),
+    ("dreamerv3", "dreamerv2", "dreamerv1", "planet"), "dmc_vision.json",
+    "One frozen recipe per algorithm (`recipes/exp/<algo>__dmc_vision_cpu.yaml`, 64x64 "
+    "pixels, no per-task values; action repeat 2 except PlaNet's per-domain repeats), tuned "
+    "on cartpole-balance (pixels) with seeds 0-2 only, run on cartpole-swingup, "
+    "ball_in_cup-catch and finger-spin (DreamerV3; the others on cartpole-swingup) with "
+    "seeds 100-102. Final evaluation: 10 greedy episodes from the run seed + 2^30 starts. "
+    "Published figures: DreamerV3's dmc_vision score file (10 seeds), training-episode "
+    "returns in 10,000 env-step bins labelled by their right edge, so ours are binned the "
+    "same way.")
+
+SUITES = (STATE, VISION)
 
 
 def final_evaluation(r: dict) -> tuple[float, str]:
@@ -87,13 +137,13 @@ def observation(r: dict) -> str:
     return ((r.get("config") or {}).get("env") or {}).get("obs", "state")
 
 
-def groups(records: list[dict], tasks, keep, obs: str = "state") -> dict:
-    """Finished learning runs of the suite's algorithms on `tasks` from `obs`, by (task,
-    algo, budget), for the seeds `keep` accepts."""
+def groups(records: list[dict], tasks, keep, suite: Suite = STATE) -> dict:
+    """Finished learning runs of the suite's algorithms on `tasks` from its observations, by
+    (task, algo, budget), for the seeds `keep` accepts."""
     out: dict = {}
     for r in records:
-        if r.get("kind") or r.get("algo") not in ALGOS or r.get("env") not in tasks \
-                or not r.get("final") or not keep(r["seed"]) or observation(r) != obs:
+        if r.get("kind") or r.get("algo") not in suite.algos or r.get("env") not in tasks \
+                or not r.get("final") or not keep(r["seed"]) or observation(r) != suite.obs:
             continue
         out.setdefault((r["env"], r["algo"], r["budget"]["env_steps"]), []).append(r)
     return {k: sorted(v, key=lambda r: r["seed"]) for k, v in sorted(out.items())}
@@ -186,7 +236,7 @@ def ratio_line(rows: list) -> str:
             "seed means, held fixed)" + (f"; {gaps}" if gaps else ""))
 
 
-def summary_line(algo: str, rows: list, randoms: dict) -> str:
+def summary_line(algo: str, rows: list, randoms: dict, suite: Suite) -> str:
     floor = {env: randoms[env]["return_mean"] for env, *_ in rows if env in randoms}
     above = [env for env, _, s, _, _ in rows if env in floor and np.mean(s) > floor[env]]
     every = [env for env, _, s, _, _ in rows if env in floor and min(s) > floor[env]]
@@ -195,45 +245,42 @@ def summary_line(algo: str, rows: list, randoms: dict) -> str:
     within = sum(c <= ONE_CORE_TARGET for c in cores)
     mean = np.mean([np.mean(s) for _, _, s, _, _ in rows])
     return (f"- {algo}: final evaluation, suite mean {mean:.1f} over {len(rows)} of "
-            f"{len(SUITE)} tasks; {ratio_line(rows)}; above the random policy on "
+            f"{len(suite.tasks)} tasks; {ratio_line(rows)}; above the random policy on "
             f"{len(above)} tasks (every seed above it on {len(every)}); {within} of "
             f"{len(cores)} timed runs within {ONE_CORE_TARGET} minutes of one core.")
 
 
-def suite_lines(records: list[dict], reference: dict, picture: str | None = None) -> list[str]:
+def held_and_tuning(records: list[dict], suite: Suite) -> tuple[dict, dict]:
+    """The suite's held-out runs (seeds from 100) and its tuning runs (seeds below 100)."""
+    return (groups(records, suite.tasks, lambda seed: seed >= HELD_OUT_FROM, suite),
+            groups(records, suite.tuning, lambda seed: seed < HELD_OUT_FROM, suite))
+
+
+def suite_lines(records: list[dict], reference: dict, picture: str | None = None,
+                suite: Suite = STATE) -> list[str]:
     """The section's markdown; `picture` is the curves' image (suite_plot.py), relative to it."""
     randoms = {r["env"]: r for r in records if r.get("kind") == "random"}
-    held = groups(records, SUITE, lambda seed: seed >= HELD_OUT_FROM)
-    tuning = groups(records, TUNING, lambda seed: seed < HELD_OUT_FROM)
+    held, tuning = held_and_tuning(records, suite)
     if not held and not tuning:
         return []
-    lines = ["", "## Held-out suite (DMC from state)", "",
-             "One frozen recipe per algorithm (`recipes/exp/<algo>__dmc_proprio_cpu.yaml`, no "
-             "per-task values; action repeat 2), tuned on cartpole-balance with seeds 0-2 only "
-             "(TD-MPC2 also on pendulum-swingup), run on "
-             f"{', '.join(t.partition(':')[2] for t in SUITE)} with seeds 100-102. "
-             "Final evaluation: one per algorithm, 10 episodes from the run seed + 2^30 "
-             "starts (DreamerV3 greedy, TD-MPC2 planning); a label says where a record "
-             "differs. Published figures are the authors' own measurements under their "
-             "protocol (benchmarks/reference/): DreamerV3's are training-episode returns, so "
-             "ours are binned the same way (10,000 env-step bins labelled by their right "
-             "edge); TD-MPC2's are 10-episode planning evaluations, compared with our final "
-             "evaluation. A ratio appears only where the authors measured a point within "
+    lines = ["", f"## Held-out suite ({suite.name})", "",
+             suite.about + " A ratio appears only where the authors measured a point within "
              f"{TOLERANCE:.0%} of the budget; elsewhere the measured points either side are "
              "shown, never a line drawn between them. Minutes of one core: a run's wall "
              "minutes times the cores over the runs that shared them, when more runs than "
              "cores ran at once (the records' `machine.concurrent`, which also lists anything "
              "else that ran beside them).", ""]
     if picture:
-        lines += [f"![Held-out suite learning curves]({picture})", ""]
+        lines += [f"![Held-out suite ({suite.name}) learning curves]({picture})", ""]
     if held:
         body, summary = table(held, reference, randoms)
         lines += body + [""]
-        lines += [summary_line(algo, summary[algo], randoms) for algo in ALGOS if algo in summary]
+        lines += [summary_line(algo, summary[algo], randoms, suite)
+                  for algo in suite.algos if algo in summary]
     else:
         lines.append("No held-out runs yet.")
     if tuning:
         body, _ = table(tuning, reference, randoms)
-        lines += ["", "Tuning curves (cartpole-balance, and pendulum-swingup for TD-MPC2; seeds "
-                  "0-2; not results):", "", *body]
+        tasks = " and ".join(t.partition(":")[2] for t in suite.tuning)
+        lines += ["", f"Tuning curves ({tasks}; seeds 0-2; not results):", "", *body]
     return lines

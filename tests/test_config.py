@@ -123,3 +123,28 @@ def test_an_unknown_key_gets_a_hint_that_fits_on_a_line():
     assert "recipes/defaults.yaml" in hint("train.zzzzqq", flat)
     assert hint("nothing.here", flat).startswith("the sections are actor, behavior")
     assert all(len(hint(k, flat)) < 300 for k in ("train.zzzzqq", "nothing.here", "vae.q"))
+
+
+@pytest.mark.parametrize("algo", ["dreamerv3", "dreamerv1", "dreamerv2", "planet"])
+def test_pixel_suite_recipes_learn_from_pixels_for_50k_env_steps(algo):
+    """Issue 42's budget: every pixel recipe runs 50,000 env steps of 64x64 frames on each
+    suite task, whatever its action repeat."""
+    for task in ("cartpole-swingup", "ball_in_cup-catch", "finger-spin", "cartpole-balance"):
+        cfg = config.compose(recipe=f"{algo}__dmc_vision_cpu", algo=algo,
+                             sets=[f"env.id=dmc:{task}"])
+        assert (cfg.env.obs, tuple(cfg.env.size)) == ("pixels", (64, 64))
+        assert cfg.train.steps * cfg.env.action_repeat == 50_000, task
+
+
+def test_planet_pixel_recipe_keeps_the_papers_repeats_and_updates_per_episode():
+    """PlaNet's per-domain action repeat (cartpole 8, ball_in_cup 4, finger 2) with 100
+    updates per 1,000-env-step episode and 5 seed episodes, at the recipe's smaller batch."""
+    for task, repeat in (("cartpole-swingup", 8), ("ball_in_cup-catch", 4), ("finger-spin", 2),
+                         ("cheetah-run", 4), ("walker-walk", 2), ("reacher-easy", 4)):
+        cfg = config.compose(recipe="planet__dmc_vision_cpu", algo="planet",
+                             sets=[f"env.id=dmc:{task}"])
+        t = cfg.train
+        assert cfg.env.action_repeat == repeat, task
+        updates_per_agent_step = t.train_ratio / (t.batch * t.length)
+        assert updates_per_agent_step * 1000 / repeat == pytest.approx(100), task
+        assert t.prefill * repeat == 5000, task

@@ -125,9 +125,11 @@ def test_adjacent_damaged_rows_are_reported_not_guessed(tmp_path):
     assert file_digest(path) == before  # nothing trimmed, nothing rewritten
 
 
-def test_leftover_rows_in_a_clean_store_are_refused_then_repaired(tmp_path):
+def test_leftover_rows_in_a_clean_store_are_kept_until_asked(tmp_path):
     """Rows past the last episode with no crash to explain them: the writer refuses rather
-    than deleting; `data repair` removes them and says so."""
+    than deleting, verify calls it damage, repair keeps them (they may be a damaged
+    episode's steps) and says how to drop them; --dry-run says what it would trim and
+    changes nothing; --drop-trailing removes them and says so first."""
     path = tmp_path / "d.h5"
     original = make_store(path, 5)
     with h5py.File(path, "a") as f:
@@ -135,11 +137,46 @@ def test_leftover_rows_in_a_clean_store_are_refused_then_repaired(tmp_path):
             f[name].resize(f[name].shape[0] + 3, axis=0)
     with pytest.raises(WmtoolError, match="rows after its last episode, but no writer"):
         EpisodeWriter(path, "gym:Fake-v0", VECTOR, ACT)
-    assert digests(path) == original
-    res = run_wmtool("data", "repair", path, "--json")
-    assert res.returncode == 0 and json.loads(res.stdout)["trimmed_rows"] == 15
+    before = file_digest(path)
+    verify = run_wmtool("data", "verify", path, "--json")
+    assert verify.returncode == 1 and json.loads(verify.stdout)["rows_past_end"] == 15
+    kept = run_wmtool("data", "repair", path)
+    assert kept.returncode == 1 and "--drop-trailing" in kept.stdout
+    assert file_digest(path) == before
+    dry = run_wmtool("data", "repair", path, "--drop-trailing", "--dry-run")
+    assert dry.returncode == 0 and "would: trimming 15 rows" in dry.stderr
+    assert file_digest(path) == before
+    res = run_wmtool("data", "repair", path, "--drop-trailing")
+    assert res.returncode == 0 and "trimming 15 rows after the last episode" in res.stderr
+    assert "trimmed 15 rows" in res.stdout and digests(path) == original
     with EpisodeWriter(path, "gym:Fake-v0", VECTOR, ACT) as w:
         assert w.recovered_rows == 0 and w.num_episodes == 5
+
+
+def test_a_damaged_last_row_is_rebuilt_never_trimmed(tmp_path):
+    """The last index row's length halved still fits the data and reads as one episode
+    followed by an unfinished one. Its stored return gives it away: verify calls it damaged,
+    the writer refuses, and repair restores the length instead of trimming the steps."""
+    path = tmp_path / "d.h5"
+    original = make_store(path, 20, lengths=(20, 30))
+    with h5py.File(path, "a") as f:
+        row = f["episodes"][19]
+        true_length = int(row["length"])
+        row["length"] = true_length // 2
+        f["episodes"][19] = row
+    verify = run_wmtool("data", "verify", path, "--json")
+    found = json.loads(verify.stdout)
+    assert verify.returncode == 1 and "row 19: return" in found["index_problems"][0]
+    with pytest.raises(WmtoolError, match="index row 19 of 20 is damaged"):
+        EpisodeWriter(path, "gym:Fake-v0", VECTOR, ACT)
+    res = run_wmtool("data", "repair", path, "--json")
+    assert res.returncode == 0, res.stdout
+    fixed = json.loads(res.stdout)
+    assert fixed["trimmed_rows"] == 0
+    assert fixed["rebuilt_index_rows"][0]["changed"] == {"length": [true_length // 2,
+                                                                    true_length]}
+    assert digests(path) == original
+    assert run_wmtool("data", "verify", path).returncode == 0
 
 
 def test_failed_commit_leaves_no_rows_behind(tmp_path):

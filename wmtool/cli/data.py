@@ -117,6 +117,11 @@ def _verify_lines(r: dict) -> list[str]:
                      f"{_listed(r['damaged_episodes'])}")
     if r["nonfinite_episodes"]:
         lines.append(f"episodes holding NaN/inf: {_listed(r['nonfinite_episodes'])}")
+    if r["rows_past_end"]:
+        lines.append(f"{r['rows_past_end']} rows after the last episode that no index row "
+                     "commits" + (" (a crashed writer's unfinished commit; the next writer or "
+                                  "`wmtool data repair` drops them)" if r["writer_mark"] else
+                                  ", and no writer crashed: damage"))
     if r["uncommitted_index_rows"]:
         lines.append(f"{r['uncommitted_index_rows']} index rows of an unfinished commit "
                      "(a crashed writer; the next writer or `wmtool data repair` drops them)")
@@ -125,40 +130,59 @@ def _verify_lines(r: dict) -> list[str]:
     verdict = "ok" if r["ok"] else "DAMAGED"
     lines.append(f"{r['path']}: {verdict}, {r['episodes']} readable episodes"
                  + ("" if r["ok"] else f"; run `wmtool data repair {r['path']}` for damaged "
-                    "index rows, re-collect damaged episodes"))
+                    f"index rows, `wmtool data salvage {r['path']} --out NEW.h5` for damaged "
+                    "episodes"))
     return lines
 
 
 @app.command("repair", epilog=f"Example:\n\n  {EXAMPLE_STORE}\n\n"
+             "  wmtool data repair data/cartpole.h5 --dry-run\n\n"
              "  wmtool data repair data/cartpole.h5 --json")
 @command
 def repair(file: Annotated[Path, typer.Argument(help="HDF5 episode store")],
+           dry_run: Annotated[bool, typer.Option(
+               "--dry-run", help="say what would change; change nothing")] = False,
+           drop_trailing: Annotated[bool, typer.Option(
+               "--drop-trailing", help="also remove rows past the last episode when no "
+               "writer crashed (back the file up first: they may be a damaged episode's)")
+           ] = False,
            json_: JsonOpt = False):
     """Fix a store in place after a crash or damage; exit 1 if damage remains.
 
     Clears a dead writer's mark (so plain h5py opens the file again), rebuilds a damaged
-    index row from its neighbours when that is unambiguous, and trims rows of an unfinished
-    episode. Refused while a writer is running."""
+    index row from its neighbours when that is unambiguous, and trims the rows of an
+    unfinished commit after a crash, saying what it trims before it does. It never deletes
+    a committed step. Episodes in a chunk that fails its checksum are listed: `wmtool data
+    salvage` copies what can be trusted to a new file. Refused while a writer is running."""
     from wmtool.data.maintenance import repair as run_repair
 
-    _report_check(run_repair(file), _repair_lines, json_)
+    say = (lambda line: None) if json_ else \
+        (lambda line: typer.echo(("would: " if dry_run else "") + line, err=True))
+    _report_check(run_repair(file, dry_run, drop_trailing, say), _repair_lines, json_)
 
 
 def _repair_lines(r: dict) -> list[str]:
     lines = []
     if r["writer_mark_cleared"]:
         lines.append("cleared a dead writer's mark")
+    verb = "would rebuild" if r["dry_run"] else "rebuilt"
     for fix in r["rebuilt_index_rows"]:
         changed = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in fix["changed"].items())
-        lines.append(f"rebuilt index row {fix['row']} from its neighbours ({changed})")
+        lines.append(f"{verb} index row {fix['row']} from its neighbours ({changed})")
     if r["trimmed_rows"]:
-        lines.append(f"trimmed {r['trimmed_rows']} rows of an unfinished episode")
+        lines.append(f"{'would trim' if r['dry_run'] else 'trimmed'} {r['trimmed_rows']} rows "
+                     "after the last episode")
     for problem in r["unrepaired"]:
-        lines.append(f"cannot repair index {problem}")
+        lines.append(f"cannot repair: {problem}")
+    if r["damaged_episodes"]:
+        lines.append(f"damaged episodes (a chunk fails its checksum): "
+                     f"{_listed(r['damaged_episodes'])}; `wmtool data salvage {r['path']} "
+                     "--out NEW.h5` copies every episode that can be trusted")
     if len(lines) == 0:
         lines.append("nothing to repair")
-    lines.append(f"{r['path']}: {'ok' if r['ok'] else 'still damaged'}, "
-                 f"{r['episodes']} episodes")
+    state = "ok" if r["ok"] else "still damaged"
+    lines.append(f"{r['path']}: {state}{' (dry run: nothing changed)' if r['dry_run'] else ''}"
+                 f", {r['episodes']} episodes")
     return lines
 
 

@@ -219,3 +219,53 @@ def past_end(dset, file_size: int) -> str | None:
     if end > file_size:
         return f"{dset.name} ends at byte {end} but the file has only {file_size}"
     return None
+
+
+def read_tolerant(dset, rows: int) -> np.ndarray:
+    """Rows [0, rows) of a column as float64, NaN where a chunk fails to read."""
+    out = np.full(rows, np.nan)
+    chunk = dset.chunks[0] if dset.chunks else max(1, rows)
+    for lo, hi, block in _read_blocks(dset, 0, rows, chunk, []):
+        out[lo:hi] = block
+    return out
+
+
+def check_returns(check: IndexCheck, index: np.ndarray, reward) -> IndexCheck:
+    """Mark usable rows whose stored return is not the sum of their stored rewards as
+    damaged: a length or start that is wrong yet still fits the data (the last row's length
+    halved reads as a complete episode followed by an unfinished one). Rows whose rewards
+    cannot be read are left to the chunk scan. Reads the whole reward column."""
+    rows = np.flatnonzero(check.usable)
+    if not len(rows):
+        return check
+    starts = index["step_start"][rows].astype(np.int64)
+    ends = starts + index["length"][rows].astype(np.int64)
+    rewards = read_tolerant(reward, min(int(ends.max()), reward.shape[0]))
+    for row, s0, s1 in zip(rows, starts, ends):
+        total = float(np.sum(rewards[s0:s1]))
+        stored = float(index["return"][row])
+        # float32 rewards summed in float64 on both sides; the writer may have summed them
+        # before rounding to float32, hence the tolerance
+        if np.isfinite(total) and not np.isclose(stored, total, rtol=1e-6,
+                                                 atol=1e-6 * max(1, s1 - s0)):
+            check.usable[row] = False
+            check.damaged.append((int(row), f"return {stored:.6g} is not the sum of its "
+                                            f"{s1 - s0} rewards ({total:.6g})"))
+    check.damaged.sort()
+    return check
+
+
+def rows_past_end(columns: dict, index: np.ndarray, check: IndexCheck) -> int:
+    """Rows no index row commits: data rows past the last usable episode, in every column
+    ({name: dataset}, obs/ columns by their names), plus uncommitted index rows."""
+    last = np.flatnonzero(check.usable)
+    obs_end = step_end = 0
+    if len(last):
+        row = index[last[-1]]
+        obs_end = int(row["obs_start"] + row["length"] + 1)
+        step_end = int(row["step_start"] + row["length"])
+    extra = check.uncommitted
+    for name, dset in columns.items():
+        if name != "episodes":
+            extra += max(0, dset.shape[0] - (obs_end if name.startswith("obs/") else step_end))
+    return extra

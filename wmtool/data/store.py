@@ -282,6 +282,11 @@ class EpisodeReader:
     def dataset(self, name: str):
         return self._f[name]
 
+    @property
+    def file(self):
+        """The open h5py file, read-only: for the maintenance tools (maintenance.py)."""
+        return self._f
+
     def close(self) -> None:
         self._f.close()
 

@@ -13,7 +13,7 @@ import numpy as np
 from wmtool import __version__, spaces
 from wmtool.data.episode import Episode
 from wmtool.data.hdf5io import discard_and_close, write_failure
-from wmtool.data.integrity import check_index, past_end, read_index
+from wmtool.data.integrity import check_index, check_returns, past_end, read_index
 from wmtool.data.store import (
     FORMAT,
     FORMAT_VERSION,
@@ -199,6 +199,10 @@ class EpisodeWriter:
             sum(self._dsets[c].shape[0] - step_end for c in step_cols)
         if not extra:
             return
+        # the rows past the end are an unfinished commit only if the last episode is whole
+        check = check_returns(check, index, self._dsets["reward"])
+        if not check.clean:
+            raise damaged_index_error(self.path, check)
         if not crashed:
             raise WmtoolError(f"{self.path} has {extra} rows after its last episode, but no "
                               "writer crashed", f"run `wmtool data verify {self.path}`, then "

@@ -254,6 +254,11 @@ def test_paths_in_run_json_are_absolute(tmp_path):
     (["--set", "train.batch=0"], 2, "train.batch=0 is out of range: it must be at least 1"),
     (["--set", "train.train_ratio=0"], 2, "train.train_ratio=0.0 is out of range"),
     (["--set", "env.action_repeat=0"], 2, "env.action_repeat=0 is out of range"),
+    (["--set", "train.train_ratio=.inf"], 2, "train.train_ratio=inf is not a finite number"),
+    (["--set", "wm.lr=-.inf"], 2, "wm.lr=-inf is not a finite number"),
+    (["--set", "train.batch=1000000000000"], 2, "makes less than one update in 100,000"),
+    (["--set", "train.length=2000000", "--set", "train.replay_capacity=1000"], 2,
+     "no sequence fits in replay"),
 ])
 def test_bad_numbers_are_refused_before_anything_runs(tmp_path, args, code, needle):
     res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", *args,

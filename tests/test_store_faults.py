@@ -214,10 +214,11 @@ def test_truncated_crashed_store_fails_in_seconds(tmp_path):
 
 # -- 3. disk full -----------------------------------------------------------------------------
 @contextlib.contextmanager
-def small_disk(tmp_path, size="2m"):
+def small_disk(tmp_path, size="2m", options=""):
     mnt = tmp_path / "mnt"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs",
+                          str(mnt)],
                          capture_output=True, text=True)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
@@ -225,6 +226,21 @@ def small_disk(tmp_path, size="2m"):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_read_only_place_is_named_as_such_not_as_busy(tmp_path):
+    """Read-only (here a read-only mount, which binds root too): one line naming the path
+    and the fix, for a store and for a run directory; nothing else."""
+    with small_disk(tmp_path, options=",ro") as mnt:
+        res = run_wmtool("collect", "--env", "gym:CartPole-v1", "--episodes", "1", "--out",
+                         mnt / "x.h5", "--quiet")
+        line = one_error_line(res.stderr)
+        assert res.returncode == 1 and "being written by another process" not in line
+        assert f"cannot write {mnt / 'x.h5'}" in line and "you can write to" in line
+        res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--size",
+                         "debug", "--steps", "10", "--run-dir", mnt / "run", "--quiet")
+        line = one_error_line(res.stderr)
+        assert f"cannot write {mnt / 'run'}: the file system is read-only" in line
 
 
 def assert_disk_full_exit(res, mnt):
@@ -317,13 +333,15 @@ except WmtoolError as exc:
 
 
 # -- 4. checksums -----------------------------------------------------------------------------
-def flip_bit_in_chunk(path, dataset, chunk_index):
+def flip_bit_in_chunk(path, dataset, chunk_index, at=None):
+    """Flip one bit of a stored chunk, at byte `at` of it (default: its middle)."""
     with h5py.File(path, "r") as f:
         info = f[dataset].id.get_chunk_info(chunk_index)
+    where = info.byte_offset + (info.size // 2 if at is None else at)
     with open(path, "r+b") as fh:
-        fh.seek(info.byte_offset + info.size // 2)
+        fh.seek(where)
         byte = fh.read(1)[0]
-        fh.seek(info.byte_offset + info.size // 2)
+        fh.seek(where)
         fh.write(bytes([byte ^ 0x10]))
 
 
@@ -365,6 +383,53 @@ def test_bit_flip_is_caught_by_reader_verify_and_writer(tmp_path):
     with pytest.raises(WmtoolError, match="/reward fails its checksum"):
         EpisodeWriter(path, "gym:Fake-v0", DICT, ACT)
     assert file_digest(path) == before
+
+
+def test_salvage_keeps_every_episode_whose_own_bytes_are_intact(tmp_path):
+    """One flipped byte in a reward chunk (all 200 episodes share it) and one in an image
+    chunk: HDF5 refuses every episode touching them, repair says so (exit 1) instead of
+    "nothing to repair", and salvage decodes past the chunk checksums, keeping each episode
+    whose columns match their CRC-32, byte for byte; the ones hit are listed by episode."""
+    path, out = tmp_path / "d.h5", tmp_path / "saved.h5"
+    original = make_store(path, 200, DICT, lengths=(5, 12))
+    with h5py.File(path, "r") as f:
+        index = f["episodes"][()]
+        assert f["reward"].id.get_num_chunks() == 1
+    # a byte of episode 100's second reward (float32: 4 bytes a row, uncompressed)
+    flip_bit_in_chunk(path, "reward", 0, at=4 * int(index[100]["step_start"]) + 6)
+    flip_bit_in_chunk(path, "obs/image", 20)  # frames 320..335
+    before = file_digest(path)
+    verify = json.loads(run_wmtool("data", "verify", path, "--json").stdout)
+    assert len(verify["damaged_episodes"]) == 200
+    repair = run_wmtool("data", "repair", path)
+    assert repair.returncode == 1 and "damaged episodes" in repair.stdout
+    assert "wmtool data salvage" in repair.stdout and file_digest(path) == before
+
+    res = run_wmtool("data", "salvage", path, "--out", out, "--json")
+    assert res.returncode == 1, res.stderr  # some were lost
+    report = json.loads(res.stdout)
+    lost = {int(k): v for k, v in report["lost"].items()}
+    assert 1 <= len(lost) <= 3 and report["copied"] == 200 - len(lost)
+    assert lost[100] == "/reward: its own bytes are damaged (CRC-32 differs)"
+    image_hit = {i for i, r in enumerate(index)
+                 if r["obs_start"] < 336 and r["obs_start"] + r["length"] + 1 > 320}
+    assert any(i in image_hit for i in lost)
+    assert digests(out) == [d for i, d in enumerate(original) if i not in lost]
+    assert file_digest(path) == before  # the source is only read
+    again = run_wmtool("data", "salvage", path, "--out", out)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_salvage_of_a_store_without_episode_checksums_lists_what_it_cannot_check(tmp_path):
+    path, out = tmp_path / "d.h5", tmp_path / "saved.h5"
+    make_store(path, 30, VECTOR, lengths=(5, 12))
+    with h5py.File(path, "a") as f:
+        del f["episode_crc"]  # as stores written by 0.2.0
+    flip_bit_in_chunk(path, "reward", 0, at=8)
+    res = run_wmtool("data", "salvage", path, "--out", out, "--json")
+    report = json.loads(res.stdout)
+    assert res.returncode == 1 and report["copied"] == 0 and len(report["lost"]) == 30
+    assert "no per-episode checksums" in report["lost"]["0"]
 
 
 def test_old_stores_without_checksums_still_read_and_append(tmp_path, monkeypatch):

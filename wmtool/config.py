@@ -9,6 +9,7 @@ is frozen: nothing changes it after load.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -116,6 +117,9 @@ def _check_type(key: str, value: Any, default: Any, source: str) -> Any:
         value = _yaml11_float(value)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):  # YAML reads .inf and .nan as floats
+            raise UsageError(f"{source}: {key}={value} is not a finite number",
+                             f"give {key} a finite value (default {default!r})")
     elif isinstance(default, (list, tuple)):
         ok = isinstance(value, (list, tuple))
     elif isinstance(default, str) and isinstance(value, bool):

@@ -1,6 +1,7 @@
 """What every subcommand shares: option definitions, error formatting, JSON output."""
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -41,9 +42,17 @@ ThreadsOpt = Annotated[Optional[int], typer.Option(
     "one per available core)")]
 
 
+# OSErrors a user fixes by choosing another place: named with the path, not as a crash
+NOT_WRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+                errno.EROFS: "the file system is read-only"}
+
+
 def fail_line(exc: BaseException) -> str:
     if isinstance(exc, WmtoolError):
         return f"error: {exc.message}" + (f"; {exc.hint}" if exc.hint else "")
+    if isinstance(exc, OSError) and exc.errno in NOT_WRITABLE and exc.filename:
+        return (f"error: cannot write {exc.filename}: {NOT_WRITABLE[exc.errno]}; choose a "
+                "directory you can write to")
     text = (str(exc).splitlines() or [""])[0]
     return f"error: {type(exc).__name__}: {text}; rerun with --debug for the traceback"
 

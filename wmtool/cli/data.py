@@ -186,6 +186,35 @@ def _repair_lines(r: dict) -> list[str]:
     return lines
 
 
+@app.command("salvage", epilog=f"Example:\n\n  {EXAMPLE_STORE}\n\n"
+             "  wmtool data salvage data/cartpole.h5 --out data/cartpole-salvaged.h5 --json")
+@command
+def salvage(file: Annotated[Path, typer.Argument(help="HDF5 episode store (only read)")],
+            out: Annotated[Path, typer.Option(help="new store for the episodes kept")],
+            json_: JsonOpt = False):
+    """Copy every episode that can be trusted to a new store; exit 1 if any was lost.
+
+    Episodes in a chunk that fails its checksum are decoded past it and kept when each of
+    their columns matches its per-episode CRC-32 (stores written after 0.2.0); the rest are
+    listed by episode with the reason."""
+    from wmtool.data.salvage import salvage as run_salvage
+
+    _report_check(run_salvage(file, out), _salvage_lines, json_)
+
+
+def _salvage_lines(r: dict) -> list[str]:
+    lines = []
+    if r["recovered_from_damaged_chunks"]:
+        lines.append(f"recovered from chunks that fail their checksum (each matched to its "
+                     f"own CRC-32): {_listed(r['recovered_from_damaged_chunks'])}")
+    for row, why in list(r["lost"].items())[:12]:
+        lines.append(f"lost episode {row}: {why}")
+    if len(r["lost"]) > 12:
+        lines.append(f"... {len(r['lost'])} episodes lost in all (--json lists them)")
+    lines.append(f"wrote {r['out']}: {r['copied']} of {r['index_rows']} episodes")
+    return lines
+
+
 @app.command("drop-actions", epilog="Example:\n\n  wmtool collect --env atari:pong --episodes 2 "
              "--set env.atari.max_frames=2000 --out data/pong.h5 --quiet\n\n"
              "  wmtool data drop-actions data/pong.h5 --out data/pong_frames.h5 --json")

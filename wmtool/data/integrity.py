@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+CRC = "episode_crc"  # the store's per-episode checksums (store.py), optional
+
 
 @dataclass
 class IndexCheck:
@@ -266,6 +268,8 @@ def rows_past_end(columns: dict, index: np.ndarray, check: IndexCheck) -> int:
         step_end = int(row["step_start"] + row["length"])
     extra = check.uncommitted
     for name, dset in columns.items():
-        if name != "episodes":
+        if name == CRC:  # one row per episode, like the index
+            extra += max(0, dset.shape[0] - check.committed)
+        elif name != "episodes":
             extra += max(0, dset.shape[0] - (obs_end if name.startswith("obs/") else step_end))
     return extra

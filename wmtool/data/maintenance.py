@@ -25,6 +25,7 @@ import numpy as np
 from wmtool import spaces
 from wmtool.data import store
 from wmtool.data.integrity import (
+    CRC,
     IndexCheck,
     check_index,
     check_returns,
@@ -177,7 +178,8 @@ def _repair_open(f, path: Path, crashed: bool, dry_run: bool, drop_trailing: boo
         check = check_returns(check_index(index, obs_rows, step_rows, unreadable), index,
                               f["reward"])
     trimmed = 0
-    extra = rows_past_end(columns, index, check) if check.clean else 0
+    per_episode = {CRC: f[CRC]} if CRC in f else {}
+    extra = rows_past_end({**columns, **per_episode}, index, check) if check.clean else 0
     if extra and (crashed or drop_trailing):
         why = ("an unfinished commit: the last writer crashed" if crashed else
                "--drop-trailing")

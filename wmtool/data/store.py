@@ -11,6 +11,10 @@ Layout (plain h5py can read it; see README "Data format"):
     /terminated  (sum of T_i,) bool   true terminal: bootstrapping stops
     /truncated   (sum of T_i,) bool   time limit or cut: never learned as a terminal
     /episodes    (N,) compound: obs_start, step_start, length, return, seed
+/episode_crc (N, C) uint32        CRC-32 of each episode's rows per column (the columns
+                                  named in its attrs["columns"]); stores written after 0.2.0.
+                                  A chunk checksum covers many episodes; this one lets
+                                  `wmtool data salvage` keep the intact ones of a bad chunk
 Episode i is obs[obs_start : obs_start+length+1] and action[step_start : step_start+length].
 
 Why this shape: the file is written in HDF5's SWMR mode, which keeps it consistent on disk
@@ -45,7 +49,14 @@ import numpy as np
 from wmtool import spaces
 from wmtool.data.episode import Episode
 from wmtool.data.hdf5io import open_swmr_read
-from wmtool.data.integrity import IndexCheck, check_index, nonfinite_fields, past_end, read_index
+from wmtool.data.integrity import (
+    CRC,
+    IndexCheck,
+    check_index,
+    nonfinite_fields,
+    past_end,
+    read_index,
+)
 from wmtool.data.superblock import writer_mark_set
 from wmtool.errors import WmtoolError
 
@@ -112,7 +123,8 @@ def trim_to(f, obs_keys, n_index: int, obs_end: int, step_end: int) -> int:
     """Cut every column to the committed rows and the index to n_index rows; rows removed."""
     obs_cols, step_cols = _columns(f, obs_keys)
     removed = 0
-    for names, end in ((obs_cols, obs_end), (step_cols, step_end), (["episodes"], n_index)):
+    per_episode = ["episodes", *([CRC] if CRC in f else [])]
+    for names, end in ((obs_cols, obs_end), (step_cols, step_end), (per_episode, n_index)):
         for name in names:
             removed += f[name].shape[0] - end
             f[name].resize(end, axis=0)

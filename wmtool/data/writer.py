@@ -5,7 +5,9 @@ The layout, the commit protocol and what is trimmed after a crash: see store.py.
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from wmtool.data.episode import Episode
 from wmtool.data.hdf5io import discard_and_close, write_failure
 from wmtool.data.integrity import check_index, check_returns, past_end, read_index
 from wmtool.data.store import (
+    CRC,
     FORMAT,
     FORMAT_VERSION,
     INDEX_DTYPE,
@@ -81,6 +84,9 @@ class EpisodeWriter:
         try:
             self._f = _h5().File(self.path, "w-", libver="latest", locking=False)
         except (FileExistsError, OSError) as exc:
+            if not os.access(self.path.parent, os.W_OK):  # not "busy": unwritable (EROFS too)
+                raise WmtoolError(f"cannot write {self.path}: its directory is not writable",
+                                  "choose a directory you can write to") from None
             error = write_failure(self.path, exc) if self.path.exists() else None
             if error is not None:
                 self.path.unlink(missing_ok=True)  # we created it; it holds nothing
@@ -95,6 +101,9 @@ class EpisodeWriter:
         self.obs_keys = list(spaces.loads_obs(self._f.attrs["obs_space"]))
         obs_cols, step_cols = _columns(self._f, self.obs_keys)
         self._dsets = {name: self._f[name] for name in (*obs_cols, *step_cols, "episodes")}
+        if CRC in self._f:
+            self._dsets[CRC] = self._f[CRC]
+            self._crc_columns = json.loads(self._f[CRC].attrs["columns"])
 
     def _fail_open(self, exc: BaseException, created: bool = False) -> None:
         """Give up opening: close (safely after a failed write) and raise a one-line error."""
@@ -147,6 +156,11 @@ class EpisodeWriter:
         self._column("truncated", (), "bool", image_chunk, False)
         f.create_dataset("episodes", (0,), maxshape=(None,), dtype=INDEX_DTYPE, chunks=(256,),
                          fletcher32=True)
+        obs_cols, step_cols = _columns(f, list(obs_space))
+        crc = f.create_dataset(CRC, (0, len(obs_cols) + len(step_cols)),
+                               maxshape=(None, len(obs_cols) + len(step_cols)), dtype="uint32",
+                               chunks=(256, len(obs_cols) + len(step_cols)), fletcher32=True)
+        crc.attrs["columns"] = json.dumps([*obs_cols, *step_cols])
 
     def _column(self, name, shape, dtype, image_chunk, is_image) -> None:
         shape = tuple(shape)
@@ -196,7 +210,8 @@ class EpisodeWriter:
         obs_end, step_end = committed_ends(index, n)
         obs_cols, step_cols = _columns(self._dsets, self.obs_keys)
         extra = len(index) - n + sum(self._dsets[c].shape[0] - obs_end for c in obs_cols) + \
-            sum(self._dsets[c].shape[0] - step_end for c in step_cols)
+            sum(self._dsets[c].shape[0] - step_end for c in step_cols) + \
+            (self._dsets[CRC].shape[0] - n if CRC in self._dsets else 0)
         if not extra:
             return
         # the rows past the end are an unfinished commit only if the last episode is whole
@@ -264,6 +279,8 @@ class EpisodeWriter:
         columns = {f"obs/{k}": [ep.obs[k] for ep in episodes] for k in self.obs_keys}
         for name in STEP_COLUMNS + (("action",) if has_action else ()):
             columns[name] = [getattr(ep, name) for ep in episodes]
+        if CRC in f:
+            columns[CRC] = [self._checksums(columns, i) for i in range(len(episodes))]
         self._check_space(columns)
         sizes = {name: dset.shape[0] for name, dset in f.items()}
         try:
@@ -273,6 +290,11 @@ class EpisodeWriter:
         first = self.num_episodes
         self.num_episodes += len(rows)
         return list(range(first, self.num_episodes))
+
+    def _checksums(self, columns: dict, i: int) -> np.ndarray:
+        """Episode i's row of /episode_crc: CRC-32 of its rows per column, as stored."""
+        return np.array([[episode_crc(columns[name][i], self._dsets[name].dtype)
+                          for name in self._crc_columns]], np.uint32)
 
     def _commit(self, columns: dict, rows: list) -> None:
         f = self._dsets
@@ -355,3 +377,8 @@ class EpisodeWriter:
     @property
     def next_seed(self) -> int:
         return next_seed(self._f["episodes"][()])
+
+
+def episode_crc(rows, dtype) -> int:
+    """CRC-32 of one episode's rows of a column, in the column's stored dtype."""
+    return zlib.crc32(np.ascontiguousarray(rows, dtype=dtype).tobytes())

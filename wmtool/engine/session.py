@@ -26,7 +26,7 @@ from wmtool.engine.train import (
 )
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 from wmtool.progress import info
 from wmtool.runtime import default_run_dir, seed_everything, setup_torch
 
@@ -152,6 +152,8 @@ class TrainSession:
         if data:
             with EpisodeReader(data):  # exists and is a store
                 pass
+        else:
+            check_online_budget(cfg, parallel.world().size)
         env_id = cfg.env.id if has_env else ""
         label = env_id or f"data:{Path(data).stem}"
         path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)
@@ -380,3 +382,19 @@ class TrainSession:
                 vec.close()
         if self.lock is not None:
             self.lock.release()
+
+
+def check_online_budget(cfg, ranks: int) -> None:
+    """Refuse an online run that could never make an update: its whole budget replays fewer
+    rows than one batch (a batch of 10^12 once "finished" with 0 updates), or its sequences
+    are longer than replay keeps."""
+    t = cfg.train
+    if t.length > t.replay_capacity:
+        raise UsageError(f"train.length={t.length} exceeds train.replay_capacity="
+                         f"{t.replay_capacity}: no sequence fits in replay",
+                         "lower train.length or raise train.replay_capacity")
+    if t.steps * updates_per_env_step(cfg, ranks) < 1 and t.prefill_updates == 0:
+        raise UsageError(f"train.train_ratio={t.train_ratio:g} over train.batch={t.batch} x "
+                         f"train.length={t.length} makes less than one update in "
+                         f"{t.steps:,} agent steps",
+                         "lower train.batch or train.length, or raise train.train_ratio")

@@ -64,3 +64,36 @@ def test_a_model_without_decoder_logs_its_traces_plot(cli, tmp_path, offline_wan
     picture = iio.imread(io.BytesIO(plots[-1].encoded_image_string))
     assert picture.ndim == 3 and picture.shape[2] == 3 and picture.shape[0] > 100
     assert wandb_files(run, "images", ".png")
+
+
+@pytest.mark.parametrize("name", ["dream.mp4", "dream.gif"])
+def test_an_interrupted_video_leaves_nothing_under_its_name(tmp_path, monkeypatch, name):
+    """Ctrl-C while the encoder writes (here: after it wrote 10 bytes) removes the partial
+    file; an older video of the same name stays as it was; a finished one is a real video."""
+    import imageio.v2 as imageio
+    import numpy as np
+
+    from wmtool.video import write_video
+
+    frames = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.full((16, 16, 3), 80,
+                                                                          np.uint8)
+    out = tmp_path / name
+    out.write_bytes(b"older video")
+    real = {"mp4": imageio.mimwrite, "gif": imageio.mimsave}
+
+    def interrupted(path, *args, **kwargs):
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * 10)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imageio, "mimwrite", interrupted)
+    monkeypatch.setattr(imageio, "mimsave", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_video(out, frames)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert out.read_bytes() == b"older video"
+    monkeypatch.setattr(imageio, "mimwrite", real["mp4"])
+    monkeypatch.setattr(imageio, "mimsave", real["gif"])
+    write_video(out, frames)
+    assert iio.imread(out, index=None).shape[0] == 3
+    assert [p.name for p in tmp_path.iterdir()] == [name]

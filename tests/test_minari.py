@@ -45,6 +45,11 @@ def test_a_dataset_minaris_collector_recorded_imports_exactly_and_trains(cli, tm
         np.testing.assert_array_equal(b.terminated, a.terminations)
         np.testing.assert_array_equal(b.truncated, a.truncations)
     assert [e.seed for e in ours] == [10, 11, 12, 13]
+    # importing again into the same --out neither appends duplicates nor touches the file
+    before = store.read_bytes()
+    again = cli("data", "import-minari", "cartpole/collected-v0", "--out", store)
+    assert again.exit_code == 2 and "already exists" in again.stderr
+    assert store.read_bytes() == before and len(episodes(store)) == 4
     trained = ok(cli("train", "--algo", "dreamerv3", "--data", store, "--size", "debug",
                      "--steps", "2", "--set", "train.batch=2", "--set", "train.length=8",
                      "--run-dir", tmp_path / "run", "--json"))

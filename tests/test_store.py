@@ -235,3 +235,28 @@ def test_background_writer_commits_batches_and_reports_errors(tmp_path):
             writer.flush()
     with EpisodeReader(tmp_path / "b.h5") as r:  # the bad episode wrote nothing
         assert [episode_digest(e) for e in r] == [episode_digest(e) for e in episodes]
+
+
+def test_a_new_store_appears_under_its_name_only_when_complete(tmp_path):
+    """Commands that make a new store (import-minari, import-video, drop-actions, salvage)
+    write OUT.partial and rename it at the end: a failure part-way leaves nothing under
+    either name, and an existing OUT is refused untouched."""
+    from wmtool.data.writer import new_store
+    from wmtool.errors import UsageError
+
+    out = tmp_path / "new.h5"
+    with pytest.raises(RuntimeError, match="stopped"):
+        with new_store(out) as partial, EpisodeWriter(partial, "gym:Fake-v0", VECTOR,
+                                                      spaces.discrete(2)) as w:
+            w.add(fake_episode(VECTOR, spaces.discrete(2), 5, np.random.default_rng(0)))
+            raise RuntimeError("stopped")
+    assert list(tmp_path.iterdir()) == []
+    with new_store(out) as partial, EpisodeWriter(partial, "gym:Fake-v0", VECTOR,
+                                                  spaces.discrete(2)) as w:
+        w.add(fake_episode(VECTOR, spaces.discrete(2), 5, np.random.default_rng(0)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.h5"]
+    before = out.read_bytes()
+    with pytest.raises(UsageError, match="already exists"):
+        with new_store(out):
+            pass
+    assert out.read_bytes() == before

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from wmtool import __version__, spaces
+from wmtool.atomic import written_whole
 from wmtool.errors import WmtoolError
 from wmtool.registry import ALGOS, lookup
 
@@ -67,15 +68,13 @@ def export(loaded, fmt: str, out: Path) -> dict:
     module = acting_module(loaded.agent)
     meta = metadata(loaded, module)
     inputs = example_inputs(module, loaded.agent)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with torch.no_grad():
+    with torch.no_grad(), written_whole(out) as tmp:
         if fmt == "torchscript":
             warnings.filterwarnings("ignore", "`torch.jit", DeprecationWarning)
             traced = torch.jit.trace(module, inputs, check_trace=False)
             torch.jit.save(traced, str(tmp), _extra_files={METADATA_KEY: json.dumps(meta)})
         else:
             _onnx(module, inputs, meta, tmp)
-    tmp.replace(out)
     return meta
 
 
@@ -103,9 +102,8 @@ def _safetensors(loaded, out: Path) -> dict:
     meta["format"] = "wmtool-weights"
     meta["config"] = loaded.cfg.to_dict()
     tensors = {k: v.detach().contiguous() for k, v in loaded.agent.state_dict().items()}
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
-    tmp.replace(out)
+    with written_whole(out) as tmp:
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
     return meta
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wmtool.atomic import written_whole
 from wmtool.errors import WmtoolError
 
 
@@ -19,13 +20,14 @@ def write_video(path: str | Path, frames: list[np.ndarray] | np.ndarray, fps: in
         frames = np.repeat(frames, 3, -1)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
-    if suffix == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
-    elif suffix == ".mp4":
-        h, w = frames.shape[1:3]
-        pad = ((0, 0), (0, (-h) % 16), (0, (-w) % 16), (0, 0))  # codec macroblocks
-        imageio.mimwrite(path, list(np.pad(frames, pad)), fps=fps, codec="libx264",
-                         quality=8, macro_block_size=16)
-    else:
+    if suffix not in (".gif", ".mp4"):
         raise WmtoolError(f"{path}: unknown video format '{suffix}'", "use .mp4 or .gif")
+    with written_whole(path) as tmp:
+        if suffix == ".gif":
+            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+        else:
+            h, w = frames.shape[1:3]
+            pad = ((0, 0), (0, (-h) % 16), (0, (-w) % 16), (0, 0))  # codec macroblocks
+            imageio.mimwrite(tmp, list(np.pad(frames, pad)), fps=fps, codec="libx264",
+                             quality=8, macro_block_size=16)
     return path

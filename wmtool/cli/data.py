@@ -225,13 +225,11 @@ def drop_actions(file: Annotated[Path, typer.Argument(help="HDF5 episode store")
     """Copy a store without its actions: observation-only data (what Genie learns from),
     while the original keeps the true actions for grading latent actions."""
     from wmtool.data.store import EpisodeReader
-    from wmtool.data.writer import EpisodeWriter
-    from wmtool.errors import WmtoolError
+    from wmtool.data.writer import EpisodeWriter, new_store, refuse_existing
 
-    if out.exists():
-        raise WmtoolError(f"{out} exists", "choose a new --out path; nothing was written")
-    with EpisodeReader(file) as reader:
-        writer = EpisodeWriter(out, reader.env_id, reader.obs_space, None,
+    refuse_existing(out)
+    with EpisodeReader(file) as reader, new_store(out) as partial:
+        writer = EpisodeWriter(partial, reader.env_id, reader.obs_space, None,
                                policy=f"{reader.policy} (actions dropped)", has_action=False)
         with writer:
             for episode in reader:

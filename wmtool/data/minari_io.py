@@ -22,7 +22,7 @@ import numpy as np
 from wmtool import spaces
 from wmtool.data.episode import Episode
 from wmtool.data.store import EpisodeReader
-from wmtool.data.writer import EpisodeWriter
+from wmtool.data.writer import EpisodeWriter, new_store, refuse_existing
 from wmtool.errors import WmtoolError
 
 
@@ -160,6 +160,7 @@ def open_dataset(source: str):
 
 
 def import_minari(source: str, out: Path) -> dict:
+    refuse_existing(out)  # before a download
     dataset = open_dataset(source)
     leaves = flatten_space(dataset.observation_space)
     converted = {key or "vector": leaf_space(space) for key, _, space in leaves}
@@ -170,8 +171,9 @@ def import_minari(source: str, out: Path) -> dict:
     seeds = {int(m["id"]): m.get("seed") for m in dataset.storage.get_episode_metadata(
         dataset.episode_indices)}
     count = steps = 0
-    with EpisodeWriter(out, env_id, obs_space, act_space,
-                       policy=f"minari:{dataset.spec.dataset_id}") as writer:
+    with new_store(out) as partial, EpisodeWriter(
+            partial, env_id, obs_space, act_space,
+            policy=f"minari:{dataset.spec.dataset_id}") as writer:
         for ep in dataset.iterate_episodes():
             obs = {}
             for (key, _, _), (name, (_, kind)) in zip(leaves, converted.items()):

@@ -12,7 +12,6 @@ against) are listed, not copied.
 from __future__ import annotations
 
 import json
-import os
 import zlib
 from pathlib import Path
 
@@ -21,45 +20,36 @@ import numpy as np
 from wmtool.data.episode import Episode
 from wmtool.data.integrity import CRC
 from wmtool.data.store import STEP_COLUMNS, EpisodeReader
-from wmtool.data.writer import EpisodeWriter, episode_crc
-from wmtool.errors import UsageError, WmtoolError
+from wmtool.data.writer import EpisodeWriter, episode_crc, new_store, refuse_existing
+from wmtool.errors import WmtoolError
 
 BATCH_EPISODES = 64  # episodes per commit to the new file
 
 
 def salvage(src: Path, out: Path) -> dict:
     """Copy src's trustworthy episodes to out (a new file); see the module docstring."""
-    src, out = Path(src), Path(out)
-    if out.exists():
-        raise UsageError(f"{out} already exists", "choose a new --out file: salvage never "
-                                                  "writes into an existing one")
-    partial = out.with_name(out.name + ".partial")
-    partial.unlink(missing_ok=True)  # a salvage that stopped before: nothing in it counts
+    refuse_existing(out)
     kept, recovered, lost = [], [], {}
     with EpisodeReader(src, strict=False) as reader:
         for row, why in reader.check.damaged:
             lost[int(row)] = f"its index row is damaged ({why})"
         checks = _stored_checksums(reader)
-        try:
-            with EpisodeWriter(partial, reader.env_id, reader.obs_space, reader.act_space,
-                               policy=reader.policy, has_action=reader.has_action) as writer:
-                batch = []
-                for pos, row in enumerate(reader.rows):
-                    episode, why = _episode(reader, pos, checks)
-                    if episode is None:
-                        lost[int(row)] = why
-                        continue
-                    (recovered if why else kept).append(int(row))
-                    batch.append(episode)
-                    if len(batch) == BATCH_EPISODES:
-                        writer.add_many(batch)
-                        batch = []
-                if batch:
+        with new_store(out) as partial, EpisodeWriter(
+                partial, reader.env_id, reader.obs_space, reader.act_space,
+                policy=reader.policy, has_action=reader.has_action) as writer:
+            batch = []
+            for pos, row in enumerate(reader.rows):
+                episode, why = _episode(reader, pos, checks)
+                if episode is None:
+                    lost[int(row)] = why
+                    continue
+                (recovered if why else kept).append(int(row))
+                batch.append(episode)
+                if len(batch) == BATCH_EPISODES:
                     writer.add_many(batch)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, out)
+                    batch = []
+            if batch:
+                writer.add_many(batch)
     return {"in": str(src), "out": str(out), "index_rows": len(reader.check.usable),
             "copied": len(kept) + len(recovered), "recovered_from_damaged_chunks": recovered,
             "lost": {str(k): v for k, v in sorted(lost.items())}, "ok": not lost}

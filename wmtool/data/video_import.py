@@ -32,10 +32,9 @@ def read_frames(path: Path, size: int, every: int = 1) -> np.ndarray:
 
 
 def import_videos(videos: list[Path], out: Path, size: int, every: int = 1) -> dict:
-    from wmtool.data.writer import EpisodeWriter
+    from wmtool.data.writer import EpisodeWriter, new_store, refuse_existing
 
-    if out.exists():
-        raise WmtoolError(f"{out} exists", "choose a new --out path; nothing was written")
+    refuse_existing(out)  # before any video is decoded
     if size < 8 or every < 1:
         raise WmtoolError("--size must be at least 8 and --every at least 1")
     clips = [read_frames(Path(v), size, every) for v in videos]  # all readable before writing
@@ -44,8 +43,9 @@ def import_videos(videos: list[Path], out: Path, size: int, every: int = 1) -> d
         raise WmtoolError(f"{short[0]} has fewer than 2 frames", "import longer videos")
     obs_space = {"image": spaces.Space((size, size, 3), "uint8")}
     steps = 0
-    with EpisodeWriter(out, "video", obs_space, None, policy="video import",
-                       has_action=False) as writer:
+    with new_store(out) as partial, EpisodeWriter(partial, "video", obs_space, None,
+                                                  policy="video import",
+                                                  has_action=False) as writer:
         for clip in clips:
             n = len(clip) - 1
             writer.add(Episode({"image": clip}, None, np.zeros(n, np.float32),

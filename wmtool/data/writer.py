@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from wmtool import __version__, spaces
+from wmtool.atomic import written_whole
 from wmtool.data.episode import Episode
 from wmtool.data.hdf5io import discard_and_close, write_failure
 from wmtool.data.integrity import check_index, check_returns, past_end, read_index
@@ -35,7 +36,7 @@ from wmtool.data.store import (
     trim_to,
 )
 from wmtool.data.superblock import clear_writer_mark, writer_mark_set
-from wmtool.errors import WmtoolError
+from wmtool.errors import UsageError, WmtoolError
 
 VECTOR_CHUNK_BYTES = 1 << 16
 # Free space a commit leaves untouched for HDF5's own metadata and the final close.
@@ -382,3 +383,19 @@ class EpisodeWriter:
 def episode_crc(rows, dtype) -> int:
     """CRC-32 of one episode's rows of a column, in the column's stored dtype."""
     return zlib.crc32(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+
+
+def refuse_existing(out: Path) -> Path:
+    """OUT, if no file is there yet: commands that make a new store never append."""
+    out = Path(out)
+    if out.exists():
+        raise UsageError(f"{out} already exists", "choose a new --out file; nothing was written")
+    return out
+
+
+def new_store(out: Path):
+    """A path to write a new store to, renamed to OUT when the block ends without an error
+    (atomic.written_whole). An existing OUT is refused (nothing is ever appended to it):
+    `data import-minari` once appended duplicates to an existing file and left partial ones
+    behind."""
+    return written_whole(refuse_existing(out))

@@ -171,11 +171,49 @@ def test_damaged_config_can_be_restarted_and_names_the_fix(tmp_path):
     text = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(text[:len(text) // 3] + "\n  [")
     res = run_wmtool("train", "--resume", run)
-    assert res.returncode == 1 and "config.yaml is missing or damaged" in res.stderr
+    assert res.returncode == 1 and "config.yaml is damaged" in res.stderr
+    assert "no checkpoint to restore it from" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     res = run_wmtool(*args)  # the same command again starts over; stored episodes stay
     assert res.returncode == 0, res.stderr
     assert (run / "checkpoints" / "latest.pt").exists()
+
+
+def test_damaged_config_of_a_run_with_checkpoints_is_restored_from_them(tmp_path):
+    """Its checkpoints carry the run's config: eval and --resume use it, config.yaml is
+    rewritten from it and the damaged file kept beside it, and the run goes on."""
+    run = tmp_path / "run"
+    assert run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--steps",
+                      150, "--set", "train.prefill=100", *TINY, "--run-dir", run,
+                      "--quiet").returncode == 0
+    good = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(good[:len(good) // 3] + "\n  [")
+    res = run_wmtool("eval", "--run", run, "--episodes", "1", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "restored from the run's newest checkpoint" in res.stderr
+    assert (run / "config.yaml").read_text() == good
+    assert (run / "config.yaml.damaged").read_text().endswith("\n  [")
+    res = run_wmtool("train", "--resume", run, "--steps", 200, "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["agent_steps"] == 200, res.stderr
+
+
+def test_resume_with_more_steps_extends_a_finished_run(tmp_path):
+    """--resume --steps N continues a finished run to N agent steps (config.yaml says so
+    afterwards); fewer steps than its budget is refused, changing nothing."""
+    run = tmp_path / "run"
+    args = ["--set", "train.prefill=100", *TINY, "--quiet", "--json"]
+    first = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--steps",
+                       150, "--run-dir", run, *args)
+    assert json.loads(first.stdout)["agent_steps"] == 150
+    res = run_wmtool("train", "--resume", run, "--steps", 120)
+    assert res.returncode == 2 and "can only be extended" in res.stderr
+    assert "steps: 150" in (run / "config.yaml").read_text()
+    res = run_wmtool("train", "--resume", run, "--steps", 250, "--quiet", "--json")
+    out = json.loads(res.stdout)
+    assert res.returncode == 0 and out["agent_steps"] == 250
+    assert out["updates"] > json.loads(first.stdout)["updates"]
+    assert "steps: 250" in (run / "config.yaml").read_text()
+    assert json.loads((run / "run.json").read_text())["status"] == "finished"
 
 
 def test_truncated_latest_checkpoint_falls_back_to_the_newest_step(tmp_path):

@@ -115,20 +115,49 @@ def read_meta(path: Path) -> dict:
 
 
 def load_config(path: Path) -> config.Config:
+    """The run's config.yaml. A damaged one is restored from the newest intact checkpoint
+    (which carries the run's config; the damaged file is kept beside it, and this says so);
+    without a checkpoint the run can only be started again."""
     read_meta(path)
     file = Path(path) / "config.yaml"
+    problem = _config_problem(file)
+    if problem is None:
+        return config.load([(str(file), config.without_retired(yaml.safe_load(file.read_text())))])
+    payload = load_checkpoint(path, required=False, quiet=True) if list(
+        (Path(path) / CHECKPOINTS).glob("*.pt")) else None
+    if payload is None or not isinstance(payload.get("config"), dict):
+        raise WmtoolError(f"{file} is {problem} and the run has no checkpoint to restore it "
+                          "from", "start the run again with the same flags and --run-dir "
+                          f"{path} (its stored episodes are kept)")
+    from wmtool.progress import info
+
+    cfg = config.load([("checkpoint", config.without_retired(payload["config"]))])
     try:
-        saved = yaml.safe_load(file.read_text()) if file.exists() else None
+        if file.exists():
+            os.replace(file, file.with_name("config.yaml.damaged"))
+        write_atomic(file, cfg.dump())
+        info(f"{file} was {problem}: restored from the run's newest checkpoint (the damaged "
+             "file is config.yaml.damaged)")
+    except OSError:  # a read-only copy of a run: use the checkpoint's config, write nothing
+        info(f"{file} is {problem}: using the config of the run's newest checkpoint")
+    return cfg
+
+
+def _config_problem(file: Path) -> str | None:
+    """Why config.yaml cannot be used ("missing", "damaged (...)"), or None."""
+    if not file.exists():
+        return "missing"
+    try:
+        saved = yaml.safe_load(file.read_text())
     except (yaml.YAMLError, UnicodeDecodeError):
-        saved = None
-    damaged = (f"{file} is missing or damaged", "start the run again with the same flags and "
-               f"--run-dir {path} (its stored episodes are kept)")
+        return "damaged (not YAML)"
     if not isinstance(saved, dict):
-        raise WmtoolError(*damaged)
+        return "damaged (not a mapping)"
     try:
-        return config.load([(str(file), config.without_retired(saved))])
+        config.load([(str(file), config.without_retired(saved))])
     except WmtoolError as exc:  # parsable but cut short: a section became null
-        raise WmtoolError(f"{damaged[0]} ({exc.message})", damaged[1]) from None
+        return f"damaged ({exc.message})"
+    return None
 
 
 def env_modules(env_cfg, own_id: str | None = None) -> list[str]:

@@ -55,7 +55,7 @@ def train(
     algo: Annotated[Optional[str], typer.Option(help="algorithm, e.g. dreamerv3")] = None,
     env: Annotated[Optional[str], typer.Option("--env", "-e", help="SUITE:TASK (see `wmtool envs`)")] = None,
     size: Annotated[Optional[str], typer.Option(help="size preset: debug, xs, s, m, l, xl")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="agent steps (env steps / env.action_repeat; offline: updates)")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="agent steps (env steps / env.action_repeat; offline: updates); with --resume: a larger budget for the run")] = None,
     seed: Annotated[Optional[int], typer.Option(min=0, help="random seed")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/...)")] = None,
     data: Annotated[Optional[Path], typer.Option(help="train offline from this HDF5 dataset")] = None,
@@ -96,13 +96,14 @@ def train(
         saved = rundir.load_config(resume)
         if env_import and set(rundir.env_modules(saved.env)) <= set(env_import):
             rundir.TRUST["on"] = True  # the user named every module the run imports
+        flags.pop("train", None)  # --steps extends the run's budget (checked when resumed)
         conflicts = _resume_conflicts(saved, flags, sets, recipe, size)
         if conflicts:
             raise WmtoolError(f"--resume {resume}: flags conflict with the saved config: "
                               f"{', '.join(conflicts)}",
                               "the saved config wins: drop those flags, or start a new run")
         world = distributed.join_if_launched(saved.runtime.device)
-        session = TrainSession.resume(resume, quiet or not world.main, phase)
+        session = TrainSession.resume(resume, quiet or not world.main, phase, steps)
     else:
         if not algo:
             raise WmtoolError("--algo is required for a new run", "e.g. --algo dreamerv3")

@@ -232,7 +232,9 @@ class TrainSession:
         self.agent.behavior.real_scorer = RealScorer(self.agent, self.score_vec, self.cfg.seed)
 
     @classmethod
-    def resume(cls, path: Path, quiet: bool, phases: list[str] | None = None):
+    def resume(cls, path: Path, quiet: bool, phases: list[str] | None = None,
+               steps: int | None = None):
+        """Continue a run; `steps`: a new, larger budget (train.steps) for it."""
         path = Path(path)
         meta = rundir.read_meta(path)  # a clear error for a path that is not a run, first
         ranks = meta.get("world_size", 1)
@@ -241,15 +243,25 @@ class TrainSession:
                               f"resume has {parallel.world().size}",
                               f"resume with --nproc {ranks} (each rank's store and random "
                               "streams belong to its rank)")
-        return cls._locked(path, lambda: cls._resume(path, quiet, phases))
+        return cls._locked(path, lambda: cls._resume(path, quiet, phases, steps))
 
     @classmethod
-    def _resume(cls, path: Path, quiet: bool, phases: list[str] | None):
+    def _resume(cls, path: Path, quiet: bool, phases: list[str] | None, steps: int | None):
         stopped = rundir.last_write(path)  # before this resume writes anything
         meta = rundir.read_meta(path)
         cfg = rundir.load_config(path)
         payload = rundir.load_checkpoint(path, required=False, quiet=quiet)
         main = parallel.world().main
+        if steps is not None and steps != cfg.train.steps:
+            if steps < cfg.train.steps:
+                raise UsageError(f"--steps {steps} is below the run's budget of "
+                                 f"{cfg.train.steps:,}: a resumed run can only be extended",
+                                 f"drop --steps to finish it, or pass more than "
+                                 f"{cfg.train.steps:,}")
+            info(f"budget extended: train.steps {cfg.train.steps:,} -> {steps:,}", quiet)
+            cfg = config.load([("saved", cfg.to_dict()), ("--steps", {"train": {"steps": steps}})])
+            if main:
+                rundir.write_atomic(path / "config.yaml", cfg.dump())
         if phases:  # e.g. `--phase mdnrnn` after a run that trained only the VAE
             meta["phases"] = phases
             if main:

@@ -1,6 +1,7 @@
 """Your own env: `--env gym:package.module:ClassName` without registering it, and
 `wmtool envs check` on an env that gets everything wrong and on one that gets it right."""
 import json
+import time
 
 import gymnasium
 import numpy as np
@@ -90,3 +91,37 @@ def test_a_sound_env_passes_and_trains_without_registering(cli, tmp_path):
 def test_an_unknown_module_or_class_is_one_line(cli):
     res = cli("envs", "check", "gym:no_such_module_here:Env")
     assert res.exit_code == 1 and "cannot import no_such_module_here" in res.stderr
+
+
+BLOCKING = '''
+import time
+import gymnasium
+import numpy as np
+
+class BlockingEnv(gymnasium.Env):
+    observation_space = gymnasium.spaces.Box(-1, 1, (3,), np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action):
+        time.sleep(3600)  # a simulator that never answers
+'''
+
+
+def test_an_env_that_blocks_ends_the_check_with_one_line(tmp_path):
+    """A step() that never returns: the check ends within its --timeout (plus the watch's
+    half-second), exit 1, one line naming the env and the call."""
+    from conftest import run_wmtool
+
+    (tmp_path / "blocking_env.py").write_text(BLOCKING)
+    start = time.monotonic()
+    res = run_wmtool("envs", "check", "gym:blocking_env:BlockingEnv", "--timeout", "2",
+                     env={"PYTHONPATH": str(tmp_path)}, timeout=60)
+    assert time.monotonic() - start < 30
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: gym:blocking_env:BlockingEnv did not return from")
+    assert "step()" in lines[0] and "within 2 s" in lines[0] and "--timeout" in lines[0]

@@ -51,6 +51,8 @@ def check(
     episodes: Annotated[int, typer.Option(min=1, help="random episodes to play")] = 3,
     cap: Annotated[int, typer.Option(min=1, help="steps at most per episode")] = 1000,
     seed: Annotated[int, typer.Option(min=0, help="seed of the resets and actions")] = 0,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, help="seconds any one call into the env (make, reset, step) may take")] = 60.0,
     set_: SetOpt = None,
     json_: JsonOpt = False,
 ):
@@ -65,7 +67,7 @@ def check(
 
     cfg = config.load([("flags", env_flags(env, obs, env_import))], list(set_ or ()))
     import_modules(cfg.env.imports)
-    report = check_env(cfg.env, episodes, cap, seed)
+    report = check_env(cfg.env, episodes, cap, seed, timeout)
     finish(report, json_, False, summary_lines)
     if report["problems"]:
         raise typer.Exit(1)

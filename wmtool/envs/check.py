@@ -16,6 +16,7 @@ import numpy as np
 
 from wmtool import spaces
 from wmtool.envs.base import Wrapper
+from wmtool.envs.watchdog import CallDeadline, Watched
 from wmtool.errors import WmtoolError
 
 
@@ -117,12 +118,17 @@ def replay_matches(env, seed: int, steps: int) -> tuple[bool, str]:
     return True, ""
 
 
-def check(env_cfg, episodes: int = 3, cap: int = 1000, seed: int = 0) -> dict:
+def check(env_cfg, episodes: int = 3, cap: int = 1000, seed: int = 0,
+          timeout: float = 60.0) -> dict:
+    """The report; any single call into the env (making it, reset, step) that takes longer
+    than `timeout` seconds ends the process with one line (watchdog.py)."""
     from wmtool.envs.factory import make_env
 
-    env = make_env(env_cfg, None)
+    deadline = CallDeadline(env_cfg.id, timeout)
+    env = Watched(deadline.call("its constructor", make_env, env_cfg, None), deadline)
     try:
-        raw = gymnasium_env(env)
+        raw = gymnasium_env(env._env)
+        raw = Watched(raw, deadline, "the gymnasium env's ") if raw is not None else None
         images = [k for k, s in env.obs_space.items() if s.is_image]
         report: dict[str, Any] = {
             "env": env_cfg.id,

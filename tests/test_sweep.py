@@ -63,6 +63,17 @@ def test_a_sweep_runs_two_at_a_time_and_resumes_after_a_stop(tmp_path):
                            capture_output=True, text=True)
     assert other.returncode == 1 and "another sweep" in other.stderr
 
+    # a damaged sweep.json: one line naming it and the fix; the fix works, nothing reruns
+    (root / "sweep.json").write_text('{"algo": "dreamerv3", "ru')
+    damaged = subprocess.run(command, capture_output=True, text=True)
+    assert damaged.returncode == 1 and len(damaged.stderr.strip().splitlines()) == 1
+    assert f"{root / 'sweep.json'} is damaged" in damaged.stderr
+    assert "move it aside" in damaged.stderr
+    (root / "sweep.json").rename(root / "sweep.json.damaged")
+    again = json.loads(subprocess.run(command, capture_output=True, text=True,
+                                      check=True).stdout)
+    assert again["finished"] == 4 and all(r["resumed"] == 0 for r in again["runs"])
+
 
 @pytest.mark.slow
 def test_a_sweep_runs_as_tasks_on_a_local_ray_instance(tmp_path):

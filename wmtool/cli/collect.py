@@ -21,7 +21,7 @@ from wmtool.cli.common import (
     finish,
 )
 from wmtool.errors import UsageError, WmtoolError
-from wmtool.progress import info, make_progress, throttled
+from wmtool.progress import Tracker, info, throttled
 
 HELP = "Run a policy in an environment and write its episodes to an HDF5 file."
 EXAMPLES = """Examples:
@@ -77,17 +77,16 @@ def collect(
     config.require_choice("env.obs", cfg.env.obs, ("state", "pixels", "both"))
     total = episodes or steps
     with Collection(cfg, out, policy, noise, say=lambda line: info(line, quiet)) as collection, \
-            make_progress(quiet) as progress:
-        task = progress.add_task("collect", total=total, status="")
+            Tracker("collect", total, quiet) as tracker:
 
         def show(stats):
             done = stats.episodes if episodes else stats.steps
             mean = sum(stats.returns[-20:]) / max(1, len(stats.returns[-20:]))
-            progress.update(task, completed=min(done, total), status=(
-                f"{stats.episodes} ep  {stats.fps:,.0f} steps/s  return {mean:.1f}"))
+            tracker.update(done, f"{stats.episodes} ep  {stats.fps:,.0f} steps/s  "
+                                 f"return {mean:.1f}")
 
         result = collection.run(episodes, steps, on_step=throttled(show, 0.25))
-        progress.update(task, completed=total)
+        tracker.update(total, tracker.status)
     return finish(result, json_, quiet, lambda r: [
         f"wrote {r['episodes']} episodes, {r['steps']} steps ({r['env_steps_per_s']:,.0f} "
         f"steps/s), mean return {r['return_mean']:.2f}; {out} now holds {r['file_episodes']} "

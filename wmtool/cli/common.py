@@ -116,20 +116,19 @@ def env_flags(env: str | None, obs: str | None, env_import: list[str] | None) ->
 
 
 def run_with_progress(session, label: str, quiet: bool) -> dict:
-    """Run a TrainSession under a Rich progress bar (steps or updates, rate, ETA); close it."""
-    from wmtool.progress import make_progress, throttled
+    """Run a TrainSession with its progress on stderr (steps or updates, rate, ETA, and the
+    evaluations as a phase); close it."""
+    from wmtool.progress import Tracker, throttled
 
     try:
-        with make_progress(quiet) as progress:
-            task = progress.add_task(label, total=session.total, status="")
-
+        with Tracker(label, session.total, quiet) as tracker:
             def show(counters):
-                progress.update(task, completed=min(session.clock(), session.total),
-                                status=session.status())
+                tracker.update(session.clock(), session.status())
 
             session.trainer.on_progress = throttled(show, 0.5)
+            session.trainer.on_phase = tracker.phase
             result = session.run()
-            progress.update(task, completed=session.total, status=session.status())
+            show(None)
     finally:
         session.close()
     return result

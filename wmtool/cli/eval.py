@@ -53,6 +53,7 @@ def eval_(
 ):
     from wmtool.engine import evaluation
     from wmtool.engine.loading import load_run
+    from wmtool.progress import Tracker
 
     if episodes < 1:
         raise WmtoolError("--episodes must be at least 1")
@@ -60,8 +61,9 @@ def eval_(
     if data is not None:
         result = evaluation.on_data(loaded, data, batches, seed)
         return finish(result, json_, quiet, data_lines)
-    result = {**evaluation.play(loaded, episodes, mode, env, seed, video),
-              "threads": loaded.threads}
+    with Tracker("eval", episodes, quiet) as tracker:
+        result = {**evaluation.play(loaded, episodes, mode, env, seed, video, tracker.update),
+                  "threads": loaded.threads}
     return finish(result, json_, quiet, lambda r: [
         f"{episodes} episodes ({mode}): return {r['return_mean']:.2f} ± {r['return_std']:.2f} "
         f"(min {r['return_min']:.2f}, max {r['return_max']:.2f})" + planning_note(r)

@@ -151,12 +151,30 @@ def import_action_space(space):
 
 
 def open_dataset(source: str):
+    """A local Minari dataset directory, or a dataset id (a local copy first, else Minari's
+    remote); Minari's own errors become one line naming the source and the fix."""
     minari = _minari()
     path = Path(source)
-    if path.exists():
-        data = path / "data" if (path / "data").is_dir() else path
-        return minari.MinariDataset(data)
-    return minari.load_dataset(source, download=True)  # a local copy first, else the remote
+    looks_like_path = path.exists() or "/" in source and (source.startswith((".", "/", "~"))
+                                                           or path.parent.exists())
+    try:
+        if path.exists():
+            data = path / "data" if (path / "data").is_dir() else path
+            return minari.MinariDataset(data)
+        if looks_like_path:
+            raise WmtoolError(f"{source}: no such Minari dataset directory",
+                              "check the path, or pass a dataset id such as "
+                              "D4RL/door/human-v2")
+        return minari.load_dataset(source, download=True)
+    except WmtoolError:
+        raise
+    except Exception as exc:  # Minari raises ValueError, KeyError, FileNotFoundError, ...
+        text = (str(exc).splitlines() or [type(exc).__name__])[0]
+        where = "directory" if path.exists() else "id"
+        raise WmtoolError(f"cannot open Minari dataset {where} {source} ({text})",
+                          "pass a directory written by Minari (it holds data/) or a dataset "
+                          "id of the form namespace/name-vN; `minari list remote` lists "
+                          "the published ones") from None
 
 
 def import_minari(source: str, out: Path) -> dict:

@@ -9,9 +9,10 @@ from wmtool.models.base import ReportsOnData
 
 
 def play(loaded, episodes: int, mode: str, env: str | None, seed: int,
-         video: Path | None = None) -> dict:
+         video: Path | None = None, on_episode=None) -> dict:
     """Mean/std/min/max return of `episodes` seeded episodes acting in `mode`, with the
-    checkpoint's counters; `video` records what the agent saw."""
+    checkpoint's counters; `video` records what the agent saw; `on_episode` hears how many
+    episodes have finished."""
     from wmtool.engine.session import make_vec
     from wmtool.engine.train import evaluate
     from wmtool.rundir import migrate_counters, step_counts
@@ -32,7 +33,8 @@ def play(loaded, episodes: int, mode: str, env: str | None, seed: int,
         loaded.check_spaces(vec.obs_space, vec.act_space, env_id)
         frames = []
         result = evaluate(loaded.agent, vec, episodes, mode, seed,
-                          on_frame=(lambda obs: frames.append(obs["image"][0])) if video else None)
+                          on_frame=(lambda obs: frames.append(obs["image"][0])) if video else None,
+                          on_episode=on_episode)
     finally:
         vec.close()
     payload = loaded.payload

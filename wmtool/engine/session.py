@@ -374,8 +374,10 @@ class TrainSession:
                   if self.trainer.returns else None}
         if self.eval_vec is not None and self.cfg.train.eval_episodes > 0:
             c = self.cfg.train
+            self.trainer.on_phase(f"final evaluation ({c.eval_episodes} episodes)")
             result["eval"] = evaluate(self.agent, self.eval_vec, c.eval_episodes,
                                       c.final_eval_mode or c.eval_mode, eval_seed(self.cfg.seed))
+            self.trainer.on_phase("")
             # `eval/final` tells records this row from the periodic ones (its mode may differ)
             self.trainer.logger.log(self.clock(), {"eval/final": 1.0, **{
                 f"eval/{k}": v for k, v in result["eval"].items()}})

@@ -112,9 +112,16 @@ def plan(root: Path, algo: str, env: str, seeds: list[int], grid: list[str],
         sweep.runs.append(SweepRun(run_name(seed, list(sets), recipe), seed, list(sets), recipe))
     index = sweep.root / INDEX
     if index.exists():
-        old = json.loads(index.read_text())
-        before = Sweep(sweep.root, old["algo"], old["env"], old["train_args"],
-                       [SweepRun(**r) for r in old["runs"]])
+        try:
+            old = json.loads(index.read_text())
+            before = Sweep(sweep.root, old["algo"], old["env"], old["train_args"],
+                           [SweepRun(**r) for r in old["runs"]])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise WmtoolError(f"{index} is damaged ({type(exc).__name__}: "
+                              f"{(str(exc).splitlines() or [''])[0]})",
+                              f"move it aside and run the same sweep command again: it is "
+                              f"rewritten, and the run directories under {sweep.root} are "
+                              "kept and resumed") from None
         if before.grid != sweep.grid:
             raise WmtoolError(f"{sweep.root} holds another sweep (its {INDEX} has a different "
                               "grid)", "pass the same options, or another --root")

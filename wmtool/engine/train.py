@@ -96,8 +96,10 @@ def metric_means(pending: dict[str, list]) -> dict[str, float]:
 
 
 def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int | None = None,
-             on_frame: Callable[[np.ndarray], None] | None = None) -> dict:
-    """Score the agent in the real env; `on_frame` sees each observation batch."""
+             on_frame: Callable[[np.ndarray], None] | None = None,
+             on_episode: Callable[[int], None] | None = None) -> dict:
+    """Score the agent in the real env; `on_frame` sees each observation batch,
+    `on_episode` the number of episodes finished so far."""
     agent.acting_metrics()  # start the acting costs afresh: report this evaluation's only
     policy = AgentPolicy(agent, mode)
     if on_frame is not None:
@@ -108,7 +110,14 @@ def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int |
             return inner(obs)
 
         policy.act = act
-    stats = run_episodes(vec, policy, episodes=episodes, seed=seed)
+    finished = [0]
+
+    def count(_episode):
+        finished[0] += 1
+        on_episode(finished[0])
+
+    stats = run_episodes(vec, policy, episodes=episodes, seed=seed,
+                         on_episode=count if on_episode else None)
     r = np.asarray(stats.returns)
     return {"episodes": len(r), "seed": seed, "return_mean": float(r.mean()),
             "return_std": float(r.std()),
@@ -140,6 +149,8 @@ class Trainer:
         self.quiet = quiet
         self.evaluator: Callable[[], dict] | None = None
         self.on_progress: Callable[[dict], None] | None = None
+        # told what happens while no counter moves ("evaluating (10 episodes)", then "")
+        self.on_phase: Callable[[str], None] = lambda what: None
         self.on_eval: Callable[[int, dict], None] | None = None
         self.online = True  # the schedule's clock: env steps online, updates offline
         self.world_model = True  # False: `wmtool imagine`, behaviour only in a frozen model
@@ -336,8 +347,10 @@ class Trainer:
             self.pending.clear()
         if c.eval_every and self.evaluator and t - self.last_eval >= c.eval_every:
             self.last_eval = t
+            self.on_phase(f"evaluating ({c.eval_episodes} episodes)")
             with self.wall.part("evaluation"):
                 result = self.evaluator()
+            self.on_phase("")
             self.logger.log(t, {f"eval/{k}": v for k, v in result.items()})
             if result["return_mean"] > self.best_eval:
                 self.save_best(t, result["return_mean"])

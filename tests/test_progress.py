@@ -34,3 +34,27 @@ def test_a_piped_train_prints_progress_lines_and_names_its_evaluations(tmp_path)
     assert "train: evaluating (2 episodes)" in lines
     assert "train: final evaluation (2 episodes)" in lines
     assert json.loads(res.stdout)["agent_steps"] == 300  # the result alone on stdout
+
+
+def test_the_runs_table_fits_80_columns_without_cutting_names():
+    """At 80 columns every line fits, statuses and env ids are whole (they used to end in
+    `gym:Car…`), and a long run name folds onto a second line instead of vanishing."""
+    from rich.console import Console
+
+    from wmtool.cli.runs import runs_table
+
+    cells = [["sweeps/lr-3e-4/seed-100/dreamerv3-walker", "dreamerv3", "dmc:walker-walk",
+              "24,000/48,000", "6,000", "512.3", "interrupted"],
+             ["r2", "tdmpc2", "gym:CartPole-v1", "1,268/1,268", "49", "-", "finished"]]
+    console = Console(width=80, record=True)
+    console.print(runs_table("runs under runs", cells, 80))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for whole in ("dmc:walker-walk", "gym:CartPole-v1", "interrupted", "24,000/48,000"):
+        assert whole in text
+    assert "…" not in text
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.split()[:1] == ["sweeps"])
+    last = next(i for i, line in enumerate(lines) if line.split()[:1] == ["r2"])
+    folded = "".join(line.split()[0] for line in lines[first:last])
+    assert folded == "sweeps/lr-3e-4/seed-100/dreamerv3-walker"

@@ -32,8 +32,6 @@ COMPARE_EXAMPLES = """Examples:
 @command
 def runs(root: Annotated[Path, typer.Argument(help="directory searched for runs")] = Path("runs"),
          json_: JsonOpt = False):
-    from rich.table import Table
-
     from wmtool.runs import find_runs, summary
 
     rows = [summary(p) for p in find_runs(root)]
@@ -41,20 +39,37 @@ def runs(root: Annotated[Path, typer.Argument(help="directory searched for runs"
         for row in rows:  # one line per run: easy to filter in shell sweeps
             emit_json(row)
         return rows
-    table = Table(title=f"runs under {root}")
-    numbers = ("agent/env steps", "updates", "last eval")
-    for column in ("run", "algo", "env", *numbers, "status"):  # mode: in --json
-        # the run's name folds rather than being cut with "…": it must stay readable
-        table.add_column(column, justify="right" if column in numbers else "left",
-                         overflow="fold" if column == "run" else "ellipsis")
     fmt = lambda v, spec="": "-" if v is None else format(v, spec)
-    for r in rows:
-        table.add_row(str(Path(r["run"]).relative_to(root)) if Path(r["run"]) != root else ".",
-                      fmt(r["algo"]), fmt(r["env"]),
-                      f"{fmt(r['agent_steps'], ',')}/{fmt(r['env_steps'], ',')}",
-                      fmt(r["updates"], ","), fmt(r["last_eval"], ".1f"), fmt(r["status"]))
-    results.print(table)
+    cells = [[str(Path(r["run"]).relative_to(root)) if Path(r["run"]) != root else ".",
+              fmt(r["algo"]), fmt(r["env"]),
+              f"{fmt(r['agent_steps'], ',')}/{fmt(r['env_steps'], ',')}",
+              fmt(r["updates"], ","), fmt(r["last_eval"], ".1f"), fmt(r["status"])]
+             for r in rows]
+    results.print(runs_table(f"runs under {root}", cells, results.width))
     return rows
+
+
+def runs_table(title: str, cells: list[list[str]], width: int):
+    """The runs as a table `width` columns wide: no vertical rules, short columns whole,
+    and the run's name and env folding onto more lines rather than cut with "…" (`gym:Car…`
+    named nothing): they share what the others leave, the env first."""
+    from rich import box
+    from rich.table import Table
+
+    heads = ["run", "algo", "env", "agent/env\nsteps", "updates", "last\neval", "status"]
+    widest = [max([len(line) for line in head.split("\n")] + [len(row[i]) for row in cells])
+              for i, head in enumerate(heads)]
+    left = width - sum(widest[1:2] + widest[3:]) - 2 * len(heads)  # rules: 2 a column
+    env = max(8, min(widest[2], left - 6))
+    run = max(6, left - env)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, head in enumerate(heads):
+        folds = i in (0, 2)
+        table.add_column(head, justify="right" if i in (3, 4, 5) else "left", no_wrap=not folds,
+                         overflow="fold", max_width=(run, None, env)[i] if folds else None)
+    for row in cells:
+        table.add_row(*row)
+    return table
 
 
 @command

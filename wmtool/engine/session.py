@@ -403,6 +403,8 @@ def check_online_budget(cfg, ranks: int) -> None:
     rows than one batch (a batch of 10^12 once "finished" with 0 updates), or its sequences
     are longer than replay keeps."""
     t = cfg.train
+    if t.steps < 1:
+        return  # TrainSession says so itself, with its own fix
     if t.length > t.replay_capacity:
         raise UsageError(f"train.length={t.length} exceeds train.replay_capacity="
                          f"{t.replay_capacity}: no sequence fits in replay",

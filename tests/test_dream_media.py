@@ -97,3 +97,35 @@ def test_an_interrupted_video_leaves_nothing_under_its_name(tmp_path, monkeypatc
     write_video(out, frames)
     assert iio.imread(out, index=None).shape[0] == 3
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_dream_curves_have_labelled_axes_and_paired_colours():
+    """Every panel names its quantity, the bottom ones the step; each sequence's truth and
+    prediction share a hue (dark solid, light dashed) and sequences differ."""
+    import numpy as np
+
+    from wmtool.engine.dream import Dream
+    from wmtool.render import CurveFigure
+
+    rng = np.random.default_rng(0)
+    dream = Dream(context=3, truth={"vector": rng.normal(size=(2, 6, 2))},
+                  pred={"vector": rng.normal(size=(2, 6, 2))},
+                  reward_truth=rng.normal(size=(2, 6)), reward_pred=rng.normal(size=(2, 6)),
+                  cont_pred=rng.uniform(size=(2, 6)), vector_keys=["vector"])
+    figure = CurveFigure(dream)
+    try:
+        axes = [ax for ax in figure.fig.axes if ax.axison]
+        assert all(ax.get_ylabel() for ax in axes)
+        assert axes[-1].get_xlabel() == "step"
+        vector0 = axes[0].lines[1:]  # after the dotted context line
+        truth0, model0, truth1 = vector0[0], vector0[1], vector0[2]
+        assert truth0.get_linestyle() == "-" and model0.get_linestyle() == "--"
+        from matplotlib import colormaps, colors
+
+        pairs = colormaps["tab20"].colors  # (dark, light) of one hue, pair after pair
+        rgb = lambda line: tuple(colors.to_rgb(line.get_color()))
+        assert (rgb(truth0), rgb(model0), rgb(truth1)) == (pairs[0], pairs[1], pairs[2])
+        assert [line.get_label() for line in vector0[:2]] == ["seq 0 truth", "seq 0 model"]
+        assert figure.fig.legends  # which colour is which sequence
+    finally:
+        figure.close()

@@ -88,13 +88,18 @@ class CurveFigure:
         self.series.append(("continue", None, dream.cont_pred))
         cols = 2 if len(self.series) > 4 else 1
         rows = -(-len(self.series) // cols)
-        self.fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 1.5 * rows + 0.4),
+        self.fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 1.5 * rows + 0.7),
                                       squeeze=False, dpi=80)
         self.lines = []
         length, n = dream.length, dream.reward_pred.shape[0]
-        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-        for ax, (title, truth, pred) in zip(axes.flat, self.series):
+        # one hue per sequence, truth in its dark shade (solid) and the model's prediction in
+        # its light shade (dashed): a pair reads as one, and sequences stay apart
+        pairs = plt.get_cmap("tab20").colors
+        for k, (ax, (title, truth, pred)) in enumerate(zip(axes.flat, self.series)):
             ax.set_title(title, fontsize=8, loc="left")
+            ax.set_ylabel(title.split("[")[0], fontsize=6)
+            if k >= len(self.series) - cols:  # the bottom plot of each column
+                ax.set_xlabel("step", fontsize=6)
             ax.tick_params(labelsize=6)
             ax.axvline(dream.context - 0.5, color="grey", lw=0.8, ls=":")
             values = [pred] + ([truth] if truth is not None else [])
@@ -104,15 +109,20 @@ class CurveFigure:
             ax.set_xlim(0, length - 1)
             ax.set_ylim(lo - pad, hi + pad)
             for i in range(n):
-                c = colours[i % len(colours)]
+                dark, light = pairs[(2 * i) % 20], pairs[(2 * i + 1) % 20]
                 if truth is not None:
-                    self.lines.append((ax.plot([], [], color=c, lw=1.0)[0], truth[i]))
-                self.lines.append((ax.plot([], [], color=c, lw=1.0, ls="--")[0], pred[i]))
+                    self.lines.append((ax.plot([], [], color=dark, lw=1.2,
+                                               label=f"seq {i} truth")[0], truth[i]))
+                self.lines.append((ax.plot([], [], color=dark if truth is None else light,
+                                           lw=1.2, ls="--", label=f"seq {i} model")[0], pred[i]))
         for ax in axes.flat[len(self.series):]:
             ax.axis("off")
-        self.fig.suptitle("solid: truth, dashed: model; dotted line: model stops observing",
-                          fontsize=8)
-        self.fig.tight_layout()
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        self.fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)),
+                        fontsize=6, frameon=False)
+        self.fig.suptitle("solid dark: truth, dashed light: model (one colour per sequence); "
+                          "dotted line: the model stops observing", fontsize=8)
+        self.fig.tight_layout(rect=(0, 0.1, 1, 1))
 
     def draw(self, upto: int) -> np.ndarray:
         for line, values in self.lines:

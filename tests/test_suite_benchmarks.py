@@ -163,6 +163,27 @@ def test_pixel_runs_form_their_own_suite_with_their_own_reference():
     assert suite.VISION.slug == "heldout-dmc-vision"
 
 
+def test_the_page_at_a_glance_has_one_short_row_per_task_and_links_the_rest():
+    """docs/benchmarks.md: per suite its picture and one six-column row per task and
+    algorithm (mean ± std, the like-for-like ratio, the random policy), no record names;
+    everything else is on the page of all tables it links."""
+    tables = bench_module("tables")
+    reference = {"dreamerv3": {"compare": {"with": "training_episodes", "bin": 10_000},
+                               "tasks": {"dmc:walker-walk": {"curve": [[50_000, 200]]}}}}
+    records = []
+    for seed, score in ((100, 300), (101, 500)):
+        r = learning_record("dmc:walker-walk", "dreamerv3", seed, score)
+        r.update(status="finished", training_episodes=episodes_until(48_000, 300))
+        records.append(r)
+    records.append({"kind": "random", "env": "dmc:walker-walk", "return_mean": 41.0})
+    page = tables.glance(records, {"dmc_proprio.json": reference},
+                         {"heldout-dmc-proprio": "img/p.png"})
+    assert "![Held-out suite (DMC from state) learning curves](img/p.png)" in page
+    assert "| walker-walk | dreamerv3 | 2 | 400 ± 100 | 1.50 | 41 |" in page
+    assert "dmc:walker-walk-100" not in page  # record names stay on the page of all tables
+    assert f"]({tables.ALL_TABLES})" in page
+
+
 def test_without_a_measured_point_near_the_budget_the_points_either_side_are_shown():
     """TD-MPC2 publishes planning evaluations every 100,000 env steps: at a 26,000 budget
     there is no ratio (no straight line drawn between 0 and 100,000), only both points."""

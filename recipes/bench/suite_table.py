@@ -284,3 +284,32 @@ def suite_lines(records: list[dict], reference: dict, picture: str | None = None
         tasks = " and ".join(t.partition(":")[2] for t in suite.tuning)
         lines += ["", f"Tuning curves ({tasks}; seeds 0-2; not results):", "", *body]
     return lines
+
+
+def glance_lines(records: list[dict], reference: dict, picture: str | None = None,
+                  suite: Suite = STATE) -> list[str]:
+    """The suite at a glance (the summary page): its curves, one short row per task and
+    algorithm (final evaluation, the like-for-like ratio, the random policy) and each
+    algorithm's aggregate line; the full table with every seed and record is on the page of
+    all tables."""
+    randoms = {r["env"]: r for r in records if r.get("kind") == "random"}
+    held, _ = held_and_tuning(records, suite)
+    if not held:
+        return []
+    lines = ["", f"## Held-out suite ({suite.name})", ""]
+    if picture:
+        lines += [f"![Held-out suite ({suite.name}) learning curves]({picture})", ""]
+    _, summary = table(held, reference, randoms)
+    head = ["task", "algo", "seeds", "final evaluation", "ours / published", "random"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for algo in suite.algos:
+        for env, members, scores, _, ratio in summary.get(algo, []):
+            rand = randoms.get(env)
+            lines.append("| " + " | ".join([
+                env.partition(":")[2], algo, str(len(members)),
+                f"{np.mean(scores):.0f} ± {np.std(scores):.0f}",
+                "-" if ratio is None else f"{ratio:.2f}",
+                f"{rand['return_mean']:.0f}" if rand else "-"]) + " |")
+    lines += [""] + [summary_line(algo, summary[algo], randoms, suite)
+                     for algo in suite.algos if algo in summary]
+    return lines

@@ -51,13 +51,18 @@ def bench(
     from wmtool import parallel
     from wmtool.engine import distributed
     from wmtool.engine.bench import run_bench
+    from wmtool.progress import Tracker
 
     if nproc > 1 and not parallel.launched():
         return distributed.launch(nproc, sys.argv[1:])
     world = distributed.join_if_launched(device)
-    with distributed.leaving():
+    with distributed.leaving(), Tracker("bench", runs, quiet or not world.main) as tracker:
+        tracker.phase(f"filling replay ({random_steps:,} random steps), counting FLOPs, "
+                      "warming up")
         result = run_bench(algo, env, recipe, size, device, compile_, threads, amp, runs,
-                           updates, act_steps, phase, list(set_ or []), random_steps)
+                           updates, act_steps, phase, list(set_ or []), random_steps,
+                           on_block=lambda done: (tracker.phase(""),
+                                                  tracker.update(done, "timed blocks")))
     if world.main:
         return finish(result, json_, quiet, bench_lines)
 

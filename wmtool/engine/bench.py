@@ -103,7 +103,9 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
               size: str | None = None, device: str = "cpu", compile: str = "off",
               threads: int = 0, amp: bool = False, runs: int = 5, updates: int = 5,
               act_steps: int = 20, phase: str | None = None, sets: list[str] = (),
-              random_steps: int = 3000) -> dict:
+              random_steps: int = 3000, on_block=None) -> dict:
+    """The measurement (module docstring); `on_block` hears how many timed blocks are done
+    (0 once the replay is filled and the update warmed up)."""
     sets = [f"train.compile={compile}", f"train.amp={str(amp).lower()}",
             f"runtime.device={device}", f"runtime.threads={threads}", *sets]
     prepared = Prepared(algo, env_id, recipe, size, sets, phase, random_steps)
@@ -131,12 +133,15 @@ def run_bench(algo: str, env_id: str = "gym:CartPole-v1", recipe: str | None = N
     warmup_s = time.perf_counter() - started
     graphs_after_warmup = compiled_graphs()
     rates = []
+    report = on_block or (lambda done: None)
+    report(0)
     for _ in range(runs):
         start = time.perf_counter()
         for _ in range(updates):
             update()
         sync()
         rates.append(updates / (time.perf_counter() - start))
+        report(len(rates))
     ups = statistics.median(rates)
     recompiled = compiled_graphs() - graphs_after_warmup
     allreduce_ms, gradient_mb = allreduce_cost(agent)

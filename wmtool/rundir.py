@@ -120,9 +120,9 @@ def load_config(path: Path) -> config.Config:
     without a checkpoint the run can only be started again."""
     read_meta(path)
     file = Path(path) / "config.yaml"
-    problem = _config_problem(file)
-    if problem is None:
-        return config.load([(str(file), config.without_retired(yaml.safe_load(file.read_text())))])
+    cfg, problem = _read_config(file)
+    if cfg is not None:
+        return cfg
     payload = load_checkpoint(path, required=False, quiet=True) if list(
         (Path(path) / CHECKPOINTS).glob("*.pt")) else None
     if payload is None or not isinstance(payload.get("config"), dict):
@@ -143,21 +143,20 @@ def load_config(path: Path) -> config.Config:
     return cfg
 
 
-def _config_problem(file: Path) -> str | None:
-    """Why config.yaml cannot be used ("missing", "damaged (...)"), or None."""
+def _read_config(file: Path) -> tuple[config.Config | None, str]:
+    """(the config, "") or (None, why it cannot be used: "missing", "damaged (...)")."""
     if not file.exists():
-        return "missing"
+        return None, "missing"
     try:
         saved = yaml.safe_load(file.read_text())
     except (yaml.YAMLError, UnicodeDecodeError):
-        return "damaged (not YAML)"
+        return None, "damaged (not YAML)"
     if not isinstance(saved, dict):
-        return "damaged (not a mapping)"
+        return None, "damaged (not a mapping)"
     try:
-        config.load([(str(file), config.without_retired(saved))])
+        return config.load([(str(file), config.without_retired(saved))]), ""
     except WmtoolError as exc:  # parsable but cut short: a section became null
-        return f"damaged ({exc.message})"
-    return None
+        return None, f"damaged ({exc.message})"
 
 
 def env_modules(env_cfg, own_id: str | None = None) -> list[str]:

@@ -420,6 +420,43 @@ def test_salvage_keeps_every_episode_whose_own_bytes_are_intact(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
 
 
+def test_salvage_finds_episodes_past_damaged_index_rows_by_their_checksums(tmp_path):
+    """Two adjacent damaged rows (repair cannot tell where one ends) and a last row whose
+    length was halved: salvage finds each episode again from where the one before ends,
+    by its stored CRC-32, and copies all 30 byte for byte, in order."""
+    path, out = tmp_path / "d.h5", tmp_path / "saved.h5"
+    original = make_store(path, 30, VECTOR, lengths=(5, 40))
+    with h5py.File(path, "a") as f:
+        rows = f["episodes"][10:12]
+        rows["step_start"] = 7
+        f["episodes"][10:12] = rows
+        last = f["episodes"][29]
+        last["length"] = int(last["length"]) // 2
+        f["episodes"][29] = last
+    before = file_digest(path)
+    res = run_wmtool("data", "salvage", path, "--out", out, "--json")
+    report = json.loads(res.stdout)
+    assert res.returncode == 0 and report["lost"] == {}, res.stdout
+    assert report["rebuilt_index_rows"] == [10, 11, 29]
+    assert digests(out) == original and file_digest(path) == before
+
+
+def test_a_reader_refuses_rows_past_the_last_episode_of_a_closed_store(tmp_path):
+    """A last index row whose length shrank leaves its steps past the end: training on the
+    store would read part of an episode as a whole one, so readers refuse, naming repair."""
+    path = tmp_path / "d.h5"
+    make_store(path, 5, lengths=(10, 20))
+    with h5py.File(path, "a") as f:
+        last = f["episodes"][4]
+        last["length"] = int(last["length"]) // 2
+        f["episodes"][4] = last
+    with pytest.raises(WmtoolError, match="rows after its last episode") as err:
+        EpisodeReader(path)
+    assert "wmtool data repair" in str(err.value)
+    with EpisodeReader(path, strict=False) as r:  # info / verify still read it
+        assert len(r) == 5
+
+
 def test_salvage_of_a_store_without_episode_checksums_lists_what_it_cannot_check(tmp_path):
     path, out = tmp_path / "d.h5", tmp_path / "saved.h5"
     make_store(path, 30, VECTOR, lengths=(5, 12))

@@ -195,8 +195,9 @@ def salvage(file: Annotated[Path, typer.Argument(help="HDF5 episode store (only 
     """Copy every episode that can be trusted to a new store; exit 1 if any was lost.
 
     Episodes in a chunk that fails its checksum are decoded past it and kept when each of
-    their columns matches its per-episode CRC-32 (stores written after 0.2.0); the rest are
-    listed by episode with the reason."""
+    their columns matches its per-episode CRC-32 (stores written after 0.2.0), and an
+    episode whose index row is damaged is found again by that CRC-32; the rest are listed
+    by episode with the reason."""
     from wmtool.data.salvage import salvage as run_salvage
 
     _report_check(run_salvage(file, out), _salvage_lines, json_)
@@ -207,11 +208,16 @@ def _salvage_lines(r: dict) -> list[str]:
     if r["recovered_from_damaged_chunks"]:
         lines.append(f"recovered from chunks that fail their checksum (each matched to its "
                      f"own CRC-32): {_listed(r['recovered_from_damaged_chunks'])}")
+    if r["rebuilt_index_rows"]:
+        lines.append(f"found again past a damaged index row (length from its own CRC-32): "
+                     f"{_listed(r['rebuilt_index_rows'])}")
     for row, why in list(r["lost"].items())[:12]:
         lines.append(f"lost episode {row}: {why}")
     if len(r["lost"]) > 12:
         lines.append(f"... {len(r['lost'])} episodes lost in all (--json lists them)")
-    lines.append(f"wrote {r['out']}: {r['copied']} of {r['index_rows']} episodes")
+    lines.append(f"wrote {r['out']}: {r['copied']} of {r['index_rows']} episodes"
+                 + ("; use it in place of the damaged store (the lost episodes' own bytes are "
+                    "gone: collect them again if you need them)" if r["lost"] else ""))
     return lines
 
 

@@ -56,6 +56,7 @@ from wmtool.data.integrity import (
     nonfinite_fields,
     past_end,
     read_index,
+    rows_past_end,
 )
 from wmtool.data.superblock import writer_mark_set
 from wmtool.errors import WmtoolError
@@ -205,9 +206,24 @@ class EpisodeReader:
                               "again from its source; episodes past the cut are lost")
         if self.strict and not check.clean:
             raise damaged_index_error(self.path, check)
+        if self.strict and not self._swmr and check.clean:
+            self._refuse_rows_past_end(index, check)
         self.check = check
         self.rows = np.flatnonzero(check.usable)
         self.index = index[self.rows]
+
+    def _refuse_rows_past_end(self, index: np.ndarray, check: IndexCheck) -> None:
+        """Rows after the last episode of a store no writer holds are damage (a last index
+        row whose length shrank leaves its steps there), not a crash's unfinished commit:
+        reading on would train on part of an episode, so readers refuse as writers do."""
+        columns = {name: self._f[name] for name in self.column_names()}
+        extra = rows_past_end(columns, index, check)
+        if extra:
+            raise WmtoolError(
+                f"{self.path} has {extra} rows after its last episode (index row "
+                f"{check.committed - 1}), but no writer crashed: its last index row may be "
+                "damaged", f"run `wmtool data repair {self.path}` (it rebuilds that row or "
+                "says how to drop the rows)")
 
     def _past_end(self) -> str | None:
         size = self.path.stat().st_size

@@ -23,9 +23,10 @@ EXAMPLES = """Examples:
 @command
 def sweep(
     algo: Annotated[str, typer.Option(help="algorithm, e.g. dreamerv3")],
-    env: Annotated[str, typer.Option("--env", "-e", help="SUITE:TASK (see `wmtool envs`)")],
     root: Annotated[Path, typer.Option(help="directory of the sweep: one run directory per "
                                        "grid point, and sweep.json")],
+    env: Annotated[Optional[str], typer.Option(
+        "--env", "-e", help="SUITE:TASK (see `wmtool envs`; default: the recipe's)")] = None,
     seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
     grid: Annotated[Optional[list[str]], typer.Option(
         "--grid", help="key=v1,v2: one run per value (repeatable: the product)")] = None,
@@ -48,10 +49,13 @@ def sweep(
     quiet: QuietOpt = False,
 ):
     from wmtool.engine import sweep as sweeps
-    from wmtool.errors import WmtoolError
+    from wmtool.errors import UsageError, WmtoolError
     from wmtool.progress import info
     from wmtool.runs import compare
 
+    if not env and not recipe:
+        raise UsageError("sweep needs an env", "give --env SUITE:TASK, or a --recipe that "
+                         "names one")
     try:
         seed_list = [int(s) for s in seeds.split(",")]
     except ValueError:

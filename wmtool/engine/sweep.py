@@ -48,7 +48,7 @@ class SweepRun:
 class Sweep:
     root: Path
     algo: str
-    env: str
+    env: str | None  # None: each run's recipe names its env
     train_args: list[str]  # the same for every run (--size, --steps, --set ...)
     runs: list[SweepRun] = field(default_factory=list)
 
@@ -72,8 +72,9 @@ class Sweep:
             return [sys.executable, "-m", "wmtool", "train", "--resume", str(path), "--quiet",
                     "--json"]
         recipe = ["--recipe", run.recipe] if run.recipe else []
-        return [sys.executable, "-m", "wmtool", "train", "--algo", self.algo, "--env", self.env,
-                *recipe, "--seed", str(run.seed), *self.train_args,
+        env = ["--env", self.env] if self.env else []
+        return [sys.executable, "-m", "wmtool", "train", "--algo", self.algo, *env, *recipe,
+                "--seed", str(run.seed), *self.train_args,
                 *[a for s in run.sets for a in ("--set", s)], "--run-dir", str(path),
                 "--set", f"runtime.threads={threads}", "--quiet", "--json"]
 
@@ -103,7 +104,7 @@ def run_name(seed: int, sets: list[str], recipe: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", "-".join(parts))
 
 
-def plan(root: Path, algo: str, env: str, seeds: list[int], grid: list[str],
+def plan(root: Path, algo: str, env: str | None, seeds: list[int], grid: list[str],
          recipes: list[str | None], train_args: list[str]) -> Sweep:
     """The sweep at `root`: a new one, or the one already there if the grid is the same."""
     sweep = Sweep(Path(root).resolve(), algo, env, list(train_args))

@@ -21,6 +21,7 @@ from wmtool.cli import (
     eval,
     export,
     imagine,
+    play,
     recipes,
     runs,
     sweep,
@@ -41,6 +42,7 @@ app.command("eval", help=eval.HELP, epilog=eval.EXAMPLES)(eval.eval_)
 app.command("dream", help=dream.HELP, epilog=dream.EXAMPLES)(dream.dream)
 app.command("imagine", help=imagine.HELP, epilog=imagine.EXAMPLES)(imagine.imagine)
 app.command("export", help=export.HELP, epilog=export.EXAMPLES)(export.export)
+app.command("play", help=play.HELP, epilog=play.EXAMPLES)(play.play)
 app.command("runs", help=runs.RUNS_HELP, epilog=runs.RUNS_EXAMPLES)(runs.runs)
 app.command("compare", help=runs.COMPARE_HELP, epilog=runs.COMPARE_EXAMPLES)(runs.compare)
 app.command("bench", help=bench.HELP, epilog=bench.EXAMPLES)(bench.bench)

@@ -28,6 +28,9 @@ class Env:
     obs_space: dict[str, Space]
     act_space: Space
     env_id: str = ""
+    # What each discrete action does, where the env says (ALE: "NOOP", "FIRE", "UP", ...);
+    # `wmtool play` labels its keys with them.
+    action_meanings: list[str] | None = None
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
         raise NotImplementedError
@@ -45,6 +48,7 @@ class Wrapper(Env):
         self.obs_space = env.obs_space
         self.act_space = env.act_space
         self.env_id = env.env_id
+        self.action_meanings = env.action_meanings
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
         return self.env.reset(seed)

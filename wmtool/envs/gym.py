@@ -187,6 +187,11 @@ class GymEnv(Env):
             self.obs_space["image"] = spaces.image(*self._size)
         self.act_space, self._to_env_action = convert_action_space(self._env.action_space)
 
+    @property
+    def action_meanings(self) -> list[str] | None:
+        meanings = getattr(self._env.unwrapped, "get_action_meanings", None)
+        return list(meanings()) if callable(meanings) else None
+
     def _observe(self, raw) -> dict[str, np.ndarray]:
         out = self._convert(raw) if self._mode != "pixels" else {}
         if self._mode in ("pixels", "both"):

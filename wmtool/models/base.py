@@ -19,7 +19,9 @@ the CLI ask with `isinstance`, never by probing for attributes:
 - `Decodes`: reconstructs observations (`decode`, `decoded_keys`): dream videos, image loss;
 - `LatentTraces`: no decoder, but per-step predictions to plot (`trace`): TD-MPC2;
 - `DrivenByLatentActions`: steered by discrete latent actions (`drive_start`, `drive_step`);
-- `ReportsOnData`: writes its own held-out report for `wmtool eval --data` (`data_report`).
+- `ReportsOnData`: writes its own held-out report for `wmtool eval --data` (`data_report`);
+- `Tempered`: dreams by sampling at a temperature it exposes (`temperature`), which
+  `wmtool play` offers as a slider.
 """
 from __future__ import annotations
 
@@ -126,3 +128,10 @@ class ReportsOnData:
 
     def data_report(self, episodes: list, batches: int, seed: int) -> dict:
         raise NotImplementedError
+
+
+class Tempered:
+    """Dreams by sampling at `temperature` (World Models' MDN-RNN), which may be changed
+    between steps."""
+
+    temperature: float

@@ -19,7 +19,7 @@ from torch import nn
 
 from wmtool import parallel
 from wmtool.errors import WmtoolError
-from wmtool.models.base import Decodes, WorldModel
+from wmtool.models.base import Decodes, Tempered, WorldModel
 from wmtool.models.rssm import flat_action
 from wmtool.nets.dists import bernoulli_nll, symexp, symlog
 from wmtool.nets.layers import split_keys
@@ -94,7 +94,7 @@ class MDNRNN(nn.Module):
         return MDN(self.mdn(h), self.mixtures)
 
 
-class WorldModelsModel(WorldModel, Decodes):
+class WorldModelsModel(WorldModel, Decodes, Tempered):
     phases = ("vae", "mdnrnn")
     behavior_phases: tuple[str, ...] = ()  # C learns by CMA-ES in `wmtool imagine`
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from faults.common import TINY, Outcome, Result, judge, start, wait_for, wm
 
-FOREVER = "100000"
+FOREVER = "100000"  # commands stopped long before their end
+BUDGET = "500"      # runs: stopped after a checkpoint at 200 steps, then resumed to finish
 SIGNALS = {"Ctrl-C to the group": (signal.SIGINT, True, 130),
            "SIGTERM to the process": (signal.SIGTERM, False, 143),
            "SIGKILL to the group": (signal.SIGKILL, True, -9)}
@@ -132,12 +133,11 @@ def check_run(out: Outcome, run: Path, how: str, signalled_at: float) -> Outcome
             return Outcome("failed", "no checkpoint written at the stop")
         if updates == 0:
             return Outcome("failed", "the checkpoint holds 0 updates")
-    budget = info["counters"]["agent_steps"] + 60
-    res = wm("train", "--resume", run, "--steps", budget, "--quiet", timeout=300)
+    res = wm("train", "--resume", run, "--quiet", timeout=600)
     if res.code != 0:
         return Outcome("failed", "resume failed: " + res.stderr.strip()[-300:], lost=1)
     after = run_json(run)["counters"]
-    if after["agent_steps"] < budget or after["updates"] < updates:
+    if after["agent_steps"] < int(BUDGET) or after["updates"] < updates:
         return Outcome("failed", f"resume ended at {after} from {updates} updates", lost=1)
     return out
 
@@ -208,7 +208,7 @@ def train_trial(root: Path, how: str, extra: list, offline: bool = False) -> Out
     work = _work(root, how, "train" + "-".join(extra))
     run = work / "run"
     source = ["--data", fixtures(root)[0]] if offline else ["--env", "gym:CartPole-v1"]
-    args = ["train", "--algo", "dreamerv3", *source, *TINY, "--steps", FOREVER,
+    args = ["train", "--algo", "dreamerv3", *source, *TINY, "--steps", BUDGET,
             "--run-dir", run, *extra]
     t = time.time()
     out = stopped(work, how, args, checkpointed(run))
@@ -219,7 +219,7 @@ def sweep_trial(root: Path, how: str) -> Outcome:
     work = _work(root, how, "sweep")
     sw = work / "sw"
     args = ["sweep", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", *TINY, "--steps",
-            FOREVER, "--seeds", "0,1", "--root", sw, "--parallel", "2"]
+            BUDGET, "--seeds", "0,1", "--root", sw, "--parallel", "2"]
     t = time.time()
     out = stopped(work, how, args,
                      lambda: checkpointed(sw / "seed0")() and checkpointed(sw / "seed1")())

@@ -1,0 +1,189 @@
+"""`wmtool play` in-process: the real Starlette app over a real WebSocket (Starlette's test
+client), on tiny trained runs of each family: the handshake, frames of the model's size, a
+key that changes the action, the same seed and keys giving the same frames, reset, a
+recorded session that round-trips as a store, hostile messages survived, other origins and
+a second tab refused."""
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wmtool.data.store import EpisodeReader
+from wmtool.engine.loading import load_run
+from wmtool.play.server import DREAM, REAL, make_app
+from wmtool.play.session import PlaySession, Start
+
+TestClient = pytest.importorskip("starlette.testclient").TestClient
+
+TINY = ["--size", "debug", "--set", "runtime.threads=1", "--set", "train.batch=4",
+        "--set", "train.length=16", "--set", "train.train_ratio=16",
+        "--set", "train.eval_episodes=1", "--set", "train.prefill=60", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def pixel_run(tmp_path_factory):
+    """DreamerV3 on CartPole from 64x64 pixels, trained for a moment."""
+    from typer.testing import CliRunner
+
+    from wmtool.cli import app
+
+    run = tmp_path_factory.mktemp("play") / "pix"
+    res = CliRunner().invoke(app, ["train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1",
+                                   "--set", "env.obs=pixels", "--steps", "80", *TINY,
+                                   "--run-dir", str(run)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return run
+
+
+def session(run, seed=0, **kwargs):
+    return PlaySession(load_run(run, optimizers=False, threads=1), Start(seed=seed), **kwargs)
+
+
+def frames_of(messages):
+    """The decoded dream/real pictures and the states among a tick's messages."""
+    out = {"dream": [], "real": [], "state": []}
+    for m in messages:
+        if isinstance(m, bytes):
+            image = np.asarray(Image.open(io.BytesIO(m[1:])))
+            out["dream" if m[0] == DREAM else "real"].append(image)
+        else:
+            out["state"].append(json.loads(m))
+    return out
+
+
+def receive_tick(ws, real=False):
+    """One tick's messages: the dream (and the real frame), then the state."""
+    messages = [ws.receive_bytes()]
+    if real:
+        messages.append(ws.receive_bytes())
+    messages.append(ws.receive_text())
+    return frames_of(messages)
+
+
+def test_handshake_frames_keys_and_reset_over_a_websocket(pixel_run):
+    s = session(pixel_run, real=True)
+    logged = []
+    client = TestClient(make_app(s, fps=60, log=logged.append))
+    assert "<canvas" in client.get("/").text
+    with client.websocket_connect("/ws") as ws:
+        hello = json.loads(ws.receive_text())
+        assert hello["type"] == "hello" and hello["world"] == "dream" and hello["real"]
+        assert {k for e in hello["keys"] for k in e["keys"]} >= {"ArrowLeft", "ArrowRight"}
+        tick = receive_tick(ws, real=True)
+        assert tick["dream"][0].shape == (64, 64, 3) and tick["real"][0].shape == (64, 64, 3)
+        ws.send_text(json.dumps({"type": "keys", "held": ["ArrowRight"], "seq": 5}))
+        for _ in range(3):
+            tick = receive_tick(ws, real=True)
+        state = tick["state"][0]
+        assert state["action"] == [1] and state["ack"] == 5
+        assert "psnr" in state["drift"] and 0 < state["drift"]["psnr"] < 100
+        ws.send_text(json.dumps({"type": "keys", "held": ["ArrowLeft"], "seq": 6}))
+        for _ in range(2):
+            state = receive_tick(ws, real=True)["state"][0]
+        assert state["action"] == [0]
+        ws.send_text(json.dumps({"type": "control", "op": "reset", "seq": 7}))
+        steps = [receive_tick(ws, real=True)["state"][0]["step"] for _ in range(3)]
+        assert min(steps) <= 1  # counted again from the new start
+    s.close()
+
+
+def test_the_same_seed_and_keys_give_the_same_frames(pixel_run):
+    def play(seed):
+        s = session(pixel_run, seed=seed)
+        out = [s.tick({"ArrowLeft"} if t % 3 else {"ArrowRight"}).dream for t in range(6)]
+        s.close()
+        return out
+
+    first, again, other = play(3), play(3), play(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_two_actions_lead_to_different_dreams(pixel_run):
+    s = session(pixel_run)
+    left = [s.tick({"ArrowLeft"}).dream for _ in range(8)][-1]
+    s.reset()
+    s.resets -= 1  # the same env seed again
+    s.reset()
+    right = [s.tick({"ArrowRight"}).dream for _ in range(8)][-1]
+    assert not np.array_equal(left, right)
+    s.close()
+
+
+def test_a_recorded_session_is_an_ordinary_store(pixel_run, tmp_path):
+    out = tmp_path / "played.h5"
+    s = session(pixel_run, record=out)
+    actions = []
+    for t in range(30):
+        frame = s.tick({"ArrowLeft"} if t % 2 else {"ArrowRight"})
+        actions += frame.action  # empty on the tick that starts a new episode
+    s.close()
+    with EpisodeReader(out) as reader:
+        assert reader.policy == "play" and reader.env_id == "gym:CartPole-v1"
+        episodes = list(reader)
+    played = np.concatenate([e.action for e in episodes])
+    assert played.tolist() == actions and len(episodes) >= 2  # CartPole falls: new episodes
+    assert episodes[0].obs["image"].shape[1:] == (64, 64, 3)
+
+
+def test_hostile_messages_are_logged_and_survived(pixel_run):
+    s = session(pixel_run)
+    logged = []
+    client = TestClient(make_app(s, fps=60, log=logged.append))
+    with client.websocket_connect("/ws") as ws:
+        ws.receive_text()
+        for bad in ["not json", json.dumps({"type": "keys", "held": "ArrowLeft"}),
+                    json.dumps({"type": "control", "op": "rm -rf"}), "x" * 100_000,
+                    json.dumps({"type": "set", "name": "temperature", "value": "hot"}),
+                    json.dumps([1, 2]), json.dumps({"type": "nope"})]:
+            ws.send_text(bad)
+        ws.send_bytes(b"\x00\x01")
+        for _ in range(3):
+            tick = receive_tick(ws)
+        assert tick["dream"][0].shape == (64, 64, 3)
+    assert len([line for line in logged if "ignored" in line]) == 8
+    s.close()
+
+
+def test_other_origins_and_a_second_tab_are_refused(pixel_run):
+    from starlette.websockets import WebSocketDisconnect
+
+    s = session(pixel_run)
+    client = TestClient(make_app(s, fps=60, log=lambda line: None))
+    with pytest.raises(WebSocketDisconnect):
+        with client.websocket_connect("/ws", headers={"origin": "http://evil.example"}) as ws:
+            ws.receive_text()
+    with client.websocket_connect("/ws") as first:
+        first.receive_text()
+        with client.websocket_connect("/ws") as second:
+            msg = json.loads(second.receive_text())
+            assert msg["type"] == "error" and "another tab" in msg["message"]
+    s.close()
+
+
+def test_starts_from_a_stored_window_and_an_image(pixel_run, tmp_path):
+    from wmtool.errors import UsageError
+
+    loaded = load_run(pixel_run, optimizers=False, threads=1)
+    store = pixel_run / "replay" / "episodes.h5"
+    s = PlaySession(loaded, Start(data=store, episode=1, step=5))
+    assert s.tick({"ArrowLeft"}).dream.shape == (64, 64, 3) and s.env is None
+    with pytest.raises(UsageError, match="--step 999"):
+        PlaySession(loaded, Start(data=store, episode=1, step=999))
+    with pytest.raises(UsageError, match="--real and --record"):
+        PlaySession(loaded, Start(data=store), real=True)
+    picture = np.random.default_rng(0).integers(0, 255, (100, 80, 3), dtype=np.uint8)
+    s = PlaySession(loaded, Start(image=picture))
+    assert s.tick().dream.shape == (64, 64, 3)
+
+
+def test_play_refuses_bad_starts_on_the_command_line(pixel_run, tmp_path):
+    from conftest import run_wmtool
+
+    res = run_wmtool("play", "--run", pixel_run, "--data", pixel_run / "replay" /
+                     "episodes.h5", "--real")
+    assert res.returncode == 2 and "--real and --record" in res.stderr
+    res = run_wmtool("play", "--run", pixel_run, "--image", tmp_path / "none.png")
+    assert res.returncode == 2 and "no such file" in res.stderr

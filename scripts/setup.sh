@@ -23,6 +23,16 @@ if ! command -v g++ >/dev/null; then
   fi
 fi
 
+# `wmtool play`'s browser test drives Debian's Chromium (Playwright launches /usr/bin/chromium;
+# it never downloads a browser).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    echo "warning: no chromium; the play page's browser test needs Debian's chromium" >&2
+  fi
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # The pinned CPU build of torch first, so nothing later pulls a multi-GB CUDA build.
 .venv/bin/pip install -q torch==2.13.0

@@ -5,6 +5,7 @@ recorded session that round-trips as a store, hostile messages survived, other o
 a second tab refused."""
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 
 from wmtool.data.store import EpisodeReader
 from wmtool.engine.loading import load_run
-from wmtool.play.server import DREAM, REAL, make_app
+from wmtool.play.server import DREAM, make_app
 from wmtool.play.session import PlaySession, Start
 
 TestClient = pytest.importorskip("starlette.testclient").TestClient
@@ -187,3 +188,57 @@ def test_play_refuses_bad_starts_on_the_command_line(pixel_run, tmp_path):
     assert res.returncode == 2 and "--real and --record" in res.stderr
     res = run_wmtool("play", "--run", pixel_run, "--image", tmp_path / "none.png")
     assert res.returncode == 2 and "no such file" in res.stderr
+
+
+def untrained(algo, env_id, *sets):
+    """A run's loaded agent without the training: play's mechanics need no learning."""
+    from wmtool import config
+    from wmtool.engine.agent import Agent
+    from wmtool.engine.loading import LoadedRun
+    from wmtool.envs.factory import make_env
+
+    cfg = config.compose({"env": {"id": env_id}}, algo=algo, size="debug", sets=list(sets))
+    env = make_env(cfg.env)
+    obs_space, act_space = env.obs_space, env.act_space
+    env.close()
+    agent = Agent(algo, obs_space, act_space, cfg)
+    agent.eval()
+    return LoadedRun(Path(f"untrained-{algo}"), {"env": env_id}, cfg, {}, agent, 1)
+
+
+def test_world_models_offers_its_temperature_and_a_stick(tmp_path):
+    loaded = untrained("worldmodels", "gym:CarRacing-v3", "env.time_limit=50")
+    s = PlaySession(loaded, Start(seed=1), real=True)
+    hello = s.describe()
+    assert hello["controls"]["temperature"]["value"] == loaded.agent.wm.temperature
+    assert not hello["discrete"] and hello["keys"][0]["keys"] == ["ArrowLeft", "ArrowRight"]
+    s.world.set_control("temperature", 1.5)
+    assert loaded.agent.wm.temperature == 1.5
+    steer = [s.tick({"ArrowRight"}).action[0] for _ in range(6)]
+    assert 0 < steer[0] < steer[-1] <= 1  # smoothed towards full right, within bounds
+    frame = s.tick(set())
+    assert frame.dream.shape == (64, 64, 3) and frame.real.shape == (64, 64, 3)
+    s.close()
+
+
+def test_genie_plays_latent_actions_from_an_image():
+    loaded = untrained("genie", "gym:CartPole-v1", "env.obs=pixels")
+    picture = np.full((64, 64, 3), 128, np.uint8)
+    s = PlaySession(loaded, Start(image=picture))
+    hello = s.describe()
+    assert hello["world"] == "latent-actions" and not hello["has_policy"]
+    assert len(hello["keys"]) == loaded.agent.wm.latent_action_count
+    assert s.tick({"3"}).action == [2] and s.tick(set()).dream.shape[:2] == (64, 64)
+    s.close()
+
+
+def test_a_model_without_a_decoder_plays_the_real_env_and_says_so():
+    loaded = untrained("tdmpc2", "dmc:cartpole-balance", "env.time_limit=40")
+    s = PlaySession(loaded, Start(seed=0))
+    hello = s.describe()
+    assert hello["world"] == "real-only" and "no decoder" in hello["note"]
+    frame = s.tick({"ArrowRight"})
+    assert frame.value is not None and frame.reward is not None and frame.real is None
+    s.policy = True
+    assert len(s.tick().action) == loaded.agent.act_space.shape[0]
+    s.close()

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-BAR_WIDTH, BAR_HEIGHT = 6, 64
+BAR_HEIGHT, BARS_WIDTH = 64, 96  # a vector's picture: 64 rows, its bars over >= 96 columns
 BAR_COLOURS = np.array([[66, 133, 244], [219, 68, 55]], np.uint8)  # positive, negative
 
 
@@ -25,12 +25,12 @@ def picture(obs: dict[str, np.ndarray], image_keys: list[str], vector_keys: list
 
 def bars(values: np.ndarray) -> np.ndarray:
     """Values in about [-1, 1] as vertical bars from a middle line, one per value."""
-    half = BAR_HEIGHT // 2
-    out = np.full((BAR_HEIGHT, max(1, len(values)) * BAR_WIDTH, 3), 245, np.uint8)
+    half, width = BAR_HEIGHT // 2, max(4, BARS_WIDTH // max(1, len(values)))
+    out = np.full((BAR_HEIGHT, max(1, len(values)) * width, 3), 245, np.uint8)
     out[half, :] = 160
     for i, v in enumerate(np.nan_to_num(np.clip(values, -1, 1))):
         rows = int(round(abs(v) * (half - 1)))
-        x = slice(i * BAR_WIDTH + 1, (i + 1) * BAR_WIDTH - 1)
+        x = slice(i * width + 1, (i + 1) * width - 1)
         span = slice(half - rows, half) if v >= 0 else slice(half + 1, half + 1 + rows)
         out[span, x] = BAR_COLOURS[int(v < 0)]
     return out

@@ -242,3 +242,46 @@ def test_a_model_without_a_decoder_plays_the_real_env_and_says_so():
     s.policy = True
     assert len(s.tick().action) == loaded.agent.act_space.shape[0]
     s.close()
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_server_and_keeps_the_recording(pixel_run, tmp_path):
+    """A real `wmtool play --record` process, a real WebSocket client, a real SIGINT to its
+    process group: exit 130 with one line, and the store holds every real step played,
+    readable by `data info` and trainable by `train --data`."""
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import websockets
+    from conftest import BIN, run_wmtool
+
+    out = tmp_path / "played.h5"
+    proc = subprocess.Popen([str(BIN), "play", "--run", str(pixel_run), "--record", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    url = proc.stdout.readline().strip()
+    played = []
+
+    async def play():
+        async with websockets.connect(url.replace("http", "ws") + "ws") as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "keys", "held": ["ArrowLeft"], "seq": 1}))
+            start = time.monotonic()
+            while time.monotonic() - start < 2:
+                message = await ws.recv()
+                if isinstance(message, str) and json.loads(message)["action"]:
+                    played.append(json.loads(message)["step"])  # a tick that stepped
+            os.killpg(proc.pid, signal.SIGINT)
+
+    asyncio.run(play())
+    assert proc.wait(timeout=60) == 130
+    assert "Traceback" not in proc.stderr.read()
+    info = json.loads(run_wmtool("data", "info", out, "--json").stdout)
+    assert info["policy"] == "play" and info["steps"] >= len(played) > 10
+    res = run_wmtool("train", "--algo", "dreamerv3", "--data", out, "--steps", "2", *TINY,
+                     "--run-dir", tmp_path / "from-play")
+    assert res.returncode == 0, res.stderr

@@ -285,3 +285,21 @@ def test_ctrl_c_stops_the_server_and_keeps_the_recording(pixel_run, tmp_path):
     res = run_wmtool("train", "--algo", "dreamerv3", "--data", out, "--steps", "2", *TINY,
                      "--run-dir", tmp_path / "from-play")
     assert res.returncode == 0, res.stderr
+
+
+def test_keys_follow_the_envs_action_meanings_and_a_stick_eases():
+    from wmtool import spaces
+    from wmtool.play.keymap import KeyMap
+
+    ale = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "UPFIRE"]
+    keys = KeyMap(spaces.discrete(len(ale)), ale)
+    assert keys.action(set()) == 0 and keys.action({"ArrowUp"}) == 2
+    assert keys.action({"ArrowUp", "ArrowLeft"}) == 7 and keys.action({"ArrowUp", " "}) == 8
+    plain = KeyMap(spaces.discrete(3))
+    assert plain.action({"3"}) == 2 and plain.action({"ArrowRight"}) == 1
+    stick = KeyMap(spaces.continuous(2))
+    pushes = [stick.action({"ArrowUp"})[1] for _ in range(20)]
+    assert 0 < pushes[0] < pushes[5] < pushes[-1] <= 1.0 and pushes[-1] > 0.99
+    assert stick.action(set(), axes=[-1.0, 0.0])[0] < 0  # a gamepad's axis
+    released = [stick.action(set())[1] for _ in range(20)]
+    assert abs(released[-1]) < 0.01

@@ -260,11 +260,14 @@ class Trainer:
                 and self.planned_updates() >= TUNE_THREADS_FROM and self.world.size == 1:
             started = time.perf_counter()
             chosen = tune_threads(agent, rows, available, self.world_model, phase)
-            rates = " / ".join(f"{v:g}" for v in chosen["updates_per_s_by_threads"].values())
-            counts = " / ".join(chosen["updates_per_s_by_threads"])
-            info(f"threads: {chosen['threads']} (measured {rates} updates/s on {counts} "
-                 f"threads in {time.perf_counter() - started:.1f} s; pin with --set "
-                 "runtime.threads=N)", self.quiet)
+            rates = " / ".join(f"{v:g}" for v in chosen.get("updates_per_s_by_threads",
+                                                             {}).values())
+            counts = " / ".join(chosen.get("updates_per_s_by_threads", {}))
+            measured = (f"; {rates} updates/s on {counts} threads"
+                        if "updates_per_s_by_threads" in chosen else "")
+            info(f"threads: {chosen['threads']} ({chosen['thread_policy']}{measured}, "
+                 f"{time.perf_counter() - started:.1f} s; pin with --set runtime.threads=N)",
+                 self.quiet)
         else:
             policy = "runtime.threads" if r.threads else "all cores (not measured for this run)"
             if not r.threads and self.world.size > 1:

@@ -1,5 +1,6 @@
 """The CLI end to end: Typer's runner in-process and the installed script as a subprocess."""
 import json
+import os
 import re
 
 import h5py
@@ -159,8 +160,30 @@ def test_every_help_example_runs(tmp_path):
     assert len(examples) >= 6
     for line in examples:
         args = line.split()[1:]
+        if args[0] == "play":  # a server: it must come up, serve its page and stop on Ctrl-C
+            serve_until_ctrl_c(args, tmp_path)
+            continue
         res = run_wmtool(*args, cwd=tmp_path)
         assert res.returncode == 0, f"{line}\n{res.stderr}"
+
+
+def serve_until_ctrl_c(args, cwd):
+    import signal
+    import subprocess
+    import urllib.request
+
+    from conftest import BIN
+
+    proc = subprocess.Popen([str(BIN), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    url = proc.stdout.readline().strip()
+    try:
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+        assert b"<canvas" in urllib.request.urlopen(url, timeout=30).read()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
 
 
 def test_a_run_that_cannot_start_leaves_no_directory_or_says_it_failed(tmp_path):

@@ -10,6 +10,8 @@ import signal
 import sys
 
 import typer
+from typer import rich_utils
+from typer._click.exceptions import UsageError
 
 from wmtool import rundir
 from wmtool.cli import (
@@ -30,6 +32,21 @@ from wmtool.cli import (
 from wmtool.cli.common import DEBUG
 from wmtool.engine import distributed
 from wmtool.errors import Terminated
+
+
+def _usage_error_in_one_line(error) -> None:
+    """Typer draws a usage error (a bad or missing option) as a boxed panel of several lines;
+    every other error of wmtool's is one line naming the cause and the fix, so these are too
+    (exit 2, as before). Other click errors keep Typer's rendering."""
+    if isinstance(error, UsageError):
+        where = error.ctx.command_path if error.ctx else "wmtool"
+        sys.stderr.write(f"error: {error.format_message().rstrip('.')}; see `{where} --help`\n")
+    else:
+        _typer_error(error)
+
+
+_typer_error = rich_utils.rich_format_error
+rich_utils.rich_format_error = _usage_error_in_one_line  # typer looks it up at each error
 
 app = typer.Typer(
     name="wmtool", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",

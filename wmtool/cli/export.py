@@ -44,12 +44,12 @@ def export(
     quiet: QuietOpt = False,
 ):
     from wmtool.engine.loading import load_run
-    from wmtool.errors import WmtoolError
+    from wmtool.errors import UsageError, WmtoolError
     from wmtool.export import FORMATS
     from wmtool.export import export as write
 
     if format_ not in FORMATS:  # before loading anything
-        raise WmtoolError(f"--format {format_}: unknown", f"use one of {', '.join(FORMATS)}")
+        raise UsageError(f"--format {format_}: unknown", f"use one of {', '.join(FORMATS)}")
     if out.exists() and not force:
         raise WmtoolError(f"--out {out} exists", "choose another path, or add --force to "
                           "overwrite it; nothing was written")

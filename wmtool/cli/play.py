@@ -13,17 +13,17 @@ HELP = ("Play inside a run's world model: a local web page shows the model's pre
         "live as you press keys (or as the run's policy acts), its predicted reward and "
         "continuation, and with --real the real env stepped with the same actions and the "
         "drift between them. Needs the `play` extra: pip install 'wmtool[play]'.")
-EXAMPLES = """Examples:
+EXAMPLES = """Examples (each serves until Ctrl-C):
 
-  wmtool train --algo dreamerv3 --recipe dreamerv3__gym_cartpole_demo --size debug --run-dir runs/cp --quiet
+  wmtool train --algo dreamerv3 --recipe dreamerv3__gym_cartpole_demo --size debug --steps 1100 --run-dir runs/play --quiet
 
-  wmtool play --run runs/cp --real --open
+  wmtool play --run runs/play --real
 
-  wmtool play --run runs/cp --real --record data/played.h5
+  wmtool play --run runs/play --real --record data/played.h5
 
-  wmtool play --run runs/cp --data data/cartpole.h5 --episode 3 --step 20
+  wmtool collect --env gym:CartPole-v1 --episodes 5 --out data/play-start.h5 --quiet
 
-  wmtool play --run runs/genie --image start.png
+  wmtool play --run runs/play --data data/play-start.h5 --episode 3 --step 5
 """
 
 

@@ -163,6 +163,7 @@ def serve(session, host: str, port: int, fps: float, log: Callable[[str], None],
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(16)  # connections queue from now on: the URL printed next already answers
     url_host = f"[{host}]" if ":" in host else host
     server = uvicorn.Server(uvicorn.Config(make_app(session, fps, log), log_level="warning",
                                            ws="websockets-sansio", lifespan="off"))

@@ -20,7 +20,7 @@ TINY = ["--size", "debug", "--set", "train.batch=4", "--set", "train.length=16",
 # Words with which an error names its fix.
 FIX_WORDS = ("use ", "run ", "--", "rerun", "give ", "add ", "remove", "delete", "free ",
              "write to", "try ", "pass ", "choose", "lower", "check ", "see ", "wait",
-             "install", "restart", "start ", "copy ", "collect ", "wmtool ")
+             "install", "restart", "start ", "copy ", "collect ", "wmtool ", "valid:", "one of")
 
 
 @dataclass

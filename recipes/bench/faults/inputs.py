@@ -12,6 +12,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from faults.common import TINY, Outcome, file_digest, judge, start, wait_for, wm
 from faults.signals import fixtures
 
@@ -152,7 +154,9 @@ def code_in_run_dir(root: Path) -> Outcome:
     work = _work(root, "run dir that imports code")
     run = _copy_run(root, work)
     config = run / "config.yaml"
-    config.write_text(config.read_text().replace("env:\n", "env:\n  imports: [os]\n", 1))
+    cfg = yaml.safe_load(config.read_text())
+    cfg["env"]["imports"] = ["os"]
+    config.write_text(yaml.safe_dump(cfg))
     res = wm("eval", "--run", run, "--episodes", "1")
     return judge(res, (1, 2), ("--trust-run",))
 

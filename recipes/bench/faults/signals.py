@@ -133,11 +133,13 @@ def check_run(out: Outcome, run: Path, how: str, signalled_at: float) -> Outcome
             return Outcome("failed", "no checkpoint written at the stop")
         if updates == 0:
             return Outcome("failed", "the checkpoint holds 0 updates")
-    res = wm("train", "--resume", run, "--quiet", timeout=600)
+    ranks = ["--nproc", str(info["world_size"])] if info.get("world_size", 1) > 1 else []
+    res = wm("train", "--resume", run, *ranks, "--quiet", timeout=600)
     if res.code != 0:
         return Outcome("failed", "resume failed: " + res.stderr.strip()[-300:], lost=1)
     after = run_json(run)["counters"]
-    if after["agent_steps"] < int(BUDGET) or after["updates"] < updates:
+    done = after["agent_steps"] if info.get("mode") == "online" else after["updates"]
+    if done < int(BUDGET) or after["updates"] < updates:
         return Outcome("failed", f"resume ended at {after} from {updates} updates", lost=1)
     return out
 

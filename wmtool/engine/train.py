@@ -268,6 +268,11 @@ class Trainer:
             info(f"threads: {chosen['threads']} ({chosen['thread_policy']}{measured}, "
                  f"{time.perf_counter() - started:.1f} s; pin with --set runtime.threads=N)",
                  self.quiet)
+            rate = chosen.get("expected_updates_per_s")
+            if rate:  # the expected time, from this machine's own rate, not a fixed figure
+                info(f"expect about {self.planned_updates() / rate / 60:.1f} minutes of updates "
+                     f"here ({self.planned_updates():,} at {rate:g}/s), plus acting and "
+                     "evaluation", self.quiet)
         else:
             policy = "runtime.threads" if r.threads else "all cores (not measured for this run)"
             if not r.threads and self.world.size > 1:

@@ -14,9 +14,9 @@ slower), which would make the probe pick one thread for a model that two serve b
 the machine is quiet. So the CPU time other processes take during the probe is read from
 /proc/stat; if they held a core's share (`BUSY_CORES`), or several threads read far below one
 (`COLLAPSED`, which also ends the timing early), the reading is taken again once if the load
-has passed by then, and otherwise discarded: the choice then follows from the one-thread time per update (`MANY_THREADS_FROM`:
-below it one thread, at or above it every core), which is what quiet probes on 2-core AVX2
-and AVX-512 machines pick.
+has passed by then, and otherwise discarded: the choice then follows from the one-thread
+time per update (`MANY_THREADS_FROM`: below it one thread, at or above it every core),
+which is what quiet probes on 2-core machines pick (recipes/bench/thread_probe.py).
 """
 from __future__ import annotations
 
@@ -69,10 +69,13 @@ def measure(update: Callable[[], None], counts: list[int], budget: float = PROBE
     first update past that), and the cores other processes used meanwhile."""
     slot = budget / (2 * len(counts))
     rates: dict[int, float] = {n: 0.0 for n in counts}
+    watch = {"since": _busy_seconds(), "at": time.perf_counter()}
 
     def blocks():
         for _ in range(2):
             for n in counts:
+                if n > 1 and _busy_now(watch):
+                    return  # several threads would collapse on the busy core: not worth it
                 torch.set_num_threads(n)
                 done, start = 0, time.perf_counter()
                 while done == 0 or time.perf_counter() - start < slot:
@@ -85,6 +88,14 @@ def measure(update: Callable[[], None], counts: list[int], budget: float = PROBE
     return rates, others
 
 
+def _busy_now(watch: dict) -> bool:
+    """Whether other processes held a core's share since the probe began."""
+    busy0, own0 = watch["since"]
+    busy1, own1 = _busy_seconds()
+    wall = max(time.perf_counter() - watch["at"], 1e-6)
+    return max(0.0, (busy1 - busy0) - (own1 - own0)) / wall >= BUSY_CORES
+
+
 def _timed(update: Callable[[], None]) -> float:
     start = time.perf_counter()
     update()
@@ -95,7 +106,7 @@ def suspect(rates: dict[int, float], others: float) -> str:
     """Why a probe's reading cannot be trusted ("" when it can)."""
     if others >= BUSY_CORES:
         return f"other processes used {others:.1f} cores"
-    if any(rates[n] < COLLAPSED * rates[1] for n in rates if n > 1):
+    if any(rates[n] < COLLAPSED * rates[1] for n in rates if n > 1):  # 0: not timed
         return "several threads collapsed"
     return ""
 
@@ -129,6 +140,8 @@ def tune_threads(agent, batch: dict, available: int, world_model: bool = True,
             rates, others = measure(update, counts, budget=PROBE_SECONDS / 2)  # it passed
     best, policy = decide(rates, others, available)
     torch.set_num_threads(best)
+    trusted = rates[best] if policy == "measured" else rates[1]  # a discarded reading: 1 thread's
     return {"threads": best, "thread_policy": policy,
-            "updates_per_s_by_threads": {str(n): round(r, 3) for n, r in rates.items()},
+            "updates_per_s_by_threads": {str(n): round(r, 3) for n, r in rates.items() if r},
+            "expected_updates_per_s": round(trusted, 3),
             "probe_other_cores": round(others, 2)}

@@ -207,7 +207,7 @@ def fixtures(root: Path) -> tuple[Path, Path]:
 
 
 def train_trial(root: Path, how: str, extra: list, offline: bool = False) -> Outcome:
-    work = _work(root, how, "train" + "-".join(extra))
+    work = _work(root, how, "train" + "-".join(extra) + ("-data" if offline else ""))
     run = work / "run"
     source = ["--data", fixtures(root)[0]] if offline else ["--env", "gym:CartPole-v1"]
     args = ["train", "--algo", "dreamerv3", *source, *TINY, "--steps", BUDGET,

@@ -125,11 +125,14 @@ def test_sigterm_checkpoints_and_resume_agrees_with_the_store(tmp_path):
     metric_steps_strictly_increase(run)
 
 
-def test_ctrl_c_with_workers_prints_one_line(tmp_path):
+@pytest.mark.parametrize("obs", ["state", "both"])
+def test_ctrl_c_with_workers_prints_one_line(tmp_path, obs):
+    """With rendering workers too (`--obs both`: pygame's SDL would turn the SIGTERM that
+    stops a worker into a quit event, and the worker printed a BrokenPipe traceback)."""
     out = tmp_path / "w.h5"
     for sig, code, name in ((signal.SIGINT, 130, "Ctrl-C"), (signal.SIGTERM, 143, "SIGTERM")):
-        proc = start("collect", "--env", "gym:CartPole-v1", "--steps", 10**7, "--workers", 2,
-                     "--out", out, "--quiet")
+        proc = start("collect", "--env", "gym:CartPole-v1", "--obs", obs, "--steps", 10**7,
+                     "--workers", 2, "--out", out, "--quiet")
         before = count(out) if out.exists() else 0
         wait_until(lambda: count(out) > before + 5, proc)
         os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C does: the whole process group

@@ -10,6 +10,7 @@ of stepped (its action ignored), and that row has is_first=True, as in envs/base
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import warnings
 from typing import Any, Callable
@@ -72,6 +73,9 @@ class _Make:
         # (gymnasium also calls this once in the parent, for the spaces: not there.)
         if multiprocessing.parent_process() is not None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            # SDL (pygame's renderers) turns SIGTERM into a quit event, so a worker the parent
+            # terminates lives on past its closed pipe and prints a BrokenPipe traceback
+            os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
         return _gymnasium_view(self.make)
 
 

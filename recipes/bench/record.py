@@ -84,9 +84,12 @@ def header(kind: str, command: str, concurrent: str, threads: int | None = None,
 
 
 def save(rec: dict, out: Path, stem: str) -> Path:
-    """Writes `rec` as OUT/STEM-DATE-COMMIT7.json and prints the path."""
+    """Writes `rec` as OUT/STEM-DATE-COMMIT7.json (-HHMMSS added if that exists) and prints
+    the path."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{stem}-{rec['date'][:10]}-{rec['commit'][:7]}.json"
+    if path.exists():  # a second measurement that day at that commit: never overwrite one
+        path = path.with_name(f"{path.stem}-{rec['date'][11:19].replace(':', '')}.json")
     path.write_text(json.dumps(rec, indent=1) + "\n")
     print(path)
     return path

@@ -76,7 +76,20 @@ class _Make:
             # SDL (pygame's renderers) turns SIGTERM into a quit event, so a worker the parent
             # terminates lives on past its closed pipe and prints a BrokenPipe traceback
             os.environ.setdefault("SDL_NO_SIGNAL_HANDLERS", "1")
+            _die_with_parent()
         return _gymnasium_view(self.make)
+
+
+def _die_with_parent() -> None:
+    """Linux: this worker is killed when the process that started it dies (SIGKILL to the
+    launcher), instead of living on to print a BrokenPipe traceback on its closed pipe."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 class VecEnv:

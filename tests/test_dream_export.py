@@ -247,22 +247,23 @@ def test_runs_table_and_compare_curves(cli, runs, tmp_path):
     assert imageio.imread(plot).shape[0] > 100
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["dream", "--run", "nope"], "not a wmtool run directory"),
-    (["export", "--run", "RUN", "--format", "pickle", "--out", "x"], "--format pickle: unknown"),
+@pytest.mark.parametrize("args,needle,code", [
+    (["dream", "--run", "nope"], "not a wmtool run directory", 1),
+    (["export", "--run", "RUN", "--format", "pickle", "--out", "x"], "--format pickle: unknown",
+     2),  # a usage error
     (["export", "--run", "RUN", "--format", "onnx", "--out", "x", "--checkpoint", "BAD"],
-     "not a loadable checkpoint"),
-    (["imagine", "--run", "nope"], "not a wmtool run directory"),
-    (["compare", "nope"], "not a wmtool run directory"),
-    (["dream", "--run", "RUN", "--render", "x.avi"], "unknown format"),
-    (["dream", "--run", "RUN", "--data", "DATA", "--context", "400"], "no episode has"),
+     "not a loadable checkpoint", 1),
+    (["imagine", "--run", "nope"], "not a wmtool run directory", 1),
+    (["compare", "nope"], "not a wmtool run directory", 1),
+    (["dream", "--run", "RUN", "--render", "x.avi"], "unknown format", 1),
+    (["dream", "--run", "RUN", "--data", "DATA", "--context", "400"], "no episode has", 1),
 ])
-def test_bad_inputs_give_one_line_errors(runs, tmp_path, args, needle):
+def test_bad_inputs_give_one_line_errors(runs, tmp_path, args, needle, code):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     subs = {"RUN": runs / "trained", "BAD": bad, "DATA": runs / "cartpole.h5"}
     res = run_wmtool(*[subs.get(a, a) for a in args], cwd=tmp_path)
-    assert res.returncode == 1, res.stderr
+    assert res.returncode == code, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], res.stderr
 

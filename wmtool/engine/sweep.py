@@ -132,6 +132,17 @@ def plan(root: Path, algo: str, env: str | None, seeds: list[int], grid: list[st
     return sweep
 
 
+def die_with_parent() -> None:
+    """In a run's process, before it starts (Linux): SIGTERM when the sweep dies, even by
+    SIGKILL, so no run trains on unsupervised; it checkpoints and stops as on any SIGTERM."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def status_on_disk(path: Path) -> str:
     """What a run directory says about itself (pending when it does not exist yet)."""
     if not (path / "run.json").exists():
@@ -162,7 +173,8 @@ def execute(sweep: Sweep, parallel: int, threads: int = 0, gpus: list[str] | Non
             with open(sweep.root / f"{run.name}.log", "ab") as log:
                 if stopping.is_set():
                     return
-                child = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+                child = subprocess.Popen(command, env=env, stdout=log, stderr=log,
+                                         preexec_fn=die_with_parent)
                 children.add(child)
                 run.status = "running"
                 if on_change:

@@ -121,31 +121,3 @@ def judge(res: Result, codes: tuple[int, ...], needles: tuple[str, ...] = (),
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).exists() else ""
-
-
-def survivors(marker: str) -> list[int]:
-    """Live processes whose command line mentions MARKER (a trial's own directory)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit() and int(proc.name) != os.getpid():
-            try:
-                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                state = next(x for x in (proc / "status").read_text().splitlines()
-                             if x.startswith("State:"))
-            except (OSError, StopIteration):
-                continue
-            if marker in cmd and "Z" not in state.split()[1]:
-                pids.append(int(proc.name))
-    return pids
-
-
-def reap(marker: str) -> list[int]:
-    """Orphans of a trial after a grace period, killed so the next trial starts clean."""
-    time.sleep(3)
-    left = survivors(marker)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return left

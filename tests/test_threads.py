@@ -6,39 +6,13 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from wmtool.engine.tuning import MANY_THREADS_FROM, decide, suspect
 
-PROBE = r"""
-import json, time, torch
-from wmtool import config
-from wmtool.engine.agent import Agent
-from wmtool.data.replay import sample_sequences
-from wmtool.engine.tuning import tune_threads
-from wmtool.envs.factory import make_env
-import numpy as np
-cfg = config.compose({"env": {"id": "gym:CartPole-v1"}}, algo="dreamerv3", size="debug",
-                     recipe="dreamerv3__gym_cartpole_demo")
-env = make_env(cfg.env)
-agent = Agent("dreamerv3", env.obs_space, env.act_space, cfg)
-rng = np.random.default_rng(0)
-from wmtool.engine.loops import run_episodes
-from wmtool.envs.vector import VecEnv
-class Random:
-    def act(self, obs):
-        return np.stack([env.act_space.sample(rng) for _ in obs["is_first"]])
-eps = []
-vec = VecEnv([lambda: make_env(cfg.env)])
-run_episodes(vec, Random(), steps=600, seed=0, on_episode=eps.append)
-vec.close()
-batch = sample_sequences(eps, env.act_space, cfg.train.batch, cfg.train.length, rng)
-start = time.perf_counter()
-chosen = tune_threads(agent, batch, 2)
-chosen["seconds"] = time.perf_counter() - start
-print(json.dumps(chosen))
-"""
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_busy_reading_is_discarded_and_the_quiet_one_kept():
@@ -57,12 +31,13 @@ def test_a_busy_reading_is_discarded_and_the_quiet_one_kept():
 @pytest.mark.skipif(len(os.sched_getaffinity(0) | {0, 1}) < 2 or os.cpu_count() < 2,
                     reason="needs two cores")
 def test_a_busy_loop_on_one_core_is_seen_and_the_probe_stays_short():
-    cores = {0, 1}
+    cores = {0, 1}  # thread_probe.py's child widens itself to these too
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"],
                             preexec_fn=lambda: os.sched_setaffinity(0, {1}))
     try:
         time.sleep(0.5)
-        out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+        out = subprocess.run([sys.executable, str(ROOT / "recipes/bench/thread_probe.py"),
+                              "--probe-only", "demo"], capture_output=True, text=True,
                              timeout=300, preexec_fn=lambda: os.sched_setaffinity(0, cores))
     finally:
         busy.kill()

@@ -101,9 +101,14 @@ def measure(setting: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--setting", action="append", choices=sorted(SETTINGS))
+    ap.add_argument("--probe-only", choices=sorted(SETTINGS),
+                    help="print one probe's JSON for this setting and stop (tests/test_threads.py)")
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--concurrent", default="nothing")
     args = ap.parse_args()
+    if args.probe_only:
+        print(json.dumps(child(args.probe_only, "probe")))
+        return
     import torch
 
     results = [measure(s) for s in args.setting or list(SETTINGS)]

@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -48,13 +47,7 @@ def run_wmtool(*args, timeout=300, env=None, **kwargs):
 
 
 def episode_digest(episode) -> str:
-    h = hashlib.sha256()
-    for key in sorted(episode.obs):
-        h.update(np.ascontiguousarray(episode.obs[key]).tobytes())
-    for arr in (episode.action, episode.reward, episode.terminated, episode.truncated):
-        if arr is not None:
-            h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
+    return episode.digest()
 
 
 def file_digest(path) -> str:

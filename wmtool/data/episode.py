@@ -5,6 +5,7 @@ observation, then per step the action taken and what the env returned.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,17 @@ class Episode:
     @property
     def ret(self) -> float:
         return float(np.sum(self.reward, dtype=np.float64))
+
+    def digest(self) -> str:
+        """SHA-256 of every stored array: equal digests, byte-identical episodes (tests and
+        the fault matrix compare stores with it)."""
+        h = hashlib.sha256()
+        for key in sorted(self.obs):
+            h.update(np.ascontiguousarray(self.obs[key]).tobytes())
+        for arr in (self.action, self.reward, self.terminated, self.truncated):
+            if arr is not None:
+                h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
 
 
 class EpisodeBuilder:

@@ -8,7 +8,6 @@ write, what `data salvage` recovers before vs after; for the others, any change 
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import signal
 import time
@@ -23,21 +22,11 @@ from faults.common import TINY, Outcome, file_digest, judge, start, wait_for, wm
 EPISODES = 40
 
 
-def digest(episode) -> str:
-    h = hashlib.sha256()
-    for key in sorted(episode.obs):
-        h.update(np.ascontiguousarray(episode.obs[key]).tobytes())
-    for arr in (episode.action, episode.reward, episode.terminated, episode.truncated):
-        if arr is not None:
-            h.update(np.ascontiguousarray(arr).tobytes())
-    return h.hexdigest()
-
-
 def digests(path: Path) -> list[str]:
     from wmtool.data.store import EpisodeReader
 
     with EpisodeReader(path) as r:
-        return [digest(e) for e in r]
+        return [e.digest() for e in r]
 
 
 def recoverable(path: Path, scratch: Path) -> set[str]:

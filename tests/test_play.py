@@ -102,13 +102,16 @@ def test_the_same_seed_and_keys_give_the_same_frames(pixel_run):
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
 
-def test_two_actions_lead_to_different_dreams(pixel_run):
+def test_restart_replays_the_same_start_and_two_actions_lead_to_different_dreams(pixel_run):
     s = session(pixel_run)
-    left = [s.tick({"ArrowLeft"}).dream for _ in range(8)][-1]
-    s.reset()
-    s.resets -= 1  # the same env seed again
-    s.reset()
-    right = [s.tick({"ArrowRight"}).dream for _ in range(8)][-1]
+
+    def from_the_start(key):
+        s.reset(same_start=True)
+        return [s.tick({key}).dream for _ in range(8)][-1]
+
+    left, right, left_again = (from_the_start(k) for k in ("ArrowLeft", "ArrowRight",
+                                                            "ArrowLeft"))
+    assert np.array_equal(left, left_again)
     assert not np.array_equal(left, right)
     s.close()
 

@@ -9,7 +9,9 @@ and taps keys for `--seconds`: each key held for 150 ms, then released, alternat
 the first two keys of the page's key map. The page itself counts the frames it receives
 (frames/s over the last second) and, per key message, the time until a state that used it
 arrives (key-to-frame latency). Reports the median frames/s after the first second, the
-latency p50/p95, whether two actions gave different frames, and the Chromium and
+latency p50/p95, and then, paused, from the same start (Restart) four single steps under
+each key: whether two actions gave different frames and the same key the same frame again;
+and the Chromium and
 Playwright versions. `--record` writes benchmarks/results/play-DATE-COMMIT.json with the
 machine (cpu capability, matmul peak). tests/test_play_browser.py runs it briefly.
 """
@@ -57,6 +59,24 @@ def start_play(run: Path, real: bool, fps: float, threads: int) -> tuple[subproc
     return proc, url
 
 
+def from_the_same_start(page, keys: list[str], steps: int = 4) -> list[int]:
+    """Paused, from the same start (Restart), `steps` single steps holding the first key, the
+    second, then the first again: the dream's frame hash after each. Two actions should give
+    two frames, and the same keys the same frame again."""
+    page.click("#pause")
+    hashes = []
+    for key in (keys[0], keys[1 % len(keys)], keys[0]):
+        page.click("#restart")
+        page.wait_for_function("playStats.state.step === 0 && playStats.state.paused")
+        page.keyboard.down(key)
+        for n in range(1, steps + 1):
+            page.click("#step")
+            page.wait_for_function(f"playStats.state.step === {n}")
+        hashes.append(page.evaluate("window.playStats.dreamHash"))
+        page.keyboard.up(key)
+    return hashes
+
+
 def measure(run: Path, seconds: float, real: bool, fps: float, threads: int,
             screenshot: Path | None) -> dict:
     from playwright.sync_api import sync_playwright
@@ -70,14 +90,13 @@ def measure(run: Path, seconds: float, real: bool, fps: float, threads: int,
             page.wait_for_function("window.playStats.frames > 5", timeout=60_000)
             hello = page.evaluate("window.playStats.hello")
             keys = [e["keys"][-1] for e in hello["keys"]][:2]
-            samples, seen = [], {k: set() for k in keys}
+            samples = []
             started = time.perf_counter()
             i = 0
             while time.perf_counter() - started < seconds:
                 key = keys[i % len(keys)]
                 page.keyboard.down(key)
                 page.wait_for_timeout(150)
-                seen[key].add(page.evaluate("window.playStats.dreamHash"))
                 page.keyboard.up(key)
                 page.wait_for_timeout(60)
                 if time.perf_counter() - started > 1.0:
@@ -87,6 +106,7 @@ def measure(run: Path, seconds: float, real: bool, fps: float, threads: int,
             if screenshot:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(screenshot))
+            branches = from_the_same_start(page, keys)
             version = browser.version
             browser.close()
     finally:
@@ -98,9 +118,8 @@ def measure(run: Path, seconds: float, real: bool, fps: float, threads: int,
             "fps_target": fps, "fps_median": statistics.median(samples) if samples else 0,
             "frames": stats["frames"], "seconds": seconds,
             "latency_ms_p50": pick(0.5), "latency_ms_p95": pick(0.95), "latency_samples": len(lat),
-            "distinct_frames_per_key": {k: len(v) for k, v in seen.items()},
-            "keys_differ": len(keys) == 2 and not (seen[keys[0]] & seen[keys[1]]) and
-            all(seen.values()), "chromium": version, "real": real, "threads": threads}
+            "branch_hashes": branches, "keys_differ": branches[0] != branches[1],
+            "replays_identically": branches[0] == branches[2], "chromium": version, "real": real, "threads": threads}
 
 
 def main() -> None:

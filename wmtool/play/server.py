@@ -21,7 +21,7 @@ from wmtool.play.frames import png
 
 DREAM, REAL = 0, 1
 MAX_MESSAGE = 4096  # bytes: every client message is small
-CONTROLS = ("pause", "resume", "step", "reset", "resync", "policy", "human")
+CONTROLS = ("pause", "resume", "step", "reset", "restart", "resync", "policy", "human")
 
 
 class Input:
@@ -76,6 +76,8 @@ def advance(session, inp: Input) -> list:
             session.policy = op == "policy"
         elif op == "reset":
             session.reset()
+        elif op == "restart":
+            session.reset(same_start=True)
         elif op == "resync":
             session.resync()
         elif op == "step":

@@ -77,8 +77,11 @@ class PlaySession:
         self.reset()
 
     # -- controls ----------------------------------------------------------------------------
-    def reset(self) -> Frame:
-        """A new start: the env reset with the next seed (or the same stored window/image)."""
+    def reset(self, same_start: bool = False) -> Frame:
+        """A new start: the env reset with the next seed (or the same stored window/image);
+        `same_start` goes back to the start just played, to try other actions from it."""
+        if same_start and self.resets:
+            self.resets -= 1
         history, self.real_obs = self._start_history()
         self.keymap.reset()
         self.t, self.real_return, self.over = 0, 0.0, False

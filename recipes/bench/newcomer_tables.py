@@ -1,5 +1,6 @@
 """Sections of docs/benchmarks-all.md for the records of recipes/bench/tour.py (README's
-tour, timed) and recipes/bench/fault_matrix.py (the fault matrix), newest first."""
+tour, timed), recipes/bench/fault_matrix.py (the fault matrix) and recipes/bench/
+play_speed.py (`wmtool play` in a real browser), newest first."""
 from __future__ import annotations
 
 from collections import Counter
@@ -70,4 +71,29 @@ def fault_lines(records: list[dict]) -> list[str]:
         lines += [f"| {t['group']}: {t['trial']} | {t['verdict']} | "
                   f"{t['detail'][:200].replace('|', '/').replace(chr(10), ' ')} |"
                   for t in open_]
+    return lines
+
+
+def play_lines(records: list[dict]) -> list[str]:
+    runs = sorted((r for r in records if r.get("kind") == "play"),
+                  key=lambda r: r["date"], reverse=True)
+    if not runs:
+        return []
+    lines = ["", "## `wmtool play` in a real browser", "",
+             "Debian's Chromium driven by Playwright (`python recipes/bench/play_speed.py "
+             "--run RUN ... --real --record`): the page's own count of frames/s (median after "
+             "the first second) and key-to-frame latency, with the real env stepped beside the "
+             "dream; then, paused, four single steps from the same start under each key. "
+             "Targets: 30 frames/s for the demo model, 15 for `xs` at 64x64, p95 latency "
+             "100 ms.", "",
+             "| record | machine | matmul GFLOP/s | run | frames/s | latency p50 / p95 ms "
+             "| two keys, two frames | same keys, same frame |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for row in r["results"]:
+            lines.append(
+                f"| `{r['_record']}` | {_machine(r)} | {r.get('matmul_gflops_fp32', '-')} | "
+                f"{row['algo']}: {row.get('model', row['run'])} | {row['fps_median']} of {row['fps_target']} | "
+                f"{row['latency_ms_p50']} / {row['latency_ms_p95']} | "
+                f"{'yes' if row['keys_differ'] else 'no'} | "
+                f"{'yes' if row.get('replays_identically') else 'no'} |")
     return lines

@@ -59,6 +59,17 @@ def start_play(run: Path, real: bool, fps: float, threads: int) -> tuple[subproc
     return proc, url
 
 
+def described(run: Path) -> str:
+    """What model a run holds, in a few words: env, observations, width."""
+    import yaml
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    env, model = cfg["env"], cfg.get("model", {})
+    obs = (f"pixels {env['size'][0]}x{env['size'][1]}" if env.get("obs") == "pixels"
+           else env.get("obs", "state"))
+    return f"{env['id']}, {obs}, {model.get('units', '?')} units"
+
+
 def from_the_same_start(page, keys: list[str], steps: int = 4) -> list[int]:
     """Paused, from the same start (Restart), `steps` single steps holding the first key, the
     second, then the first again: the dream's frame hash after each. Two actions should give
@@ -114,7 +125,7 @@ def measure(run: Path, seconds: float, real: bool, fps: float, threads: int,
         proc.wait(timeout=30)
     lat = sorted(stats["latencies"])
     pick = lambda q: round(lat[min(len(lat) - 1, int(q * (len(lat) - 1)))], 1) if lat else None
-    return {"run": str(run), "algo": hello["algo"], "world": hello["world"],
+    return {"run": str(run), "model": described(run), "algo": hello["algo"], "world": hello["world"],
             "fps_target": fps, "fps_median": statistics.median(samples) if samples else 0,
             "frames": stats["frames"], "seconds": seconds,
             "latency_ms_p50": pick(0.5), "latency_ms_p95": pick(0.95), "latency_samples": len(lat),

@@ -28,7 +28,8 @@ from typing import Callable
 import torch
 
 PROBE_SECONDS = 4.0        # the budget for the timed blocks (the warm-up update comes first)
-NOT_PROBED_FROM = 1.0      # s per update on one thread: every core wins, no probe needed
+NOT_PROBED_FROM = 0.5      # s per update on one thread: every core wins, no probe needed
+                           # (and probing would cost more than 5 s; `xs`: 0.7 s, 2 threads win)
 MANY_THREADS_FROM = 0.03   # s per update on one thread: from here several threads win
 BUSY_CORES = 0.3           # other processes' CPU use during the probe, in cores
 COLLAPSED = 0.5            # several threads below this share of one thread's rate: suspect

@@ -38,7 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: suite_*.py
 import suite_plot  # noqa: E402
-from newcomer_tables import fault_lines, play_lines, tour_lines  # noqa: E402
+from record_sections import (fault_lines, play_lines, thread_lines,  # noqa: E402
+                             tour_lines)
 from suite_table import (  # noqa: E402
     SUITES,
     final_evaluation,
@@ -325,7 +326,7 @@ def markdown(records: list[dict], references: dict | None = None,
     wall = [r for r in records if r.get("kind") == "wall"]
     dp = [r for r in records if r.get("kind") == "dp"]
     comm = [r for r in records if r.get("kind") == "comm"]
-    others = [r for r in records if r.get("kind") in ("tour", "faults", "play")]
+    others = [r for r in records if r.get("kind") in ("tour", "faults", "play", "threads")]
     suite = [line for s in SUITES for line in suite_lines(
         records, (references or {}).get(s.reference, {}), (pictures or {}).get(s.slug), s)]
     records = [r for r in records if r.get("kind") is None]
@@ -352,7 +353,8 @@ def markdown(records: list[dict], references: dict | None = None,
     lines += bench_lines(bench)
     lines += wall_lines(wall)
     lines += dp_lines(dp) + comm_lines(comm)
-    lines += tour_lines(others) + fault_lines(others) + play_lines(others)
+    lines += (tour_lines(others) + fault_lines(others) + play_lines(others)
+              + thread_lines(others))
     lines += trace
     return "\n".join(lines) + "\n"
 

@@ -1,6 +1,7 @@
 """Sections of docs/benchmarks-all.md for the records of recipes/bench/tour.py (README's
-tour, timed), recipes/bench/fault_matrix.py (the fault matrix) and recipes/bench/
-play_speed.py (`wmtool play` in a real browser), newest first."""
+tour, timed), recipes/bench/fault_matrix.py (the fault matrix), recipes/bench/play_speed.py
+(`wmtool play` in a real browser) and recipes/bench/thread_probe.py (the thread probe),
+newest first."""
 from __future__ import annotations
 
 from collections import Counter
@@ -96,4 +97,27 @@ def play_lines(records: list[dict]) -> list[str]:
                 f"{row['latency_ms_p50']} / {row['latency_ms_p95']} | "
                 f"{'yes' if row['keys_differ'] else 'no'} | "
                 f"{'yes' if row.get('replays_identically') else 'no'} |")
+    return lines
+
+
+def thread_lines(records: list[dict]) -> list[str]:
+    runs = sorted((r for r in records if r.get("kind") == "threads"),
+                  key=lambda r: r["date"], reverse=True)
+    if not runs:
+        return []
+    lines = ["", "## The thread probe", "",
+             "What `runtime.threads: 0` picks, on a quiet machine and beside a busy loop on "
+             "one core, against 1 and 2 threads timed alone afterwards (median of 5 "
+             "alternating blocks; `python recipes/bench/thread_probe.py --record`). It holds "
+             "when each pick is at most 10% slower alone than the other count and the probe "
+             "took at most 5 s.", "",
+             "| record | machine | setting | pick quiet (probe s) | pick busy | updates/s "
+             "alone, 1 / 2 threads | holds |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for x in r["results"]:
+            quiet, alone = x["probe_quiet"], x["alone_updates_per_s"]
+            lines.append(f"| `{r['_record']}` | {_machine(r)} | {x['setting']} | "
+                         f"{quiet['threads']} ({quiet.get('seconds', '-')}) | "
+                         f"{x['probe_busy']['threads']} | {alone['1']} / {alone['2']} | "
+                         f"{'yes' if x['holds'] else 'no'} |")
     return lines

@@ -101,3 +101,14 @@ def test_a_sweep_runs_as_tasks_on_a_local_ray_instance(tmp_path):
     for run in result["runs"]:
         meta = rundir.read_meta(root / run["name"])
         assert meta["status"] == "finished" and meta["runtime"]["threads"] == 1
+
+
+def test_a_run_stopped_before_it_wrote_anything_stays_pending(tmp_path):
+    from wmtool.engine.sweep import plan
+
+    sweep = plan(tmp_path / "sw", "dreamerv3", "gym:CartPole-v1", [0], [], [None], [])
+    run = sweep.runs[0]
+    sweep.settle(run, 143)  # SIGTERM before its run directory existed: the next sweep starts it
+    assert run.status == "pending"
+    sweep.settle(run, 1)  # a crash before it wrote anything
+    assert run.status == "failed"

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 
+STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM = 130, 143  # exit codes, as shells report them
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled as Ctrl-C is: what is finished is saved, then the command stops."""
 

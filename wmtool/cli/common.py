@@ -13,7 +13,8 @@ from typing import Annotated, Any, Callable, Iterable, Optional
 import typer
 
 from wmtool import parallel
-from wmtool.errors import Terminated, UsageError, WmtoolError
+from wmtool.errors import (STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM, Terminated, UsageError,
+                           WmtoolError)
 from wmtool.progress import console, results
 
 # Set for the ranks `--nproc` starts: its launcher reports a lost rank, they stay quiet.
@@ -73,7 +74,8 @@ def command(fn):
             if not parallel.launched():  # a data-parallel rank's launcher speaks for it
                 console.print(f"interrupted by {name}: finished work is saved", style="yellow",
                               highlight=False, markup=False, soft_wrap=True)
-            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+            raise typer.Exit(STOPPED_BY_SIGTERM if isinstance(exc, Terminated)
+                             else STOPPED_BY_CTRL_C) from None
         except Exception as exc:  # noqa: BLE001 - the CLI boundary: report, don't crash
             if DEBUG["on"]:
                 traceback.print_exc()

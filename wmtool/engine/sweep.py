@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from wmtool import rundir
-from wmtool.errors import WmtoolError
+from wmtool.errors import STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM, WmtoolError
 from wmtool.rundir import write_atomic
 from wmtool.runtime import choose_threads
 
@@ -82,8 +82,10 @@ class Sweep:
         """A run's status after its process ended: what its directory says, or failed."""
         run.exit_code = exit_code
         run.status = status_on_disk(self.root / run.name)
-        if run.status == "pending" or (exit_code and run.status in ("running", "finished")):
-            run.status = "failed"
+        stopped = exit_code in (STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM)
+        if (run.status == "pending" and not stopped) or (
+                exit_code and run.status in ("running", "finished")):
+            run.status = "failed"  # a run stopped before it wrote anything stays pending
         self.save()
 
 
@@ -159,6 +161,7 @@ def execute(sweep: Sweep, parallel: int, threads: int = 0, gpus: list[str] | Non
         slots.put(gpus[i % len(gpus)] if gpus else None)
     children: set[subprocess.Popen] = set()
     stopping = threading.Event()
+    starting = threading.Lock()  # a run starts wholly before a stop, or not at all
 
     def one(run: SweepRun) -> None:
         run.status = status_on_disk(sweep.root / run.name)
@@ -171,11 +174,15 @@ def execute(sweep: Sweep, parallel: int, threads: int = 0, gpus: list[str] | Non
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu
             with open(sweep.root / f"{run.name}.log", "ab") as log:
-                if stopping.is_set():
-                    return
-                child = subprocess.Popen(command, env=env, stdout=log, stderr=log,
-                                         preexec_fn=die_with_parent)
-                children.add(child)
+                with starting:
+                    if stopping.is_set():
+                        return
+                    # its own session: the terminal's Ctrl-C reaches the sweep only, which
+                    # passes on one SIGTERM (two signals would cut the run's checkpoint short)
+                    child = subprocess.Popen(command, env=env, stdout=log, stderr=log,
+                                             preexec_fn=die_with_parent,
+                                             start_new_session=True)
+                    children.add(child)
                 run.status = "running"
                 if on_change:
                     on_change(run)
@@ -194,7 +201,8 @@ def execute(sweep: Sweep, parallel: int, threads: int = 0, gpus: list[str] | Non
     except BaseException:
         # Ctrl-C or SIGTERM: runs not started stay pending; running ones get SIGTERM, so
         # each checkpoints and stops as `wmtool train` does, and the next sweep resumes them
-        stopping.set()
+        with starting:
+            stopping.set()
         pool.shutdown(wait=False, cancel_futures=True)
         for child in list(children):
             child.send_signal(signal.SIGTERM)

@@ -96,8 +96,8 @@ def _open_h5(path: Path, mode: str, swmr_read: bool = False, **kwargs):
 
 def damaged_index_error(path: Path, check: IndexCheck) -> WmtoolError:
     return WmtoolError(f"{path}: {check.first_problem()}",
-                       f"run `wmtool data verify {path}` to see what is affected and "
-                       f"`wmtool data repair {path}` to rebuild it")
+                       f"`wmtool data repair {path}` rebuilds it (with --dry-run: what is "
+                       "affected, changing nothing)")
 
 
 def _columns(f, obs_keys) -> tuple[list[str], list[str]]:

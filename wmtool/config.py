@@ -217,6 +217,7 @@ AT_LEAST = {"seed": 0, "train.steps": 0, "train.batch": 1, "train.length": 1,
             "train.prefill": 0, "train.prefill_updates": 0, "train.envs": 1,
             "train.log_every": 1, "train.eval_every": 0, "train.eval_episodes": 0,
             "train.checkpoint_every": 0, "train.replay_capacity": 1, "env.action_repeat": 1,
+            "train.replay_memory_gb": 0,
             "env.time_limit": 0, "collect.workers": 1, "collect.image_chunk": 1,
             "runtime.threads": 0, "behavior.horizon": 1, "controller.workers": 1}
 ABOVE_ZERO = ("train.train_ratio", "wm.lr", "actor.lr", "critic.lr")

@@ -1,7 +1,6 @@
 """User-facing failures: one line that names the problem and the fix."""
 from __future__ import annotations
 
-
 STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM = 130, 143  # exit codes, as shells report them
 
 

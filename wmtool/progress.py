@@ -102,6 +102,21 @@ def info(message: str, quiet: bool = False) -> None:
         console.print(message, highlight=False, soft_wrap=True)  # greppable: one line each
 
 
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def warn(message: str) -> None:
+    """A line the user must see even with --quiet (e.g. data a run leaves out)."""
+    console.print(f"warning: {message}", style="yellow", highlight=False, markup=False,
+                  soft_wrap=True)
+
+
 def throttled(fn, interval: float):
     """Call `fn` at most once per `interval` seconds: redraws must not slow hot loops."""
     last = [float("-inf")]

@@ -125,12 +125,14 @@ def measure(run: Path, seconds: float, real: bool, fps: float, threads: int,
         proc.wait(timeout=30)
     lat = sorted(stats["latencies"])
     pick = lambda q: round(lat[min(len(lat) - 1, int(q * (len(lat) - 1)))], 1) if lat else None
-    return {"run": str(run), "model": described(run), "algo": hello["algo"], "world": hello["world"],
+    return {"run": str(run), "model": described(run), "algo": hello["algo"],
+            "world": hello["world"],
             "fps_target": fps, "fps_median": statistics.median(samples) if samples else 0,
             "frames": stats["frames"], "seconds": seconds,
             "latency_ms_p50": pick(0.5), "latency_ms_p95": pick(0.95), "latency_samples": len(lat),
             "branch_hashes": branches, "keys_differ": branches[0] != branches[1],
-            "replays_identically": branches[0] == branches[2], "chromium": version, "real": real, "threads": threads}
+            "replays_identically": branches[0] == branches[2], "chromium": version,
+            "real": real, "threads": threads}
 
 
 def main() -> None:

@@ -88,12 +88,14 @@ def play_lines(records: list[dict]) -> list[str]:
              "Targets: 30 frames/s for the demo model, 15 for `xs` at 64x64, p95 latency "
              "100 ms.", "",
              "| record | machine | matmul GFLOP/s | run | frames/s | latency p50 / p95 ms "
-             "| two keys, two frames | same keys, same frame |", "|---|---|---|---|---|---|---|---|"]
+             "| two keys, two frames | same keys, same frame |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         for row in r["results"]:
             lines.append(
                 f"| `{r['_record']}` | {_machine(r)} | {r.get('matmul_gflops_fp32', '-')} | "
-                f"{row['algo']}: {row.get('model', row['run'])} | {row['fps_median']} of {row['fps_target']} | "
+                f"{row['algo']}: {row.get('model', row['run'])} | "
+                f"{row['fps_median']} of {row['fps_target']} | "
                 f"{row['latency_ms_p50']} / {row['latency_ms_p95']} | "
                 f"{'yes' if row['keys_differ'] else 'no'} | "
                 f"{'yes' if row.get('replays_identically') else 'no'} |")

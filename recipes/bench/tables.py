@@ -38,8 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: suite_*.py
 import suite_plot  # noqa: E402
-from record_sections import (fault_lines, play_lines, thread_lines,  # noqa: E402
-                             tour_lines)
+from record_sections import fault_lines, play_lines, thread_lines, tour_lines  # noqa: E402
 from suite_table import (  # noqa: E402
     SUITES,
     final_evaluation,

@@ -13,8 +13,7 @@ from typing import Annotated, Any, Callable, Iterable, Optional
 import typer
 
 from wmtool import parallel
-from wmtool.errors import (STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM, Terminated, UsageError,
-                           WmtoolError)
+from wmtool.errors import STOPPED_BY_CTRL_C, STOPPED_BY_SIGTERM, Terminated, UsageError, WmtoolError
 from wmtool.progress import console, results
 
 # Set for the ranks `--nproc` starts: its launcher reports a lost rank, they stay quiet.

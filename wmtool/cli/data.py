@@ -9,18 +9,11 @@ import typer
 from rich.table import Table
 
 from wmtool.cli.common import JsonOpt, command, finish
+from wmtool.progress import human_bytes
 
 app = typer.Typer(help="Inspect, check, repair and convert HDF5 episode stores (info, verify, "
                   "repair, drop-actions, import-video).", no_args_is_help=True)
 EXAMPLE_STORE = "wmtool collect --env gym:CartPole-v1 --episodes 5 --out data/cartpole.h5 --quiet"
-
-
-def _human_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return str(n)
 
 
 def _listed(rows: list, limit: int = 12) -> str:
@@ -60,7 +53,7 @@ def _info_lines(file: Path, summary: dict) -> list:
         ("actions", "none (observation-only)" if not summary["has_action"] else
          (f"discrete({summary['act_space']['n']})" if "n" in summary["act_space"]
           else f"continuous {summary['act_space']['shape']} in [-1, 1]")),
-        ("size on disk", _human_bytes(summary["size_bytes"])),
+        ("size on disk", human_bytes(summary["size_bytes"])),
         ("format", f"wmtool-episodes v{summary['format_version']}"
                    + ("" if summary["checksums"] else " (no chunk checksums: written before "
                                                       "wmtool added them)")),

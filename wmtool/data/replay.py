@@ -12,6 +12,8 @@ batches are the same.
 """
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 import torch
 
@@ -46,13 +48,23 @@ def episode_rows(ep: Episode, act_space: Space) -> dict[str, np.ndarray]:
 
 
 class Replay:
+    """A ring of rows: `capacity` rows at most, the oldest overwritten by the newest.
+
+    Rows are addressed by their place in time (logical row 0 is the oldest held), which
+    `oldest` maps to where they sit in the columns, so adding an episode costs time in its
+    own length whatever the capacity. Sampled windows never cross from the newest row to the
+    oldest; an episode whose first rows were overwritten keeps the rest (windows start
+    mid-episode anyway) but offers no episode start (`sample_episode_starts`)."""
+
     def __init__(self, obs_space: dict[str, Space], act_space: Space, capacity: int,
                  seed: int = 0, device: str | None = None):
         self.obs_space, self.act_space, self.capacity = obs_space, act_space, capacity
         self.rng = np.random.default_rng(seed)
         self.columns: dict[str, np.ndarray] = {}
         self.size = 0
-        self.episode_lengths: list[int] = []  # rows per episode still held, oldest first
+        self.oldest = 0  # where logical row 0 sits in the columns
+        self.episode_lengths: deque[int] = deque()  # rows per episode still held, oldest first
+        self.oldest_cut = False  # the oldest episode lost its first rows to newer ones
         self.derived: set[str] = set()  # columns computed from the others (see `derive`)
         self.device = device
         self.on_device: dict[str, torch.Tensor] = {}  # the columns' copy on `device`
@@ -66,60 +78,89 @@ class Replay:
     def __len__(self) -> int:
         return self.size
 
+    @property
+    def allocated(self) -> int:
+        return len(self.columns["reward"]) if self.columns else 0
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """Where logical rows start..stop sit in the columns."""
+        return (self.oldest + np.arange(start, stop)) % max(self.allocated, 1)
+
     def add(self, episode: Episode) -> None:
         self.drop_derived()  # they would not cover the new rows
         rows = episode_rows(episode, self.act_space)
         n = len(rows["reward"])
+        cut = n > self.capacity
+        if cut:  # only its newest rows fit
+            rows, n = {k: v[-self.capacity:] for k, v in rows.items()}, self.capacity
+        self._make_room(rows, n)
+        at = (self.oldest + self.size) % self.allocated
+        first = min(n, self.allocated - at)  # the rows before the end of the columns, then
+        for k, v in rows.items():           # the rest from the start
+            self.columns[k][at:at + first] = v[:first]
+            self.columns[k][:n - first] = v[first:]
+        self._mirror_rows(at, at + first)
+        self._mirror_rows(0, n - first)
+        overwritten = max(0, self.size + n - self.allocated)
+        self.size += n - overwritten
+        self.oldest = (self.oldest + overwritten) % self.allocated
+        self._forget(overwritten)
+        self.episode_lengths.append(n)
+        self.oldest_cut = self.oldest_cut or cut
+
+    def _make_room(self, rows: dict[str, np.ndarray], n: int) -> None:
+        """Allocate (or grow, while below capacity) the columns. Until they reach capacity
+        nothing is overwritten, so logical and stored order are the same and growing is a
+        plain copy."""
         if not self.columns:
-            self.columns = {k: np.empty((max(1024, 2 * n), *v.shape[1:]), v.dtype)
-                            for k, v in rows.items()}
-        if self.size + n > len(self.columns["reward"]):
-            grow = max(self.size + n, 2 * len(self.columns["reward"]))
+            size = min(self.capacity, max(1024, 2 * n))
+            self.columns = {k: np.empty((size, *v.shape[1:]), v.dtype) for k, v in rows.items()}
+        if self.size + n > self.allocated and self.allocated < self.capacity:
+            grow = min(self.capacity, max(self.size + n, 2 * self.allocated))
             for k, v in self.columns.items():
                 bigger = np.empty((grow, *v.shape[1:]), v.dtype)
                 bigger[:self.size] = v[:self.size]
                 self.columns[k] = bigger
-        for k, v in rows.items():
-            self.columns[k][self.size:self.size + n] = v
-        self._mirror_rows(self.size, self.size + n)
-        self.size += n
-        self.episode_lengths.append(n)
-        self._evict()
+
+    def _forget(self, rows: int) -> None:
+        """The oldest `rows` rows were overwritten: drop their episodes from the count."""
+        while rows:
+            if self.episode_lengths[0] <= rows:
+                rows -= self.episode_lengths.popleft()
+                self.oldest_cut = False
+            else:
+                self.episode_lengths[0] -= rows
+                self.oldest_cut, rows = True, 0
 
     def _mirror_rows(self, start: int, stop: int) -> None:
-        """Copy rows start..stop to the device copy; when the columns were reallocated or
-        changed, allocate the copy afresh at their size and copy every row up to `stop`."""
-        if self.device is None:
+        """Copy stored rows start..stop to the device copy; when the columns were
+        reallocated or changed, allocate the copy afresh at their size and copy every row."""
+        if self.device is None or stop <= start:
             return
         if {k: len(v) for k, v in self.on_device.items()} != \
                 {k: len(v) for k, v in self.columns.items()}:
             self.on_device = {k: torch.empty((len(v), *v.shape[1:]), device=self.device,
                                              dtype=torch.from_numpy(v[:0]).dtype)
                               for k, v in self.columns.items()}
-            start = 0
+            start, stop = 0, self.allocated
         for k, v in self.columns.items():
             self.on_device[k][start:stop].copy_(torch.from_numpy(v[start:stop]))
-
-    def _evict(self) -> None:
-        drop = 0
-        while self.size - drop > self.capacity and len(self.episode_lengths) > 1:
-            drop += self.episode_lengths.pop(0)
-        if drop:
-            for k, v in self.columns.items():
-                v[:self.size - drop] = v[drop:self.size].copy()
-            self.size -= drop
-            self._mirror_rows(0, self.size)
 
     def sample(self, batch: int, length: int) -> dict[str, np.ndarray | torch.Tensor]:
         """`batch` windows of `length` rows: numpy arrays, or tensors on `device`."""
         if self.size < length:
             raise ValueError(f"replay holds {self.size} steps, fewer than one sequence ({length})")
         starts = self.rng.integers(0, self.size - length + 1, batch)
-        index = starts[:, None] + np.arange(length)[None]
+        index = self._windows(starts, length)
         if self.on_device:
             index = torch.from_numpy(index).to(self.device)
             return {k: v[index] for k, v in self.on_device.items()}
         return {k: v[index] for k, v in self.columns.items()}
+
+    def _windows(self, starts: np.ndarray, length: int) -> np.ndarray:
+        """Stored rows of the windows of `length` logical rows from each of `starts`."""
+        index = self.oldest + starts[:, None] + np.arange(length)[None]
+        return index % self.allocated if self.oldest else index
 
     def derive(self, functions: dict, chunk: int = 1000) -> None:
         """Add columns computed once from every row held, e.g. a frozen encoder's codes, so
@@ -127,14 +168,17 @@ class Replay:
         `functions`: name -> f(rows: dict of numpy arrays) -> numpy array with one row each."""
         self.drop_derived()
         for name, function in functions.items():
-            parts = [function({k: v[i:min(i + chunk, self.size)]
-                               for k, v in self.columns.items() if k not in self.derived})
-                     for i in range(0, self.size, chunk)]
-            column = np.empty((len(self.columns["reward"]), *parts[0].shape[1:]), parts[0].dtype)
-            column[:self.size] = np.concatenate(parts)
+            column = None
+            for i in range(0, self.size, chunk):
+                where = self.rows(i, min(i + chunk, self.size))
+                part = function({k: v[where] for k, v in self.columns.items()
+                                 if k not in self.derived})
+                if column is None:
+                    column = np.empty((self.allocated, *part.shape[1:]), part.dtype)
+                column[where] = part
             self.columns[name] = column
             self.derived.add(name)
-        self._mirror_rows(0, self.size)
+        self._mirror_rows(0, self.allocated)
 
     def drop_derived(self) -> None:
         for name in self.derived:
@@ -144,8 +188,8 @@ class Replay:
 
     def sample_episode_starts(self, count: int) -> dict[str, np.ndarray]:
         """`count` one-row windows, each an episode's first row (drawn with replacement)."""
-        firsts = np.cumsum([0] + self.episode_lengths[:-1])
-        index = self.rng.choice(firsts, count)[:, None]
+        firsts = np.cumsum([0, *self.episode_lengths])[:-1][int(self.oldest_cut):]
+        index = self._windows(self.rng.choice(firsts, count), 1)
         return {k: v[index] for k, v in self.columns.items()}
 
     def sample_within_episodes(self, batch: int, length: int, rng: np.random.Generator,
@@ -158,16 +202,17 @@ class Replay:
         found = np.empty(0, np.int64)
         for _ in range(tries):
             starts = rng.integers(0, self.size - length + 1, batch)
-            inside = ~is_first[starts[:, None] + np.arange(1, length)[None]].any(1)
+            inside = ~is_first[self._windows(starts, length)[:, 1:]].any(1)
             found = np.concatenate([found, starts[inside]])[:batch]
             if len(found) == batch:
-                index = found[:, None] + np.arange(length)[None]
+                index = self._windows(found, length)
                 return {k: v[index] for k, v in self.columns.items()}
         return None
 
     def state(self) -> dict[str, np.ndarray]:
-        """Contents as arrays (for checks that resumed replay equals the saved one)."""
-        return {k: v[:self.size] for k, v in self.columns.items()}
+        """Contents in time order (for checks that resumed replay equals the saved one)."""
+        where = self.rows(0, self.size)
+        return {k: v[where] for k, v in self.columns.items()}
 
 
 def sample_sequences(episodes: list[Episode], act_space, count: int, length: int,

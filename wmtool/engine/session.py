@@ -13,9 +13,10 @@ import numpy as np
 
 from wmtool import ckpt, config, parallel, rundir, spaces
 from wmtool.behavior.base import ScoredInRealEnv
+from wmtool.data.dataset import Dataset
 from wmtool.data.replay import Replay
-from wmtool.data.store import EpisodeReader
 from wmtool.engine.agent import Agent, NonFiniteLoss
+from wmtool.engine.offline_data import free_memory
 from wmtool.engine.train import (
     Trainer,
     eval_seed,
@@ -27,7 +28,7 @@ from wmtool.engine.train import (
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.errors import UsageError, WmtoolError
-from wmtool.progress import info
+from wmtool.progress import human_bytes, info
 from wmtool.runtime import default_run_dir, seed_everything, setup_torch
 
 STORE = Path("replay") / "episodes.h5"
@@ -61,9 +62,9 @@ class TrainSession:
             self.vec = make_vec(cfg.env, cfg.train.envs)
             obs_space, act_space = self.vec.obs_space, self.vec.act_space
         else:
-            with EpisodeReader(self.data) as reader:
-                has_action = reader.has_action
-                obs_space, act_space = reader.obs_space, reader.act_space or NO_ACTIONS
+            dataset = Dataset(self.data)
+            has_action = dataset.has_action
+            obs_space, act_space = dataset.obs_space, dataset.act_space or NO_ACTIONS
         if self.has_env and self.eval_vec is None and self.world.main:
             self.eval_vec = make_vec(cfg.env, 1)
             if self.data is not None and (self.eval_vec.obs_space, self.eval_vec.act_space) != \
@@ -105,6 +106,8 @@ class TrainSession:
         self.trainer.on_eval = lambda step, r: info(
             f"eval at {step:,} {'agent steps' if self.data is None else 'updates'}: return "
             f"{r['return_mean']:.1f} ± {r['return_std']:.1f} ({r['episodes']} episodes)", quiet)
+        if self.data is None:
+            check_replay_fits(cfg, self.world.size, obs_space, act_space)
         self._announce(device, threads, obs_space, act_space)
         self.started = time.perf_counter()
 
@@ -150,12 +153,11 @@ class TrainSession:
 
         lookup(ALGOS, algo, "--algo")  # what the command line names, before any directory
         if data:
-            with EpisodeReader(data):  # exists and is a store
-                pass
+            dataset = Dataset(data)  # every store exists, and they agree
         else:
             check_online_budget(cfg, parallel.world().size)
         env_id = cfg.env.id if has_env else ""
-        label = env_id or f"data:{Path(data).stem}"
+        label = env_id or f"data:{dataset.name}"
         path = Path(run_dir) if run_dir else default_run_dir(algo, label, cfg.seed)
         path = Path(parallel.broadcast_object(str(path)))  # rank 0's clock names it
         # absolute, so that --resume and imagine work from any directory
@@ -302,11 +304,11 @@ class TrainSession:
         info(f"device {device}, {threads} torch threads; "
              f"{spaces.dumps(obs_space)} -> {spaces.dumps(act_space)}", self.quiet)
         info("parameters: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), self.quiet)
-        rows = min(cfg.train.replay_capacity, cfg.train.steps + cfg.train.prefill)
-        per_step = Replay.bytes_per_step(obs_space, act_space)
-        info(f"replay: up to {rows:,} steps x {per_step:,} B = {rows * per_step / 2**20:,.1f} MiB "
-             "in memory", self.quiet)
         if self.data is None:
+            rows = online_replay_rows(cfg, self.world.size)
+            per_step = Replay.bytes_per_step(obs_space, act_space)
+            info(f"replay: up to {rows:,} steps x {per_step:,} B = "
+                 f"{rows * per_step / 2**20:,.1f} MiB in memory", self.quiet)
             repeat = max(cfg.env.action_repeat, 1)
             info(f"budget {cfg.train.steps:,} agent steps = {cfg.train.steps * repeat:,} env "
                  f"steps (action repeat {repeat}); the first {cfg.train.prefill:,} agent steps "
@@ -396,6 +398,27 @@ class TrainSession:
                 vec.close()
         if self.lock is not None:
             self.lock.release()
+
+
+def online_replay_rows(cfg, ranks: int) -> int:
+    """About the most rows one rank's replay comes to hold in an online run: its share of
+    the agent steps (each episode's first observation adds one row more)."""
+    return min(cfg.train.replay_capacity, -(-cfg.train.steps // ranks))
+
+
+def check_replay_fits(cfg, ranks: int, obs_space, act_space) -> None:
+    """Refuse at the start an online run whose replay would outgrow the memory free now
+    (all ranks' replays on this machine), instead of an out-of-memory kill halfway."""
+    rows = online_replay_rows(cfg, ranks)
+    per_row = Replay.bytes_per_step(obs_space, act_space)
+    need, free = rows * per_row * ranks, free_memory()
+    if need > 0.9 * free:
+        fits = max(cfg.train.length, int(0.8 * free / per_row / ranks))
+        raise UsageError(f"replay would need {human_bytes(need)} for {rows:,} steps of "
+                         f"{per_row:,} B{f' on each of {ranks} ranks' if ranks > 1 else ''}, "
+                         f"but {human_bytes(free)} of memory is free",
+                         f"--set train.replay_capacity={fits} (the newest steps are kept), "
+                         "or fewer --steps")
 
 
 def check_online_budget(cfg, ranks: int) -> None:

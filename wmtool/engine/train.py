@@ -33,6 +33,7 @@ from wmtool.engine import distributed
 from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream_logging import dream_report
 from wmtool.engine.loops import LoopStats, run_episodes
+from wmtool.engine.offline_data import offline_replay
 from wmtool.engine.tuning import tune_threads
 from wmtool.engine.walltime import WallTime
 from wmtool.logger import Logger
@@ -453,14 +454,12 @@ class Trainer:
             return [("behavior", c.steps, c.batch, c.length)]
         return self.agent.wm.schedule()
 
-    def train_offline(self, data: Path, phases: list[str] | None = None) -> None:
+    def train_offline(self, data: Path | str, phases: list[str] | None = None) -> None:
         """Each phase in turn (all, or those in `phases`), from where a resumed run stopped."""
         self.online = False
-        with EpisodeReader(data) as reader:
-            for i, episode in enumerate(reader):
-                check_finite(episode, f"{data}: episode {i}")
-                self.replay.add(episode)
-                self.agent.wm.note_episode(episode.length)
+        self.replay, facts = offline_replay(self, data)
+        if self.world.main:
+            rundir.update_meta(self.run_dir, replay=facts)
         schedule = self.schedule()
         for phase, steps, batch, length in schedule:
             if phases and phase not in phases:

@@ -123,3 +123,73 @@ def thread_lines(records: list[dict]) -> list[str]:
                          f"{x['probe_busy']['threads']} | {alone['1']} / {alone['2']} | "
                          f"{'yes' if x['holds'] else 'no'} |")
     return lines
+
+
+def planning_lines(records: list[dict]) -> list[str]:
+    runs = sorted((r for r in records if r.get("kind") == "planning"),
+                  key=lambda r: r["date"], reverse=True)
+    if not runs:
+        return []
+    lines = ["", "## Planning latency", "",
+             "Milliseconds per action of a planner on an untrained model (the cost does not "
+             "depend on the weights), median of the timed actions after 3 warm-up ones "
+             "(`python recipes/bench/planning_latency.py TASK --algo ALGO --record`).", "",
+             "| record | machine | matmul GFLOP/s | threads | algo, task | setting | planner "
+             "| ms per action (quartiles) |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for row in r["results"]:
+            q1, q3 = row["ms_quartiles"]
+            lines.append(f"| `{r['_record']}` | {_machine(r)} | {r['matmul_gflops_fp32']} | "
+                         f"{r['machine']['threads']} | {r['algo']}, {r['task']} | "
+                         f"{row['setting']} | {row['planner']} | "
+                         f"{row['ms_per_action_median']} ({q1}-{q3}) |")
+    return lines
+
+
+def replay_lines(records: list[dict]) -> list[str]:
+    runs = sorted((r for r in records if r.get("kind") == "replay"),
+                  key=lambda r: r["date"], reverse=True)
+    if not runs:
+        return []
+    lines = ["", "## Replay against its capacity", "",
+             "64x64x3 frames in 500-step episodes; replay filled past its capacity, then ms "
+             "per added episode (median), ms per sampled batch of 16 x 64, and updates/s of a "
+             "small pixel DreamerV3 drawing from it (`python recipes/bench/replay_scaling.py "
+             "--record`). `ring`: today's replay; `before`: the one that shifted every row on "
+             "eviction.", "",
+             "| record | machine | replay | capacity (rows) | add ms | sample ms | updates/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for row in r["results"]:
+            lines.append(f"| `{r['_record']}` | {_machine(r)} | {row['replay']} | "
+                         f"{row['capacity']:,} | {row['add_ms_median']} | "
+                         f"{row['sample_ms_median']} | {row['updates_per_s']} |")
+    return lines
+
+
+def stream_lines(records: list[dict]) -> list[str]:
+    runs = sorted((r for r in records if r.get("kind") == "stream"),
+                  key=lambda r: r["date"], reverse=True)
+    if not runs:
+        return []
+    lines = ["", "## Training from disk", "",
+             "DreamerV3 on CartPole frames (64x64, batch 16 x 64, 2 threads): updates/s "
+             "streaming from disk against the same dataset in memory (a store that fits; "
+             "median of alternating runs), then the large store under a memory limit "
+             "(`python recipes/bench/stream_replay.py --record`).", "",
+             "| record | machine | size | updates/s memory | updates/s stream | share | "
+             "limit | large store in memory | peak RSS streaming | its updates/s | "
+             "memory mode under the limit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        large = r["stores"]["large.h5"]
+        for x in r["results"]:
+            lim, mem = x["limited_auto"], x["limited_memory"]
+            refused = "refused (exit 2)" if mem["exit"] == 2 else f"exit {mem['exit']}"
+            lines.append(
+                f"| `{r['_record']}` | {_machine(r)} | {x['size']} | "
+                f"{x['updates_per_s_memory']} | {x['updates_per_s_stream']} | "
+                f"{x['stream_share_of_memory']:.0%} | {r['limit_gb']} GB | "
+                f"{large['rows_in_memory_gb']} GB ({large['bytes_on_disk'] / 2**30:.2f} GB "
+                f"on disk) | {lim['peak_rss_gb']} GB | {lim.get('updates_per_s', '-')} | "
+                f"{refused} |")
+    return lines

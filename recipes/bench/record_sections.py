@@ -44,9 +44,10 @@ def tour_lines(records: list[dict]) -> list[str]:
 def fault_lines(records: list[dict]) -> list[str]:
     runs = sorted((r for r in records if r.get("kind") == "faults"),
                   key=lambda r: r["date"], reverse=True)
-    if not runs:
+    full = [r for r in runs if not r.get("subset")]
+    if not full:
         return []
-    newest = runs[0]
+    newest = full[0]
     lines = ["", "## Fault matrix", "",
              "Damaged stores, signals to every long-running command, bad input "
              "(`python recipes/bench/fault_matrix.py --record`; what each verdict means is in "
@@ -54,7 +55,7 @@ def fault_lines(records: list[dict]) -> list[str]:
              "finished steps that nothing can get back.", "",
              "| record | machine | trials | " + " | ".join(VERDICTS) + " | data lost |",
              "|---|---|---|" + "---|" * len(VERDICTS) + "---|"]
-    for r in runs:
+    for r in full:
         s = r["summary"]
         lines.append(f"| `{r['_record']}` | {_machine(r)} | {s['trials']} | "
                      + " | ".join(str(s.get(v, 0)) for v in VERDICTS) + f" | {s['data_lost']} |")
@@ -72,6 +73,13 @@ def fault_lines(records: list[dict]) -> list[str]:
         lines += [f"| {t['group']}: {t['trial']} | {t['verdict']} | "
                   f"{t['detail'][:200].replace('|', '/').replace(chr(10), ' ')} |"
                   for t in open_]
+    reruns = [r for r in runs if r.get("subset") and r["date"] > newest["date"]]
+    if reruns:
+        lines += ["", f"Trials rerun since `{newest['_record']}` (the command names them):", "",
+                  "| record | trial | verdict | what happened |", "|---|---|---|---|"]
+        lines += [f"| `{r['_record']}` | {t['group']}: {t['trial']} | {t['verdict']} | "
+                  f"{t['detail'][:200].replace('|', '/').replace(chr(10), ' ')} |"
+                  for r in reruns for t in r["trials"]]
     return lines
 
 

@@ -168,10 +168,31 @@ def check_file(out: Outcome, path: Path, how: str) -> Outcome:
         return out
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
     if path.exists():
-        return Outcome("failed", f"{path.name} exists after the stop (half-written?)")
+        if not whole(path):
+            return Outcome("failed", f"{path.name} exists after the stop, half-written")
+        # renamed into place whole between the signal's trigger and its landing: the
+        # command finished first, as in a skipped trial
+        return Outcome("skipped", f"it finished before the signal landed ({path.name} whole)")
     if partial.exists() and {**SIGNALS, **KILL_LAUNCHER}[how][2] > 0:
         return Outcome("weak", f"{partial.name} left behind")
     return out
+
+
+def whole(path: Path) -> bool:
+    """Whether a written file reads back whole in its own format."""
+    try:
+        if path.suffix == ".onnx":
+            import onnx
+
+            onnx.checker.check_model(onnx.load(str(path)))
+        elif path.suffix in (".gif", ".mp4"):
+            import imageio.v3 as iio
+
+            return len(iio.imread(path)) > 0
+        return path.stat().st_size > 0
+    except Exception:  # noqa: BLE001 - any failure to read it back means not whole
+        return False
+    return True
 
 
 # -- the commands --------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 replaced (every eviction shifted every row), on 64x64x3 frames in 500-step episodes.
 
     python recipes/bench/replay_scaling.py [--capacity 10000 --capacity 100000 ...]
-        [--before-up-to 1000000] [--adds 10] [--record]
+        [--before-up-to 300000] [--adds 10] [--updates 16] [--record]
 
 Per capacity and implementation: replay is filled past its capacity (so every add
 overwrites), then `--adds` more episodes are timed one by one (median ms per add), then
@@ -103,10 +103,10 @@ def measure(replay_class, capacity: int, adds: int, updates: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--capacity", type=int, action="append")
-    ap.add_argument("--before-up-to", type=int, default=1_000_000)
+    ap.add_argument("--before-up-to", type=int, default=300_000)  # its eviction copies all rows
     ap.add_argument("--before-commit", default=BEFORE)
     ap.add_argument("--adds", type=int, default=10)
-    ap.add_argument("--updates", type=int, default=24)
+    ap.add_argument("--updates", type=int, default=16)
     ap.add_argument("--record", action="store_true")
     ap.add_argument("--concurrent", default="nothing")
     args = ap.parse_args()

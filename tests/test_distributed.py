@@ -224,10 +224,13 @@ def test_two_nodes_rendezvous_on_localhost(tmp_path):
 
 
 @pytest.mark.slow
-def test_staged_offline_training_on_two_ranks_keeps_their_weights_equal(tmp_path):
+@pytest.mark.parametrize("replay", ["memory", "stream"])
+def test_staged_offline_training_on_two_ranks_keeps_their_weights_equal(tmp_path, replay):
     """Genie's three phases from frames on 2 ranks, with the tokenizer's dead codes restarted
     every 2 updates (state changed outside the gradients): every checkpoint first checks that
-    the ranks' weights agree, so finishing proves they stayed equal."""
+    the ranks' weights agree, so finishing proves they stayed equal. Streamed, each rank
+    reads its own share of the episodes (and computes the dynamics phase's tokens per
+    batch)."""
     data, frames = tmp_path / "pong.h5", tmp_path / "frames.h5"
     for args in (["collect", "--env", "atari:pong", "--episodes", "1", "--set",
                   "env.atari.max_frames=400", "--out", str(data), "--quiet"],
@@ -235,10 +238,12 @@ def test_staged_offline_training_on_two_ranks_keeps_their_weights_equal(tmp_path
         assert wmtool(*args).returncode == 0
     done = wmtool("train", "--algo", "genie", "--data", str(frames), "--size", "debug",
                   "--set", "genie.restart_every=2", "--set", "train.checkpoint_every=2",
+                  "--set", f"train.replay={replay}", "--set", "train.length=8",
                   "--run-dir", str(tmp_path / "run"), "--nproc", "2", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["updates/tokenizer"] == result["updates/lam"] == result["updates/dynamics"] == 4
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["replay"]["mode"] == replay
 
 
 TRAINER = Path(__file__).with_name("dp_trainer.py")

@@ -97,10 +97,14 @@ def test_ranks_share_the_episodes_without_overlap(stores):
         seen.append(set(stream.sample(400, 1)["vector"][:, 0, 0].astype(int)))
         stream.close()
     assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
-    lengths = np.array([ep.length for ep in a])
-    cuts = [share(lengths, r, 3) for r in range(3)]
-    assert cuts[0][0] == 0 and cuts[-1][1] == len(a)
+    rows = sum(ep.length + 1 for ep in a)
+    cuts = [share(rows, r, 3) for r in range(3)]
+    assert cuts[0][0] == 0 and cuts[-1][1] == rows
     assert all(cuts[r][1] == cuts[r + 1][0] for r in range(2))
+    assert max(hi - lo for lo, hi in cuts) - min(hi - lo for lo, hi in cuts) <= 1
+    one_episode = StreamReplay(Dataset(root / "a.h5"), ACT, rank=1, ranks=2)
+    assert len(one_episode) == rows - rows // 2  # rows, not whole episodes, are shared
+    one_episode.close()
 
 
 def test_episode_starts_and_derived_columns(stores):

@@ -195,7 +195,7 @@ def stream_lines(records: list[dict]) -> list[str]:
             refused = "refused (exit 2)" if mem["exit"] == 2 else f"exit {mem['exit']}"
             lines.append(
                 f"| `{r['_record']}` | {_machine(r)} | {x['size']} | "
-                f"{x['updates_per_s_memory']} | {x['updates_per_s_stream']} | "
+                f"{x['updates_per_s_memory']:.3g} | {x['updates_per_s_stream']:.3g} | "
                 f"{x['stream_share_of_memory']:.0%} | {r['limit_gb']} GB | "
                 f"{large['rows_in_memory_gb']} GB ({large['bytes_on_disk'] / 2**30:.2f} GB "
                 f"on disk) | {lim['peak_rss_gb']} GB | {lim.get('updates_per_s', '-')} | "

@@ -9,7 +9,7 @@ the next batch while the model trains on this one: it draws from a copy of the g
 and the batch is used only if the real draw agrees, so prefetching never changes what is
 sampled. Memory: HDF5's chunk cache per column (`CACHE_BYTES`) and one prefetched batch,
 whatever the dataset's size. With data-parallel ranks each rank samples its own contiguous
-share of every store's episodes.
+share of every store's rows (a share may begin mid-episode, as windows do).
 """
 from __future__ import annotations
 
@@ -27,33 +27,33 @@ from wmtool.spaces import Space
 CACHE_BYTES = 8 << 20  # HDF5's chunk cache per column (its default is 1 MiB)
 
 
-def share(lengths: np.ndarray, rank: int, ranks: int) -> tuple[int, int]:
-    """Episodes [lo, hi) of rank `rank`: contiguous, about equal in rows."""
-    if ranks == 1:
-        return 0, len(lengths)
-    ends = np.cumsum(lengths + 1)
-    cuts = np.searchsorted(ends, ends[-1] * np.arange(ranks + 1) / ranks, "left") if len(ends) \
-        else np.zeros(ranks + 1, int)
-    cuts[0], cuts[-1] = 0, len(lengths)
-    return int(cuts[rank]), int(cuts[rank + 1])
+def share(rows: int, rank: int, ranks: int) -> tuple[int, int]:
+    """Rows [lo, hi) of a timeline of `rows` that rank `rank` of `ranks` samples from:
+    contiguous, equal to a row (an episode may be split between two ranks: a window that
+    starts mid-episode is as ordinary as in memory)."""
+    return rows * rank // ranks, rows * (rank + 1) // ranks
 
 
 class _Timeline:
-    """One store's episodes (this rank's share) as one run of replay rows."""
+    """One store's rows (this rank's share of them) as one run of replay rows."""
 
     def __init__(self, path, rank: int, ranks: int, act_space: Space):
         self.reader = EpisodeReader(path)
         index = self.reader.index
-        lo, hi = share(index["length"], rank, ranks)
-        self.first_index = lo
-        self.obs_start = index["obs_start"][lo:hi].astype(np.int64)
-        self.step_start = index["step_start"][lo:hi].astype(np.int64)
-        self.ends = np.cumsum(index["length"][lo:hi] + 1)  # rows up to each episode's end
-        self.rows = int(self.ends[-1]) if len(self.ends) else 0
+        self.obs_start = index["obs_start"].astype(np.int64)
+        self.step_start = index["step_start"].astype(np.int64)
+        self.ends = np.cumsum(index["length"] + 1)  # rows up to each episode's end
+        self.first, last = share(int(self.ends[-1]) if len(self.ends) else 0, rank, ranks)
+        self.rows = last - self.first
         self.act_space = act_space
         self.columns = {key: self._cached(f"obs/{key}") for key in self.reader.obs_space}
         self.steps = {name: self._cached(name) for name in
                       ("reward", "terminated", *(("action",) if self.reader.has_action else ()))}
+
+    def episode_firsts(self) -> np.ndarray:
+        """This share's rows that are an episode's first."""
+        starts = np.concatenate([[0], self.ends[:-1]]) - self.first
+        return starts[(starts >= 0) & (starts < self.rows)]
 
     def _cached(self, name: str):
         import h5py
@@ -64,14 +64,13 @@ class _Timeline:
         return h5py.Dataset(h5py.h5d.open(self.reader.file.id, name.encode(), dapl=access))
 
     def read(self, start: int, length: int) -> dict[str, np.ndarray]:
-        """Replay rows start..start+length of this timeline (episode_rows' layout)."""
+        """Replay rows start..start+length of this share (episode_rows' layout)."""
         parts = []
-        row = start
-        while row < start + length:
+        row, stop = self.first + start, self.first + start + length
+        while row < stop:
             e = int(np.searchsorted(self.ends, row, "right"))
-            t0 = row - (int(self.ends[e - 1]) if e else 0)
-            t1 = min(t0 + start + length - row, int(self.ends[e]) - (int(self.ends[e - 1])
-                                                                  if e else 0))
+            begin = int(self.ends[e - 1]) if e else 0
+            t0, t1 = row - begin, min(stop, int(self.ends[e])) - begin
             parts.append(self._episode_rows(e, t0, t1))
             row += t1 - t0
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -85,7 +84,7 @@ class _Timeline:
             steps = {k: v[s + lo - 1:s + t1 - 1] for k, v in self.steps.items()}
         except OSError as exc:
             raise WmtoolError(
-                f"{self.reader.path}: episode {int(self.reader.rows[self.first_index + e])} "
+                f"{self.reader.path}: episode {int(self.reader.rows[e])} "
                 f"cannot be read ({str(exc).splitlines()[0] if str(exc) else exc!r})",
                 f"run `wmtool data verify {self.reader.path}` to list the damaged "
                 "episodes") from None
@@ -126,7 +125,9 @@ class StreamReplay:
     def _draw(self, rng: np.random.Generator, batch: int, length: int) -> list[tuple[int, int]]:
         valid = np.array([max(0, t.rows - length + 1) for t in self.timelines])
         if valid.sum() == 0:
-            raise ValueError(f"replay holds no window of {length} steps inside one store")
+            raise WmtoolError(f"this rank's share of the dataset ({self.size:,} rows) holds no "
+                              f"window of {length} steps inside one store",
+                              "use fewer ranks, shorter sequences, or train.replay=memory")
         ends = np.cumsum(valid)
         picks = rng.integers(0, ends[-1], batch)
         which = np.searchsorted(ends, picks, "right")
@@ -170,16 +171,15 @@ class StreamReplay:
 
     def sample_episode_starts(self, count: int) -> dict[str, np.ndarray]:
         """`count` one-row windows, each an episode's first row (drawn with replacement)."""
-        episodes = np.array([len(t.ends) for t in self.timelines])
-        ends = np.cumsum(episodes)
+        firsts = [t.episode_firsts() for t in self.timelines]
+        ends = np.cumsum([len(f) for f in firsts])
+        if ends[-1] == 0:
+            raise ValueError("this share of the dataset holds no episode's first row")
         picks = self.rng.integers(0, ends[-1], count)
         which = np.searchsorted(ends, picks, "right")
-        rows = []
         with self._lock:
-            for w, p in zip(which, picks):
-                t = self.timelines[w]
-                e = int(p - (ends[w - 1] if w else 0))
-                rows.append(t.read(int(t.ends[e - 1]) if e else 0, 1))
+            rows = [self.timelines[w].read(int(firsts[w][p - (ends[w - 1] if w else 0)]), 1)
+                    for w, p in zip(which, picks)]
         return self._with_derived({k: np.stack([r[k] for r in rows]) for k in rows[0]})
 
     def sample_within_episodes(self, batch: int, length: int, rng: np.random.Generator,
@@ -189,8 +189,8 @@ class StreamReplay:
         for _ in range(tries):
             for w, start in self._draw(rng, batch, length):
                 t = self.timelines[w]
-                e = int(np.searchsorted(t.ends, start, "right"))
-                if start + length <= t.ends[e]:
+                end = t.ends[np.searchsorted(t.ends, t.first + start, "right")] - t.first
+                if start + length <= end:
                     found.append((w, start))
             if len(found) >= batch:
                 return self._with_derived(self._read(found[:batch], length))

@@ -151,7 +151,7 @@ def test_export_parity_with_in_tool_greedy_actions(cli, runs, tmp_path, run, fmt
     from wmtool.engine.agent import AgentPolicy
     from wmtool.engine.loading import load_run
     from wmtool.engine.loops import run_episodes
-    from wmtool.engine.session import make_vec
+    from wmtool.envs.factory import make_vec
 
     out = tmp_path / f"policy.{'onnx' if fmt == 'onnx' else 'pt'}"
     res = cli("export", "--run", runs / run, "--format", fmt, "--out", out, "--json")
@@ -204,8 +204,8 @@ def test_exported_policy_runs_without_wmtool(cli, runs, tmp_path):
 
 
 def test_safetensors_export_round_trips_weights(cli, runs, tmp_path):
+    from wmtool.engine.export import load_safetensors
     from wmtool.engine.loading import load_run
-    from wmtool.export import load_safetensors
 
     out = tmp_path / "weights.safetensors"
     res = cli("export", "--run", runs / "pixels", "--format", "safetensors", "--out", out,

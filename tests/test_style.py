@@ -57,4 +57,59 @@ def test_imports_run_downwards_only():
     found = [f"{path.relative_to(PACKAGE)} imports {name}"
              for layer, banned in upward.items() for path in sorted((PACKAGE / layer).glob("*.py"))
              for name in sorted(imported_modules(path)) if name.startswith(banned)]
+    # the modules at the top (config, rundir, ckpt, spaces, ...) serve every layer, so they
+    # import none of the upper ones; __main__ is the entry that starts the CLI
+    top = ("wmtool.engine", "wmtool.cli", "wmtool.play")
+    found += [f"{path.relative_to(PACKAGE)} imports {name}"
+              for path in sorted(PACKAGE.glob("*.py")) if path.name != "__main__.py"
+              for name in sorted(imported_modules(path)) if name.startswith(top)]
     assert not found, "\n".join(found)
+
+
+def module_graph() -> dict[str, set[str]]:
+    """wmtool's modules and the wmtool modules each imports, anywhere in the file (an import
+    inside a function is an arrow too: deferring it only hides a cycle)."""
+    modules = {".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)
+               .removesuffix(".__init__"): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        named = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                named |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                named |= {node.module, *(f"{node.module}.{a.name}" for a in node.names)}
+        graph[name] = {m for m in named if m in modules and m != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    order, low, stack, found, counter = {}, {}, [], [], [0]
+
+    def visit(v: str) -> None:
+        order[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        for w in graph[v]:
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            group = []
+            while not group or group[-1] != v:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+    for v in sorted(graph):
+        if v not in order:
+            visit(v)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    found = cycles(module_graph())
+    assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)

@@ -298,8 +298,8 @@ def test_tdmpc2_refuses_discrete_actions():
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 def test_exported_pixel_prior_carries_its_frame_stack(fmt, tmp_path):
+    from wmtool.engine.export import export
     from wmtool.engine.loading import LoadedRun
-    from wmtool.export import export
 
     torch.manual_seed(0)
     obs_space = {"image": Space((64, 64, 3), "uint8")}

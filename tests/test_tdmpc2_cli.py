@@ -90,7 +90,7 @@ def test_exported_prior_acts_like_eval_mode_prior(trained, cli, tmp_path):
     from wmtool.engine.agent import AgentPolicy
     from wmtool.engine.loading import load_run
     from wmtool.engine.loops import run_episodes
-    from wmtool.engine.session import make_vec
+    from wmtool.envs.factory import make_vec
 
     run, _ = trained
     path = tmp_path / "prior.pt"

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from wmtool import __version__, spaces
-from wmtool.errors import WmtoolError
-from wmtool.rundir import disk_error
+from wmtool.errors import WmtoolError, disk_error
 
 FORMAT = "wmtool-checkpoint"
 FORMAT_VERSION = 1

@@ -24,6 +24,14 @@ class WmtoolError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+def disk_error(file, exc: OSError) -> WmtoolError:
+    """OSError from a write as one line; a full disk names the fix."""
+    if exc.errno == 28:  # ENOSPC
+        return WmtoolError(f"disk full while writing {file}",
+                           "free some space (what was written before is intact) and resume")
+    return WmtoolError(f"cannot write {file}: {exc.strerror or exc}", "check the path and space")
+
+
 class UsageError(WmtoolError):
     """A mistake in the command line (an unknown name, a missing file): exit 2, as for the
     usage errors the option parser reports itself."""

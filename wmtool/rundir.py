@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from wmtool import config
-from wmtool.errors import WmtoolError
+from wmtool.errors import WmtoolError, disk_error
 
 CHECKPOINTS = "checkpoints"
 # Set by `--trust-run` anywhere on the command line (see wmtool.cli.main).
@@ -38,14 +38,6 @@ def write_atomic(file: Path, data: bytes | str) -> None:
         if isinstance(exc, OSError):
             raise disk_error(file, exc) from None
         raise
-
-
-def disk_error(file: Path, exc: OSError) -> WmtoolError:
-    """OSError from a write as one line; a full disk names the fix."""
-    if exc.errno == 28:  # ENOSPC
-        return WmtoolError(f"disk full while writing {file}",
-                           "free some space (what was written before is intact) and resume")
-    return WmtoolError(f"cannot write {file}: {exc.strerror or exc}", "check the path and space")
 
 
 class RunLock:

@@ -57,10 +57,10 @@ def latency(run: Path, root: Path, steps: int, runs: int) -> dict:
     import onnxruntime
 
     from wmtool.engine.agent import AgentPolicy
+    from wmtool.engine.export import METADATA_KEY
     from wmtool.engine.loading import load_run
     from wmtool.engine.loops import run_episodes
-    from wmtool.engine.session import make_vec
-    from wmtool.export import METADATA_KEY
+    from wmtool.envs.factory import make_vec
 
     loaded = load_run(run)
     torch.set_num_threads(1)  # one action at a time: a single thread is the fast setting

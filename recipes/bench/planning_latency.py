@@ -20,7 +20,7 @@ import torch
 
 from wmtool import config
 from wmtool.engine.agent import Agent
-from wmtool.engine.session import make_vec
+from wmtool.envs.factory import make_vec
 from wmtool.runtime import setup_torch
 
 

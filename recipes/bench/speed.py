@@ -55,8 +55,8 @@ def worker(algo: str, env: str, recipe: str | None, size: str | None, threads: i
     from wmtool.data.replay import Replay
     from wmtool.engine.agent import Agent
     from wmtool.engine.loops import run_episodes
-    from wmtool.engine.session import make_vec
     from wmtool.engine.train import window
+    from wmtool.envs.factory import make_vec
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -43,10 +43,10 @@ def export(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
+    from wmtool.engine.export import FORMATS
+    from wmtool.engine.export import export as write
     from wmtool.engine.loading import load_run
     from wmtool.errors import UsageError, WmtoolError
-    from wmtool.export import FORMATS
-    from wmtool.export import export as write
 
     if format_ not in FORMATS:  # before loading anything
         raise UsageError(f"--format {format_}: unknown", f"use one of {', '.join(FORMATS)}")

@@ -28,8 +28,8 @@ from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent
 from wmtool.engine.compiling import compiled_graphs
 from wmtool.engine.loops import run_episodes
-from wmtool.engine.session import make_vec
 from wmtool.engine.train import window
+from wmtool.envs.factory import make_vec
 from wmtool.errors import WmtoolError
 from wmtool.runtime import native_bf16, setup_torch
 

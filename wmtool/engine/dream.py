@@ -163,7 +163,7 @@ def real_episodes(loaded, data: Path | None, env: str | None, steps: int, seed: 
             return list(reader)
     from wmtool.engine.agent import AgentPolicy
     from wmtool.engine.loops import run_episodes
-    from wmtool.engine.session import make_vec
+    from wmtool.envs.factory import make_vec
 
     vec = make_vec(loaded.env_config(env).env, 1)
     try:

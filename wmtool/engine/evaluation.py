@@ -13,8 +13,8 @@ def play(loaded, episodes: int, mode: str, env: str | None, seed: int,
     """Mean/std/min/max return of `episodes` seeded episodes acting in `mode`, with the
     checkpoint's counters; `video` records what the agent saw; `on_episode` hears how many
     episodes have finished."""
-    from wmtool.engine.session import make_vec
     from wmtool.engine.train import evaluate
+    from wmtool.envs.factory import make_vec
     from wmtool.rundir import migrate_counters, step_counts
     from wmtool.video import write_video
 

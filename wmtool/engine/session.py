@@ -5,7 +5,6 @@ locks the run directory, evaluates and writes; each rank steps its own envs with
 seeds into its own store (`store_path`)."""
 from __future__ import annotations
 
-import functools
 import time
 from pathlib import Path
 
@@ -25,8 +24,7 @@ from wmtool.engine.train import (
     step_counts,
     updates_per_env_step,
 )
-from wmtool.envs.factory import make_env
-from wmtool.envs.vector import VecEnv
+from wmtool.envs.factory import make_vec
 from wmtool.errors import UsageError, WmtoolError
 from wmtool.progress import human_bytes, info
 from wmtool.runtime import default_run_dir, seed_everything, setup_torch
@@ -39,11 +37,6 @@ def store_path(rank: int) -> Path:
     return STORE if rank == 0 else STORE.with_name(f"episodes.rank{rank}.h5")
 
 NO_ACTIONS = spaces.Space((), "int64", n=1)  # what an action-free dataset's agent is given
-
-
-def make_vec(env_cfg, count: int) -> VecEnv:
-    """`count` env processes of the config's `env` section."""
-    return VecEnv([functools.partial(make_env, env_cfg, None) for _ in range(count)])
 
 
 class TrainSession:

@@ -1,6 +1,8 @@
 """Builds an Env from the `env` config section: suite adapter, then shared wrappers."""
 from __future__ import annotations
 
+import functools
+
 from wmtool.envs.base import Env
 from wmtool.envs.wrappers import ActionRepeat, TimeLimit
 from wmtool.errors import WmtoolError
@@ -50,3 +52,10 @@ def make_env(cfg, seed: int | None = None) -> Env:
     if cfg.time_limit > 0:
         env = TimeLimit(env, cfg.time_limit)
     return env
+
+
+def make_vec(env_cfg, count: int):
+    """`count` env processes of the config's `env` section."""
+    from wmtool.envs.vector import VecEnv
+
+    return VecEnv([functools.partial(make_env, env_cfg, None) for _ in range(count)])

@@ -10,6 +10,7 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from wmtool import __version__, spaces
@@ -35,7 +36,7 @@ def example_inputs(module, agent, batch: int = 1) -> tuple[torch.Tensor, ...]:
     obs = []
     for key in module.obs_keys:
         space = agent.obs_space[key]
-        obs.append(torch.zeros((batch, *space.shape), dtype=getattr(torch, space.dtype)))
+        obs.append(torch.from_numpy(np.zeros((batch, *space.shape), space.dtype)))
     carry = [torch.zeros((batch, *shape)) for shape in module.carry_shapes().values()]
     return (*obs, *carry, torch.ones(batch, dtype=torch.bool))
 

@@ -185,16 +185,17 @@ def stream_lines(records: list[dict]) -> list[str]:
              "streaming from disk against the same dataset in memory (a store that fits; "
              "median of alternating runs), then the large store under a memory limit "
              "(`python recipes/bench/stream_replay.py --record`).", "",
-             "| record | machine | size | updates/s memory | updates/s stream | share | "
-             "limit | large store in memory | peak RSS streaming | its updates/s | "
-             "memory mode under the limit |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| record | machine | frames | size | updates/s memory | updates/s stream | share "
+             "| limit | large store in memory | peak RSS streaming | its updates/s | "
+             "memory mode under the limit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         large = r["stores"]["large.h5"]
         for x in r["results"]:
             lim, mem = x["limited_auto"], x["limited_memory"]
             refused = "refused (exit 2)" if mem["exit"] == 2 else f"exit {mem['exit']}"
             lines.append(
-                f"| `{r['_record']}` | {_machine(r)} | {x['size']} | "
+                f"| `{r['_record']}` | {_machine(r)} | {r.get('frames', 'CartPole')} | "
+                f"{x['size']} | "
                 f"{x['updates_per_s_memory']:.3g} | {x['updates_per_s_stream']:.3g} | "
                 f"{x['stream_share_of_memory']:.0%} | {r['limit_gb']} GB | "
                 f"{large['rows_in_memory_gb']} GB ({large['bytes_on_disk'] / 2**30:.2f} GB "

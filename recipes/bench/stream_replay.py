@@ -2,7 +2,7 @@
 limit a third of the dataset's size.
 
     python recipes/bench/stream_replay.py [--limit-gb 2] [--size debug --size xs]
-        [--updates 40] [--rounds 2] [--data-dir /tmp/wmtool-stream-bench] [--record]
+        [--updates 40] [--rounds 2] [--noise] [--data-dir /tmp/wmtool-stream-bench] [--record]
 
 Data: CartPole rendered at 64x64 (`wmtool collect --obs pixels`, kept in --data-dir for the
 next run): a small store that fits in memory, and a large one whose rows take at least three
@@ -19,6 +19,7 @@ Run alone. `--record` writes benchmarks/results/stream-DATE-COMMIT.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -27,6 +28,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent / "wmtool"
@@ -43,9 +46,11 @@ def collect(path: Path, steps: int) -> None:
                    check=True)
 
 
-def replicate(source: Path, path: Path, steps: int) -> None:
-    """A large store of `source`'s episodes written over and over (collecting half a million
-    rendered steps would take 20 minutes here; reading is what is measured)."""
+def replicate(source: Path, path: Path, steps: int, noise: bool = False) -> None:
+    """A store of `source`'s episodes written over and over (collecting half a million
+    rendered steps would take 20 minutes here; reading is what is measured). With `noise`,
+    each written episode's frames are random bytes, which gzip cannot shrink: the file on
+    disk is then as large as its rows in memory."""
     if path.exists():
         return
     sys.path.insert(0, str(ROOT))
@@ -56,10 +61,13 @@ def replicate(source: Path, path: Path, steps: int) -> None:
         episodes = list(reader)
         env_id, obs_space, act_space = reader.env_id, reader.obs_space, reader.act_space
     partial = path.with_suffix(".partial.h5")
-    written = 0
+    written, rng = 0, np.random.default_rng(0)
     with EpisodeWriter(partial, env_id, obs_space, act_space, policy="random") as writer:
         while written < steps:
             for ep in episodes:
+                if noise:
+                    frames = rng.integers(0, 256, ep.obs["image"].shape, np.uint8)
+                    ep = dataclasses.replace(ep, obs={**ep.obs, "image": frames})
                 writer.add(ep)
                 written += ep.length
                 if written >= steps:
@@ -120,6 +128,8 @@ def train(data: Path, run: Path, size: str, mode: str, updates: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit-gb", type=float, default=2.0)
+    ap.add_argument("--noise", action="store_true", help="frames of random bytes: the store on "
+                    "disk as large as its rows in memory")
     ap.add_argument("--size", action="append")
     ap.add_argument("--updates", type=int, default=40)
     ap.add_argument("--rounds", type=int, default=2)
@@ -130,7 +140,12 @@ def main() -> None:
     limit = int(args.limit_gb * 2**30)
     small, large = args.data_dir / "small.h5", args.data_dir / "large.h5"
     collect(small, 20_000)
-    replicate(small, large, int(3.1 * limit / ROW_BYTES))
+    if args.noise:
+        rendered, small = small, args.data_dir / "noise" / "small.h5"
+        large = small.with_name("large.h5")
+        small.parent.mkdir(exist_ok=True)
+        replicate(rendered, small, 20_000, noise=True)
+    replicate(small, large, int(3.1 * limit / ROW_BYTES), noise=args.noise)
     runs = args.data_dir / "runs"
     results = []
     for size in args.size or ["debug", "xs"]:
@@ -161,7 +176,8 @@ def main() -> None:
         stores[name].update(steps=info["steps"], episodes=info["episodes"],
                             rows_in_memory_gb=round((info["steps"] + info["episodes"])
                                                     * ROW_BYTES / 2**30, 2))
-    out = {"limit_gb": args.limit_gb, "stores": stores, "results": results}
+    out = {"limit_gb": args.limit_gb, "frames": "random bytes" if args.noise else "CartPole",
+           "stores": stores, "results": results}
     print(json.dumps(out, indent=1))
     if args.record:
         import torch

@@ -202,3 +202,23 @@ def stream_lines(records: list[dict]) -> list[str]:
                 f"on disk) | {lim['peak_rss_gb']} GB | {lim.get('updates_per_s', '-')} | "
                 f"{refused} |")
     return lines
+
+
+def reference_lines(records: list[dict]) -> list[str]:
+    runs = sorted((r for r in records if r.get("kind") == "reference"),
+                  key=lambda r: r["date"], reverse=True)
+    if not runs:
+        return []
+    lines = ["", "## The reference update against sheeprl", "",
+             "DreamerV3 XS on vector CartPole, batch 16 x 64, 2 threads, fp32: wmtool "
+             "(`recipes/bench/dreamer_throughput.py`) and sheeprl 0.8.4 "
+             "(`recipes/bench/sheeprl_reference.py`) alternating in one session, median over "
+             "rounds (`python recipes/bench/sheeprl_compare.py --sheeprl-python V/bin/python "
+             "[--avx2] --record`).", "",
+             "| record | machine | matmul GFLOP/s | wmtool updates/s | sheeprl updates/s | "
+             "ratio |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        u = r["updates_per_s"]
+        lines.append(f"| `{r['_record']}` | {_machine(r)} | {r['matmul_gflops_fp32']} | "
+                     f"{u['wmtool']:.3g} | {u['sheeprl']:.3g} | {r['ratio']:.2f}x |")
+    return lines

@@ -113,3 +113,19 @@ def test_no_module_imports_itself_through_others():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     found = cycles(module_graph())
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
+
+
+def test_an_unfilled_contract_method_says_what_it_must_do():
+    import pytest
+
+    from wmtool.behavior.base import Behavior
+    from wmtool.models.base import WorldModel
+
+    with pytest.raises(NotImplementedError, match=r"schedule\(\) -> \[\(phase, updates"):
+        WorldModel().schedule()
+    with pytest.raises(NotImplementedError, match=r"act\(feat, mode\).*wmtool.behavior.base"):
+        Behavior().act(None)
+    bare = [f"{path.relative_to(PACKAGE)}:{n}" for path in sorted(PACKAGE.rglob("base.py"))
+            for n, line in enumerate(path.read_text().splitlines(), 1)
+            if line.strip() == "raise NotImplementedError"]
+    assert not bare, bare

@@ -32,6 +32,12 @@ def disk_error(file, exc: OSError) -> WmtoolError:
     return WmtoolError(f"cannot write {file}: {exc.strerror or exc}", "check the path and space")
 
 
+def unfilled(contract: str, what: str) -> NotImplementedError:
+    """What a subclass must define, said where the contract leaves it open."""
+    return NotImplementedError(f"{what} (part of the contract in {contract}; a subclass must "
+                               "define it)")
+
+
 class UsageError(WmtoolError):
     """A mistake in the command line (an unknown name, a missing file): exit 2, as for the
     usage errors the option parser reports itself."""

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from wmtool.behavior.plan_timer import PlanTimer
+from wmtool.errors import unfilled
 
 
 class Behavior(nn.Module):
@@ -34,14 +35,16 @@ class Behavior(nn.Module):
     hot_paths: tuple[str, ...] = ()
 
     def act(self, feat: torch.Tensor, mode: str = "sample") -> torch.Tensor:
-        raise NotImplementedError
+        raise unfilled(__name__, "act(feat, mode) -> one action per row of features, greedy or "
+                                 "sampled")
 
     def act_step(self, feat: torch.Tensor, carry, is_first: torch.Tensor, mode: str):
         """One action per env and the carry for the next step (None: nothing carried)."""
         return self.act(feat, mode), carry
 
     def learn(self, wm, start: dict, start_cont: torch.Tensor, step, autocast) -> dict:
-        raise NotImplementedError
+        raise unfilled(__name__, "learn(wm, start, start_cont, step, autocast) -> metrics of one "
+                                 "behaviour update from `start` states")
 
     def bind(self, wm) -> None:
         pass
@@ -61,7 +64,7 @@ class Planner(Behavior):
         self.timer = PlanTimer()
 
     def describe(self) -> str:
-        raise NotImplementedError
+        raise unfilled(__name__, 'describe() -> the planner and its settings in a few words')
 
     def acting_metrics(self) -> dict[str, float]:
         return self.timer.metrics()

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from wmtool.errors import unfilled
 from wmtool.spaces import Space
 
 STEP_KEYS = ("reward", "is_first", "is_last", "is_terminal")
@@ -33,10 +34,12 @@ class Env:
     action_meanings: list[str] | None = None
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        raise unfilled(__name__, "reset(seed) -> the first observation dict (DESIGN.md's step "
+                                 "keys, is_first true)")
 
     def step(self, action: np.ndarray) -> dict[str, Any]:
-        raise NotImplementedError
+        raise unfilled(__name__, "step(action) -> the next observation dict with reward, is_last, "
+                                 "is_terminal")
 
     def close(self) -> None:
         pass

@@ -30,6 +30,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from wmtool.errors import unfilled
+
 
 class WorldModel(nn.Module):
     phases: tuple[str, ...] = ("joint",)
@@ -42,10 +44,12 @@ class WorldModel(nn.Module):
 
     # -- trainable tier --------------------------------------------------------------------
     def schedule(self) -> list[tuple[str, int, int, int]]:
-        raise NotImplementedError
+        raise unfilled(__name__, "schedule() -> [(phase, updates, batch, length), ...]: each "
+                                 "phase's update count and batch, in training order")
 
     def loss(self, batch: dict, state=None, phase: str = "joint"):
-        raise NotImplementedError
+        raise unfilled(__name__, "loss(batch, state=None, phase) -> (loss, optimiser group names, "
+                                 "posterior states, metrics) for one update of `phase`")
 
     def phase_columns(self, phase: str) -> dict:
         return {}
@@ -61,30 +65,37 @@ class WorldModel(nn.Module):
         return action
 
     def initial(self, batch: int):
-        raise NotImplementedError
+        raise unfilled(__name__, "initial(batch) -> the latent state before the first observation,"
+                                 " for `batch` envs")
 
     def filter_step(self, state, prev_action: torch.Tensor, obs: dict, is_first: torch.Tensor,
                     sample: bool = True):
-        raise NotImplementedError
+        raise unfilled(__name__, "filter_step(state, prev_action, obs, is_first, sample) -> the "
+                                 "state after one real step")
 
     def observe(self, batch: dict, state=None):
-        raise NotImplementedError
+        raise unfilled(__name__, "observe(batch, state=None) -> posterior states along a batch of "
+                                 "real windows")
 
     def features(self, state) -> torch.Tensor:
-        raise NotImplementedError
+        raise unfilled(__name__, "features(state) -> the flat tensor that behaviours and heads "
+                                 "read")
 
     def state_from_features(self, feat: torch.Tensor):
-        raise NotImplementedError
+        raise unfilled(__name__, "state_from_features(feat) -> the state those features came from "
+                                 "(imagination restarts)")
 
     def imagine(self, start, act: Callable[[torch.Tensor, int], torch.Tensor], horizon: int,
                 sample: bool = True):
-        raise NotImplementedError
+        raise unfilled(__name__, "imagine(start, act, horizon, sample) -> features of `horizon` "
+                                 "steps dreamt from `start` under the policy `act(feat, t)`")
 
     def predict_reward(self, feat: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise unfilled(__name__, 'predict_reward(feat) -> the predicted reward of each feature row')
 
     def predict_cont(self, feat: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise unfilled(__name__, "predict_cont(feat) -> the predicted probability that each "
+                                 "episode continues")
 
 
 class Decodes:
@@ -93,20 +104,21 @@ class Decodes:
     @property
     def decoded_keys(self) -> tuple[list[str], list[str]]:
         """(image keys, vector keys) the decoder predicts."""
-        raise NotImplementedError
+        raise unfilled(__name__, 'decoded_keys -> (image keys, vector keys) the decoder predicts')
 
     def decode(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        raise unfilled(__name__, 'decode(feat) -> {observation key: predicted observation}')
 
 
 class LatentTraces:
     """No decoder: `wmtool dream` plots what the model predicts per step instead."""
 
     def predict_transition_reward(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise unfilled(__name__, "predict_transition_reward(z, action) -> the reward predicted for"
+                                 " taking `action` in latent `z`")
 
     def predict_value(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise unfilled(__name__, 'predict_value(z) -> the value predicted for latent `z`')
 
 
 class DrivenByLatentActions:
@@ -114,20 +126,24 @@ class DrivenByLatentActions:
 
     @property
     def latent_action_count(self) -> int:
-        raise NotImplementedError
+        raise unfilled(__name__, "latent_action_count -> how many discrete latent actions steer "
+                                 "the model")
 
     def drive_start(self, frame) -> dict:
-        raise NotImplementedError
+        raise unfilled(__name__, "drive_start(frame) -> the state a drive starts from, given one "
+                                 "image")
 
     def drive_step(self, state: dict, action: int):
-        raise NotImplementedError
+        raise unfilled(__name__, "drive_step(state, action) -> (next state, predicted frame) under"
+                                 " one latent action")
 
 
 class ReportsOnData:
     """Grades itself on held-out episodes its own way (`wmtool eval --data`)."""
 
     def data_report(self, episodes: list, batches: int, seed: int) -> dict:
-        raise NotImplementedError
+        raise unfilled(__name__, "data_report(episodes, batches, seed) -> the model's own held-out"
+                                 " report (`wmtool eval --data`)")
 
 
 class Tempered:

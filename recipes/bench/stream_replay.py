@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,7 +90,9 @@ def in_cgroup(limit: int | None):
 
 def train(data: Path, run: Path, size: str, mode: str, updates: int,
           limit: int | None = None) -> dict:
-    """One `wmtool train --data` run: exit code, updates/s, peak resident memory."""
+    """One `wmtool train --data` run, in a fresh `run` directory: exit code, updates/s,
+    peak resident memory."""
+    shutil.rmtree(run, ignore_errors=True)
     args = [str(BIN), "train", "--algo", "dreamerv3", "--data", str(data), "--size", size,
             "--steps", str(updates), "--set", f"train.replay={mode}", "--set",
             "train.batch=16", "--set", "train.length=64", "--set", "runtime.threads=2",
@@ -146,7 +149,7 @@ def main() -> None:
         small.parent.mkdir(exist_ok=True)
         replicate(rendered, small, 20_000, noise=True)
     replicate(small, large, int(3.1 * limit / ROW_BYTES), noise=args.noise)
-    runs = args.data_dir / "runs"
+    runs = large.parent / "runs"
     results = []
     for size in args.size or ["debug", "xs"]:
         pairs = {"memory": [], "stream": []}
@@ -154,6 +157,9 @@ def main() -> None:
             for mode in ("memory", "stream"):
                 r = train(small, runs / f"{size}-{mode}-{i}", size, mode, args.updates)
                 print(json.dumps(r), flush=True)
+                if r["exit"]:
+                    raise SystemExit(f"error: a {mode} run on the small store failed: "
+                                     f"{r.get('error')}")
                 pairs[mode].append(r)
         fits = {mode: statistics.median(r["updates_per_s"] for r in rs)
                 for mode, rs in pairs.items()}

@@ -14,9 +14,21 @@ def _machine(r: dict) -> str:
     return f"{m['cpu']}, {m['cores']} cores, {m['cpu_capability']}"
 
 
+def newest_first(records: list[dict], kind: str) -> list[dict]:
+    return sorted((r for r in records if r.get("kind") == kind), key=lambda r: r["date"],
+                  reverse=True)
+
+
+def table(title: str, intro: str, columns: list[str], rows: list[list]) -> list[str]:
+    """A section: its title, one paragraph, and a table (nothing when there are no rows)."""
+    if not rows:
+        return []
+    return ["", f"## {title}", "", intro, "", "| " + " | ".join(columns) + " |",
+            "|" + "---|" * len(columns)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
 def tour_lines(records: list[dict]) -> list[str]:
-    tours = sorted((r for r in records if r.get("kind") == "tour" and not r.get("small")),
-                   key=lambda r: r["date"], reverse=True)
+    tours = [r for r in newest_first(records, "tour") if not r.get("small")]
     if not tours:
         return []
     newest = tours[0]
@@ -42,8 +54,7 @@ def tour_lines(records: list[dict]) -> list[str]:
 
 
 def fault_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "faults"),
-                  key=lambda r: r["date"], reverse=True)
+    runs = newest_first(records, "faults")
     full = [r for r in runs if not r.get("subset")]
     if not full:
         return []
@@ -84,141 +95,99 @@ def fault_lines(records: list[dict]) -> list[str]:
 
 
 def play_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "play"),
-                  key=lambda r: r["date"], reverse=True)
-    if not runs:
-        return []
-    lines = ["", "## `wmtool play` in a real browser", "",
-             "Debian's Chromium driven by Playwright (`python recipes/bench/play_speed.py "
-             "--run RUN ... --real --record`): the page's own count of frames/s (median after "
-             "the first second) and key-to-frame latency, with the real env stepped beside the "
-             "dream; then, paused, four single steps from the same start under each key. "
-             "Targets: 30 frames/s for the demo model, 15 for `xs` at 64x64, p95 latency "
-             "100 ms.", "",
-             "| record | machine | matmul GFLOP/s | run | frames/s | latency p50 / p95 ms "
-             "| two keys, two frames | same keys, same frame |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        for row in r["results"]:
-            lines.append(
-                f"| `{r['_record']}` | {_machine(r)} | {r.get('matmul_gflops_fp32', '-')} | "
-                f"{row['algo']}: {row.get('model', row['run'])} | "
-                f"{row['fps_median']} of {row['fps_target']} | "
-                f"{row['latency_ms_p50']} / {row['latency_ms_p95']} | "
-                f"{'yes' if row['keys_differ'] else 'no'} | "
-                f"{'yes' if row.get('replays_identically') else 'no'} |")
-    return lines
+    return table(
+        "`wmtool play` in a real browser",
+        "Debian's Chromium driven by Playwright (`python recipes/bench/play_speed.py --run RUN "
+        "... --real --record`): the page's own count of frames/s (median after the first "
+        "second) and key-to-frame latency, with the real env stepped beside the dream; then, "
+        "paused, four single steps from the same start under each key. Targets: 30 frames/s "
+        "for the demo model, 15 for `xs` at 64x64, p95 latency 100 ms.",
+        ["record", "machine", "matmul GFLOP/s", "run", "frames/s", "latency p50 / p95 ms",
+         "two keys, two frames", "same keys, same frame"],
+        [[f"`{r['_record']}`", _machine(r), r.get("matmul_gflops_fp32", "-"),
+          f"{row['algo']}: {row.get('model', row['run'])}",
+          f"{row['fps_median']} of {row['fps_target']}",
+          f"{row['latency_ms_p50']} / {row['latency_ms_p95']}",
+          "yes" if row["keys_differ"] else "no",
+          "yes" if row.get("replays_identically") else "no"]
+         for r in newest_first(records, "play") for row in r["results"]])
 
 
 def thread_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "threads"),
-                  key=lambda r: r["date"], reverse=True)
-    if not runs:
-        return []
-    lines = ["", "## The thread probe", "",
-             "What `runtime.threads: 0` picks, on a quiet machine and beside a busy loop on "
-             "one core, against 1 and 2 threads timed alone afterwards (median of 5 "
-             "alternating blocks; `python recipes/bench/thread_probe.py --record`). It holds "
-             "when each pick is at most 10% slower alone than the other count and the probe "
-             "took at most 5 s.", "",
-             "| record | machine | setting | pick quiet (probe s) | pick busy | updates/s "
-             "alone, 1 / 2 threads | holds |", "|---|---|---|---|---|---|---|"]
-    for r in runs:
-        for x in r["results"]:
-            quiet, alone = x["probe_quiet"], x["alone_updates_per_s"]
-            lines.append(f"| `{r['_record']}` | {_machine(r)} | {x['setting']} | "
-                         f"{quiet['threads']} ({quiet.get('seconds', '-')}) | "
-                         f"{x['probe_busy']['threads']} | {alone['1']} / {alone['2']} | "
-                         f"{'yes' if x['holds'] else 'no'} |")
-    return lines
+    return table(
+        "The thread probe",
+        "What `runtime.threads: 0` picks, on a quiet machine and beside a busy loop on one "
+        "core, against 1 and 2 threads timed alone afterwards (median of 5 alternating "
+        "blocks; `python recipes/bench/thread_probe.py --record`). It holds when each pick is "
+        "at most 10% slower alone than the other count and the probe took at most 5 s.",
+        ["record", "machine", "setting", "pick quiet (probe s)", "pick busy",
+         "updates/s alone, 1 / 2 threads", "holds"],
+        [[f"`{r['_record']}`", _machine(r), x["setting"],
+          f"{x['probe_quiet']['threads']} ({x['probe_quiet'].get('seconds', '-')})",
+          x["probe_busy"]["threads"],
+          f"{x['alone_updates_per_s']['1']} / {x['alone_updates_per_s']['2']}",
+          "yes" if x["holds"] else "no"]
+         for r in newest_first(records, "threads") for x in r["results"]])
 
 
 def planning_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "planning"),
-                  key=lambda r: r["date"], reverse=True)
-    if not runs:
-        return []
-    lines = ["", "## Planning latency", "",
-             "Milliseconds per action of a planner on an untrained model (the cost does not "
-             "depend on the weights), median of the timed actions after 3 warm-up ones "
-             "(`python recipes/bench/planning_latency.py TASK --algo ALGO --record`).", "",
-             "| record | machine | matmul GFLOP/s | threads | algo, task | setting | planner "
-             "| ms per action (quartiles) |", "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        for row in r["results"]:
-            q1, q3 = row["ms_quartiles"]
-            lines.append(f"| `{r['_record']}` | {_machine(r)} | {r['matmul_gflops_fp32']} | "
-                         f"{r['machine']['threads']} | {r['algo']}, {r['task']} | "
-                         f"{row['setting']} | {row['planner']} | "
-                         f"{row['ms_per_action_median']} ({q1}-{q3}) |")
-    return lines
+    return table(
+        "Planning latency",
+        "Milliseconds per action of a planner on an untrained model (the cost does not depend "
+        "on the weights), median of the timed actions after 3 warm-up ones "
+        "(`python recipes/bench/planning_latency.py TASK --algo ALGO --record`).",
+        ["record", "machine", "matmul GFLOP/s", "threads", "algo, task", "setting", "planner",
+         "ms per action (quartiles)"],
+        [[f"`{r['_record']}`", _machine(r), r["matmul_gflops_fp32"], r["machine"]["threads"],
+          f"{r['algo']}, {r['task']}", row["setting"], row["planner"],
+          f"{row['ms_per_action_median']} ({row['ms_quartiles'][0]}-{row['ms_quartiles'][1]})"]
+         for r in newest_first(records, "planning") for row in r["results"]])
 
 
 def replay_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "replay"),
-                  key=lambda r: r["date"], reverse=True)
-    if not runs:
-        return []
-    lines = ["", "## Replay against its capacity", "",
-             "64x64x3 frames in 500-step episodes; replay filled past its capacity, then ms "
-             "per added episode (median), ms per sampled batch of 16 x 64, and updates/s of a "
-             "small pixel DreamerV3 drawing from it (`python recipes/bench/replay_scaling.py "
-             "--record`). `ring`: today's replay; `before`: the one that shifted every row on "
-             "eviction.", "",
-             "| record | machine | replay | capacity (rows) | add ms | sample ms | updates/s |",
-             "|---|---|---|---|---|---|---|"]
-    for r in runs:
-        for row in r["results"]:
-            lines.append(f"| `{r['_record']}` | {_machine(r)} | {row['replay']} | "
-                         f"{row['capacity']:,} | {row['add_ms_median']} | "
-                         f"{row['sample_ms_median']} | {row['updates_per_s']} |")
-    return lines
+    return table(
+        "Replay against its capacity",
+        "64x64x3 frames in 500-step episodes; replay filled past its capacity, then ms per "
+        "added episode (median), ms per sampled batch of 16 x 64, and updates/s of a small "
+        "pixel DreamerV3 drawing from it (`python recipes/bench/replay_scaling.py --record`). "
+        "`ring`: today's replay; `before`: the one that shifted every row on eviction.",
+        ["record", "machine", "replay", "capacity (rows)", "add ms", "sample ms", "updates/s"],
+        [[f"`{r['_record']}`", _machine(r), row["replay"], f"{row['capacity']:,}",
+          row["add_ms_median"], row["sample_ms_median"], row["updates_per_s"]]
+         for r in newest_first(records, "replay") for row in r["results"]])
 
 
 def stream_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "stream"),
-                  key=lambda r: r["date"], reverse=True)
-    if not runs:
-        return []
-    lines = ["", "## Training from disk", "",
-             "DreamerV3 on CartPole frames (64x64, batch 16 x 64, 2 threads): updates/s "
-             "streaming from disk against the same dataset in memory (a store that fits; "
-             "median of alternating runs), then the large store under a memory limit "
-             "(`python recipes/bench/stream_replay.py --record`).", "",
-             "| record | machine | frames | size | updates/s memory | updates/s stream | share "
-             "| limit | large store in memory | peak RSS streaming | its updates/s | "
-             "memory mode under the limit |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        large = r["stores"]["large.h5"]
-        for x in r["results"]:
-            lim, mem = x["limited_auto"], x["limited_memory"]
-            refused = "refused (exit 2)" if mem["exit"] == 2 else f"exit {mem['exit']}"
-            lines.append(
-                f"| `{r['_record']}` | {_machine(r)} | {r.get('frames', 'CartPole')} | "
-                f"{x['size']} | "
-                f"{x['updates_per_s_memory']:.3g} | {x['updates_per_s_stream']:.3g} | "
-                f"{x['stream_share_of_memory']:.0%} | {r['limit_gb']} GB | "
-                f"{large['rows_in_memory_gb']} GB ({large['bytes_on_disk'] / 2**30:.2f} GB "
-                f"on disk) | {lim['peak_rss_gb']} GB | {lim.get('updates_per_s', '-')} | "
-                f"{refused} |")
-    return lines
+    def refused(mem: dict) -> str:
+        return "refused (exit 2)" if mem["exit"] == 2 else f"exit {mem['exit']}"
+    return table(
+        "Training from disk",
+        "DreamerV3 (64x64 frames, batch 16 x 64, 2 threads): updates/s streaming from disk "
+        "against the same dataset in memory (a store that fits; median of alternating runs), "
+        "then the large store under a memory limit (`python recipes/bench/stream_replay.py "
+        "[--noise] --record`; `--noise`: frames of random bytes, which do not compress).",
+        ["record", "machine", "frames", "size", "updates/s memory", "updates/s stream", "share",
+         "limit", "large store in memory", "peak RSS streaming", "its updates/s",
+         "memory mode under the limit"],
+        [[f"`{r['_record']}`", _machine(r), r.get("frames", "CartPole"), x["size"],
+          f"{x['updates_per_s_memory']:.3g}", f"{x['updates_per_s_stream']:.3g}",
+          f"{x['stream_share_of_memory']:.0%}", f"{r['limit_gb']} GB",
+          f"{r['stores']['large.h5']['rows_in_memory_gb']} GB "
+          f"({r['stores']['large.h5']['bytes_on_disk'] / 2**30:.2f} GB on disk)",
+          f"{x['limited_auto']['peak_rss_gb']} GB", x["limited_auto"].get("updates_per_s", "-"),
+          refused(x["limited_memory"])]
+         for r in newest_first(records, "stream") for x in r["results"]])
 
 
 def reference_lines(records: list[dict]) -> list[str]:
-    runs = sorted((r for r in records if r.get("kind") == "reference"),
-                  key=lambda r: r["date"], reverse=True)
-    if not runs:
-        return []
-    lines = ["", "## The reference update against sheeprl", "",
-             "DreamerV3 XS on vector CartPole, batch 16 x 64, 2 threads, fp32: wmtool "
-             "(`recipes/bench/dreamer_throughput.py`) and sheeprl 0.8.4 "
-             "(`recipes/bench/sheeprl_reference.py`) alternating in one session, median over "
-             "rounds (`python recipes/bench/sheeprl_compare.py --sheeprl-python V/bin/python "
-             "[--avx2] --record`).", "",
-             "| record | machine | matmul GFLOP/s | wmtool updates/s | sheeprl updates/s | "
-             "ratio |", "|---|---|---|---|---|---|"]
-    for r in runs:
-        u = r["updates_per_s"]
-        lines.append(f"| `{r['_record']}` | {_machine(r)} | {r['matmul_gflops_fp32']} | "
-                     f"{u['wmtool']:.3g} | {u['sheeprl']:.3g} | {r['ratio']:.2f}x |")
-    return lines
+    return table(
+        "The reference update against sheeprl",
+        "DreamerV3 XS on vector CartPole, batch 16 x 64, 2 threads, fp32: wmtool "
+        "(`recipes/bench/dreamer_throughput.py`) and sheeprl 0.8.4 "
+        "(`recipes/bench/sheeprl_reference.py`) alternating in one session, median over rounds "
+        "(`python recipes/bench/sheeprl_compare.py --sheeprl-python V/bin/python [--avx2] "
+        "--record`).",
+        ["record", "machine", "matmul GFLOP/s", "wmtool updates/s", "sheeprl updates/s", "ratio"],
+        [[f"`{r['_record']}`", _machine(r), r["matmul_gflops_fp32"],
+          f"{r['updates_per_s']['wmtool']:.3g}", f"{r['updates_per_s']['sheeprl']:.3g}",
+          f"{r['ratio']:.2f}x"] for r in newest_first(records, "reference")])

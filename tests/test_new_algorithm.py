@@ -13,7 +13,7 @@ from torch import nn
 
 from wmtool.behavior.actor_critic import frozen
 from wmtool.behavior.base import Behavior
-from wmtool.models.base import Decodes, WorldModel
+from wmtool.models.base import Decodes, Phase, WorldModel
 from wmtool.registry import ALGOS, Entry
 
 KEY = "vector"  # gym:Pendulum-v1's observation key
@@ -33,7 +33,7 @@ class TinyModel(WorldModel, Decodes):
 
     def schedule(self):
         t = self.cfg.train
-        return [("joint", t.steps, t.batch, t.length)]
+        return [Phase("joint", t.steps, t.batch, t.length)]
 
     def loss(self, batch, state=None, phase="joint"):
         z = self.encoder(batch[KEY])

@@ -121,7 +121,7 @@ def test_an_unfilled_contract_method_says_what_it_must_do():
     from wmtool.behavior.base import Behavior
     from wmtool.models.base import WorldModel
 
-    with pytest.raises(NotImplementedError, match=r"schedule\(\) -> \[\(phase, updates"):
+    with pytest.raises(NotImplementedError, match=r"schedule\(\) -> \[Phase\(name, updates"):
         WorldModel().schedule()
     with pytest.raises(NotImplementedError, match=r"act\(feat, mode\).*wmtool.behavior.base"):
         Behavior().act(None)

@@ -82,7 +82,7 @@ class Prepared:
             vec.close()
         self.agent = agent = Agent(algo, vec.obs_space, vec.act_space, cfg, self.device)
         self.phase = phase = phase or agent.wm.phases[0]
-        schedule = {name: (batch, length) for name, _, batch, length in agent.wm.schedule()}
+        schedule = {p.name: (p.batch, p.length) for p in agent.wm.schedule()}
         if phase not in schedule:
             raise WmtoolError(f"--phase {phase}: {algo} has phases {', '.join(schedule)}",
                               f"pass one of {', '.join(schedule)}")

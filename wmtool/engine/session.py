@@ -330,8 +330,8 @@ class TrainSession:
     def total(self) -> int:
         if self.data is None:
             return self.cfg.train.steps
-        return sum(steps for phase, steps, _, _ in self.trainer.schedule()
-                   if not self.phases or phase in self.phases)
+        return sum(p.updates for p in self.trainer.schedule()
+                   if not self.phases or p.name in self.phases)
 
     def clock(self) -> int:
         c = self.trainer.counters

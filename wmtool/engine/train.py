@@ -37,6 +37,7 @@ from wmtool.engine.offline_data import offline_replay
 from wmtool.engine.tuning import tune_threads
 from wmtool.engine.walltime import WallTime
 from wmtool.logger import Logger
+from wmtool.models.base import Phase
 from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
 
@@ -295,7 +296,7 @@ class Trainer:
     def planned_updates(self) -> int:
         c = self.cfg.train
         if not self.online:
-            return sum(steps for _, steps, _, _ in self.schedule())
+            return sum(p.updates for p in self.schedule())
         return int(max(0, c.steps - c.prefill) * updates_per_env_step(self.cfg, self.world.size)) \
             + c.prefill_updates
 
@@ -447,11 +448,11 @@ class Trainer:
         self.counters["agent_steps"] = base + steps
         self.replay_ready = short == 0
 
-    def schedule(self) -> list[tuple[str, int, int, int]]:
-        """(phase, updates, batch, length) in order; `imagine` has one behaviour phase."""
+    def schedule(self) -> list[Phase]:
+        """The phases in order; `imagine` has one behaviour phase."""
         c = self.cfg.train
         if not self.world_model:
-            return [("behavior", c.steps, c.batch, c.length)]
+            return [Phase("behavior", c.steps, c.batch, c.length)]
         return self.agent.wm.schedule()
 
     def train_offline(self, data: Path | str, phases: list[str] | None = None) -> None:
@@ -461,7 +462,7 @@ class Trainer:
         if self.world.main:
             rundir.update_meta(self.run_dir, replay=facts)
         schedule = self.schedule()
-        for phase, steps, batch, length in schedule:
+        for phase, steps, batch, length in schedule:  # Phase(name, updates, batch, length)
             if phases and phase not in phases:
                 continue
             derive_phase_columns(self.replay, self.agent.wm, phase)

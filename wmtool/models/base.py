@@ -3,7 +3,7 @@
 A world model subclasses `WorldModel` and fills in two tiers:
 
 - trainable: `phases` (trained in order; `behavior_phases` are those after whose updates the
-  behaviour learns too), `schedule()` (phase, updates, batch, length per phase),
+  behaviour learns too), `schedule()` (a `Phase(name, updates, batch, length)` per phase),
   `loss(batch, phase=...)` -> (loss, optimiser group names, posterior states, metrics), and the
   hooks whose defaults do nothing: `phase_columns` (columns derived once per phase from
   frozen modules), `note_episode` (every finished episode's length), `after_update` (e.g.
@@ -25,12 +25,20 @@ the CLI ask with `isinstance`, never by probing for attributes:
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
 
 from wmtool.errors import unfilled
+
+
+class Phase(NamedTuple):
+    """One entry of `schedule()`: a training phase and the updates it makes."""
+    name: str
+    updates: int
+    batch: int    # sequences per update
+    length: int   # steps per sequence
 
 
 class WorldModel(nn.Module):
@@ -43,9 +51,9 @@ class WorldModel(nn.Module):
     act_dim: int
 
     # -- trainable tier --------------------------------------------------------------------
-    def schedule(self) -> list[tuple[str, int, int, int]]:
-        raise unfilled(__name__, "schedule() -> [(phase, updates, batch, length), ...]: each "
-                                 "phase's update count and batch, in training order")
+    def schedule(self) -> list[Phase]:
+        raise unfilled(__name__, "schedule() -> [Phase(name, updates, batch, length), ...]: "
+                                 "each phase's update count and batch, in training order")
 
     def loss(self, batch: dict, state=None, phase: str = "joint"):
         raise unfilled(__name__, "loss(batch, state=None, phase) -> (loss, optimiser group names, "

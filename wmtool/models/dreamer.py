@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from wmtool.models.base import Decodes, WorldModel
+from wmtool.models.base import Decodes, Phase, WorldModel
 from wmtool.models.rssm import RSSM, State, flat_action
 from wmtool.nets.dists import bernoulli_nll, scalar_head
 from wmtool.nets.layers import MLP, MultiDecoder, MultiEncoder, ObsScaling, split_keys
@@ -65,10 +65,10 @@ class DreamerModel(WorldModel, Decodes):
         prior = self.rssm.img_step(state, prev_action, sample)
         return self.rssm.posterior(prior, self.encoder(obs), sample)
 
-    def schedule(self) -> list[tuple[str, int, int, int]]:
-        """(phase, updates, batch, length) of offline training."""
+    def schedule(self) -> list[Phase]:
+        """Offline training's one phase."""
         t = self.cfg.train
-        return [("joint", t.steps, t.batch, t.length)]
+        return [Phase("joint", t.steps, t.batch, t.length)]
 
     def observe(self, batch: dict, state: State | None = None) -> tuple[State, State]:
         embed = self.encoder({k: batch[k] for k in self.input_keys})

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wmtool import parallel
-from wmtool.models.base import DrivenByLatentActions, WorldModel
+from wmtool.models.base import DrivenByLatentActions, Phase, WorldModel
 from wmtool.nets.fsq import ScalarQuantizer
 from wmtool.nets.vq import VectorQuantizer
 
@@ -234,10 +234,11 @@ class GenieModel(WorldModel, DrivenByLatentActions):
                                         g.heads)
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
 
-    def schedule(self) -> list[tuple[str, int, int, int]]:
+    def schedule(self) -> list[Phase]:
         g = self.cfg.genie
-        return [("tokenizer", g.tokenizer_steps, g.batch, 1), ("lam", g.lam_steps, g.batch, 2),
-                ("dynamics", g.dynamics_steps, g.batch, g.frames)]
+        return [Phase("tokenizer", g.tokenizer_steps, g.batch, 1),
+                Phase("lam", g.lam_steps, g.batch, 2),
+                Phase("dynamics", g.dynamics_steps, g.batch, g.frames)]
 
     def optimizer_groups(self) -> dict:
         g = self.cfg.genie

@@ -21,7 +21,7 @@ from torch import nn
 
 from wmtool import parallel
 from wmtool.errors import WmtoolError
-from wmtool.models.base import LatentTraces, WorldModel
+from wmtool.models.base import LatentTraces, Phase, WorldModel
 from wmtool.nets.dists import TwoHot, bernoulli_nll
 from wmtool.nets.layers import ObsScaling, split_keys
 from wmtool.nets.normed import (
@@ -273,9 +273,9 @@ class TDMPC2Model(WorldModel, LatentTraces):
             states.append(self.next(states[-1], actions[-1]))
         return {"z": torch.stack(states)}, torch.stack(actions)
 
-    def schedule(self) -> list[tuple[str, int, int, int]]:
+    def schedule(self) -> list[Phase]:
         t = self.cfg.train
-        return [("joint", t.steps, t.batch, t.length)]
+        return [Phase("joint", t.steps, t.batch, t.length)]
 
     @property
     def history(self) -> int:

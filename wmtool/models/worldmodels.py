@@ -19,7 +19,7 @@ from torch import nn
 
 from wmtool import parallel
 from wmtool.errors import WmtoolError
-from wmtool.models.base import Decodes, Tempered, WorldModel
+from wmtool.models.base import Decodes, Phase, Tempered, WorldModel
 from wmtool.models.rssm import flat_action
 from wmtool.nets.dists import bernoulli_nll, symexp, symlog
 from wmtool.nets.layers import split_keys
@@ -193,13 +193,13 @@ class WorldModelsModel(WorldModel, Decodes, Tempered):
         return dict(zip(self.image_keys, images.split(self.channels, -1)))
 
     # -- learning --------------------------------------------------------------------------
-    def schedule(self) -> list[tuple[str, int, int, int]]:
-        """(phase, updates, batch, length) in training order."""
+    def schedule(self) -> list[Phase]:
+        """The VAE's phase, then the MDN-RNN's."""
         if self.cfg.train.steps:
             raise WmtoolError("--steps does not apply to worldmodels, whose phases have their "
                               "own budgets", "use --set vae.steps=N --set mdnrnn.steps=M")
         v, m = self.cfg.vae, self.cfg.mdnrnn
-        return [("vae", v.steps, v.batch, 1), ("mdnrnn", m.steps, m.batch, m.length)]
+        return [Phase("vae", v.steps, v.batch, 1), Phase("mdnrnn", m.steps, m.batch, m.length)]
 
     def phase_columns(self, phase: str) -> dict:
         """Replay columns computed once before `phase`. In `mdnrnn` V is frozen, so each frame

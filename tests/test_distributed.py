@@ -294,7 +294,7 @@ def test_two_rank_trainer_keeps_its_own_replays_a_summed_clock_and_the_train_rat
     from wmtool import config
     from wmtool.data.replay import episode_rows
     from wmtool.data.store import EpisodeReader
-    from wmtool.engine.train import updates_per_env_step
+    from wmtool.engine.train import updates_per_agent_step
     from wmtool.parallel import RANK_SEED_STRIDE
 
     sets = [f"{key}={value}" for key, value in DP_RUN.items()]
@@ -363,8 +363,8 @@ def test_two_rank_trainer_keeps_its_own_replays_a_summed_clock_and_the_train_rat
         return math.floor((at - c.prefill) * c.train_ratio / (ranks * c.batch * c.length)) \
             + c.prefill_updates
 
-    assert updates_per_env_step(cfg, ranks=2) == c.train_ratio / (2 * c.batch * c.length)
-    assert updates_per_env_step(cfg, ranks=1) == 2 * updates_per_env_step(cfg, ranks=2)
+    assert updates_per_agent_step(cfg, ranks=2) == c.train_ratio / (2 * c.batch * c.length)
+    assert updates_per_agent_step(cfg, ranks=1) == 2 * updates_per_agent_step(cfg, ranks=2)
     assert updates == due(steps) == 78  # floor(400 or 401 x 0.1875) + 3
     assert updates - c.prefill_updates == (due(steps, ranks=1) - c.prefill_updates) // 2
     for rank in ranks:  # each rank made every update, as each was due: no sooner, no later

@@ -22,7 +22,7 @@ from wmtool.engine.train import (
     evaluate,
     lr_factor,
     step_counts,
-    updates_per_env_step,
+    updates_per_agent_step,
 )
 from wmtool.envs.factory import make_vec
 from wmtool.errors import UsageError, WmtoolError
@@ -310,7 +310,7 @@ class TrainSession:
             ranks = f"{n} ranks x " if n > 1 else ""
             info(f"train ratio {cfg.train.train_ratio:g} replayed steps per agent step / "
                  f"({ranks}batch {cfg.train.batch} x length {cfg.train.length}) = "
-                 f"{updates_per_env_step(cfg, n):.4g} updates per agent step", self.quiet)
+                 f"{updates_per_agent_step(cfg, n):.4g} updates per agent step", self.quiet)
         if self.world.size > 1:
             info(self._parallel_summary(), self.quiet)
 
@@ -425,7 +425,7 @@ def check_online_budget(cfg, ranks: int) -> None:
         raise UsageError(f"train.length={t.length} exceeds train.replay_capacity="
                          f"{t.replay_capacity}: no sequence fits in replay",
                          "lower train.length or raise train.replay_capacity")
-    if t.steps * updates_per_env_step(cfg, ranks) < 1 and t.prefill_updates == 0:
+    if t.steps * updates_per_agent_step(cfg, ranks) < 1 and t.prefill_updates == 0:
         raise UsageError(f"train.train_ratio={t.train_ratio:g} over train.batch={t.batch} x "
                          f"train.length={t.length} makes less than one update in "
                          f"{t.steps:,} agent steps",

@@ -42,7 +42,7 @@ from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
 
 
-def updates_per_env_step(cfg, ranks: int = 1) -> float:
+def updates_per_agent_step(cfg, ranks: int = 1) -> float:
     """Updates per agent step (the train ratio counts replayed rows, one per agent step;
     with N data-parallel ranks an update replays N batches)."""
     return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length * ranks)
@@ -297,8 +297,8 @@ class Trainer:
         c = self.cfg.train
         if not self.online:
             return sum(p.updates for p in self.schedule())
-        return int(max(0, c.steps - c.prefill) * updates_per_env_step(self.cfg, self.world.size)) \
-            + c.prefill_updates
+        per_step = updates_per_agent_step(self.cfg, self.world.size)
+        return int(max(0, c.steps - c.prefill) * per_step) + c.prefill_updates
 
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
         c = self.cfg.train
@@ -417,7 +417,7 @@ class Trainer:
                 base = self.counters["agent_steps"]
                 writer.flush()
                 self.save()  # a run killed after its prefill resumes from here
-            ratio = updates_per_env_step(self.cfg, self.world.size)
+            ratio = updates_per_agent_step(self.cfg, self.world.size)
 
             def learn_due():
                 due = int((self.counters["agent_steps"] - cfg.prefill) * ratio) \

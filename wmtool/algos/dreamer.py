@@ -60,8 +60,8 @@ class ActingPolicy(nn.Module):
         rssm = self.wm.rssm
         state, prev_action = rssm.restart({"deter": deter, "stoch": stoch}, prev_action,
                                           is_first.bool())
-        prior = rssm.img_step(state, prev_action, sample=False)
-        post = rssm.posterior(prior, self.wm.encoder(obs), sample=False)
+        post = rssm.posterior(rssm.prior(state, prev_action), self.wm.encoder(obs),
+                              sample=False)
         action = self.behavior.act(self.wm.features(post), "greedy")
         return action, post["deter"], post["stoch"], self.wm.action_input(action)
 

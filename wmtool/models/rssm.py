@@ -38,29 +38,39 @@ class RSSM(nn.Module):
         return self.deter + self.stoch_dim
 
     # -- distributions ------------------------------------------------------------------
-    def _state(self, deter: torch.Tensor, stats: torch.Tensor, sample: bool) -> State:
+    def _state(self, deter: torch.Tensor, stats: torch.Tensor, sample: bool | None) -> State:
+        """A state from its deterministic part and its distribution's statistics. `sample`:
+        True draws the stochastic part, False takes its mode, None leaves it out (a prior
+        that only the KL reads, as in observe and acting: the posterior draws instead)."""
         if self.classes:
             logits = stats.reshape(*stats.shape[:-1], self.stoch, self.classes)
             dist = OneHot(logits, self.unimix)
-            stoch = dist.sample() if sample else dist.mode()
-            return {"deter": deter, "stoch": stoch, "logits": dist.logits}
+            state = {"deter": deter, "logits": dist.logits}
+            if sample is not None:
+                state["stoch"] = dist.sample() if sample else dist.mode()
+            return state
         mean, std = stats.chunk(2, -1)
         std = 2 * torch.sigmoid(std / 2) + self.min_std
-        stoch = mean + std * parallel.randn_like(mean) if sample else mean
-        return {"deter": deter, "stoch": stoch, "mean": mean, "std": std}
+        state = {"deter": deter, "mean": mean, "std": std}
+        if sample is not None:
+            state["stoch"] = mean + std * parallel.randn_like(mean) if sample else mean
+        return state
 
     def features(self, state: State) -> torch.Tensor:
+        if "feat" in state:  # imagined states carry their features (DreamerModel.imagine)
+            return state["feat"]
         stoch = state["stoch"]
         if self.classes:
             stoch = stoch.flatten(-2)
         return torch.cat([state["deter"], stoch], -1)
 
     def state_from_features(self, feat: torch.Tensor) -> State:
-        """The parts of a state that img_step needs, back from features (planning from them)."""
+        """The parts of a state that img_step needs, back from features (planning from them):
+        views into `feat`, which the state keeps as well."""
         deter, stoch = feat.split([self.deter, self.stoch_dim], -1)
         if self.classes:
             stoch = stoch.unflatten(-1, (self.stoch, self.classes))
-        return {"deter": deter, "stoch": stoch}
+        return {"deter": deter, "stoch": stoch, "feat": feat}
 
     def initial(self, batch: int) -> State:
         # a real (batch, deter) tensor, not an expanded view: the compiled steps see the
@@ -69,12 +79,21 @@ class RSSM(nn.Module):
         return self._state(deter, self.img_out(deter), sample=False)
 
     # -- steps --------------------------------------------------------------------------
-    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
-        """Prior: predict the next state from the current one and an action."""
+    def _advance(self, state: State, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next deterministic state and the prior's statistics there."""
         stoch = state["stoch"].flatten(-2) if self.classes else state["stoch"]
         x = self.img_in(torch.cat([stoch, action], -1))
         deter = self.gru(x, state["deter"])
-        return self._state(deter, self.img_out(deter), sample)
+        return deter, self.img_out(deter)
+
+    def img_step(self, state: State, action: torch.Tensor, sample: bool = True) -> State:
+        """Prior: predict the next state from the current one and an action."""
+        return self._state(*self._advance(state, action), sample)
+
+    def prior(self, state: State, action: torch.Tensor) -> State:
+        """The prior's distribution at the next step, with no stochastic part drawn: for
+        callers that go on to the posterior (its draw is the one kept)."""
+        return self._state(*self._advance(state, action), None)
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor, sample: bool = True,
@@ -83,14 +102,17 @@ class RSSM(nn.Module):
         (`init`, when the caller already computed it for this batch). Masked on every step:
         asking whether any row restarts would make a GPU wait at each step."""
         state, prev_action = self.restart(state, prev_action, is_first, init)
-        prior = self.img_step(state, prev_action, sample)
+        prior = self.prior(state, prev_action)
         return self.posterior(prior, embed, sample), prior
 
     def restart(self, state: State, prev_action: torch.Tensor, is_first: torch.Tensor,
                 init: State | None = None) -> tuple[State, torch.Tensor]:
-        """Rows with is_first get the initial state and a zero previous action."""
+        """Rows with is_first get the initial state and a zero previous action. Only the
+        parts the next step reads come back (a state's statistics, and the features it may
+        carry, would no longer belong to it)."""
         init = init if init is not None else self.initial(is_first.shape[0])
-        state = {k: torch.where(_expand(is_first, v), init[k], v) for k, v in state.items()}
+        state = {k: torch.where(_expand(is_first, state[k]), init[k], state[k])
+                 for k in ("deter", "stoch")}  # all that the next step reads
         return state, prev_action * (~is_first).to(prev_action.dtype)[:, None]
 
     def posterior(self, prior: State, embed: torch.Tensor, sample: bool = True) -> State:

@@ -109,14 +109,20 @@ def unimix_probs(logits: torch.Tensor, unimix: float) -> torch.Tensor:
 
 
 def sample_onehot(probs: torch.Tensor) -> torch.Tensor:
-    """One categorical draw per distribution by inverse CDF, one uniform each."""
+    """One categorical draw per distribution by inverse CDF, one uniform each: the index is
+    the number of classes whose cumulative probability lies below the uniform (a binary
+    search, cheaper than comparing against every class and counting)."""
     u = parallel.rand(probs.shape[:-1] + (1,), probs.device, probs.dtype)
-    index = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
+    index = torch.searchsorted(probs.cumsum(-1), u).clamp(max=probs.shape[-1] - 1)
     return torch.zeros_like(probs).scatter_(-1, index, 1.0)
 
 
 def straight_through(sample: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Forward: the one-hot sample. Backward: the gradient of the probabilities."""
+    """Forward: the one-hot sample. Backward: the gradient of the probabilities. With no
+    gradient to carry (acting, imagination inside a frozen model) the sample as it is:
+    the two extra passes cost time and round its ones to within 1e-7 of one."""
+    if not probs.requires_grad:
+        return sample
     return sample + probs - probs.detach()
 
 

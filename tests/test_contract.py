@@ -1,4 +1,4 @@
-"""Contract tests every registered algorithm passes (DESIGN.md §3), on real CarRacing frames:
+"""Contract tests every registered algorithm passes (docs/architecture.md, "The contract"), on real CarRacing frames:
 each training phase lowers its own loss on a fixed batch, acting gives valid actions, and a
 checkpoint round trip reproduces the greedy policy exactly."""
 import sys
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmtool import ckpt, config
+from wmtool import ckpt, config, parallel
 from wmtool.behavior.base import Behavior, ScoredInRealEnv
 from wmtool.behavior.brownian import BrownianPolicy
 from wmtool.data.replay import Replay
@@ -16,6 +16,7 @@ from wmtool.engine.loops import run_episodes
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.models.base import WorldModel
+from wmtool.noise_audit import NoiseAudit
 from wmtool.registry import ALGOS
 
 ENV = "gym:CarRacing-v3"  # 64x64 frames and continuous actions: every algorithm takes these
@@ -73,6 +74,27 @@ def test_every_phase_lowers_its_loss_on_a_fixed_batch(algo, car):
             metrics = agent.train_step(fixed, phase=phase)
         assert all(np.isfinite(float(v)) for v in metrics.values())
         assert loss() < before, f"{algo} phase {phase}: {before} -> {loss()}"
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_update_draws_its_noise_through_parallel(algo, car):
+    """The randomness rule (docs/architecture.md): inside an update every random draw comes
+    from wmtool.parallel's helpers, or `--nproc` silently stops being exact. Every phase,
+    the behaviour's learning inside a frozen model too (`wmtool imagine`); the restart of
+    Genie's unused codes included."""
+    obs_space, act_space, replay, _ = car
+    cfg = algo_config(algo)
+    if algo == "genie":
+        cfg = config.compose({"env": {"id": ENV, "time_limit": 60}}, algo=algo, size="debug",
+                             sets=["train.batch=4", "train.length=16", "genie.restart_every=1"])
+    agent = Agent(algo, obs_space, act_space, cfg)
+    updates = [(p.name, p.batch, p.length, True) for p in agent.wm.schedule()]
+    if ALGOS[algo].imagine:
+        updates.append((agent.wm.phases[-1], 4, 16, False))
+    for update, (phase, batch, length, world_model) in enumerate(updates):
+        with NoiseAudit() as audit, parallel.training_step(0, update):
+            agent.train_step(replay.sample(min(batch, 16), min(length, 16)), world_model, phase)
+        assert not audit.bare, f"{algo} {phase} (world model: {world_model}): {audit.report()}"
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))

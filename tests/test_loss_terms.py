@@ -1,7 +1,7 @@
 """Each algorithm's loss terms pinned directly, in value and in gradient, on tiny tensors.
 
 Every test here compares a loss (or the gradient it sends) with the same quantity written out
-independently from ALGORITHMS.md, so that a flipped sign, a dropped or rescaled term, a target
+independently from docs/algorithms/, so that a flipped sign, a dropped or rescaled term, a target
 taken from the wrong network or a stop-gradient in the wrong place fails a fast test rather
 than a learning curve. docs/mutation.md lists the bugs each test was seen to catch.
 """
@@ -242,7 +242,7 @@ def head_loss(behaviour, out, target):
 
 
 def dreamer_reference(behaviour, wm, start_cont, scale):
-    """ALGORITHMS.md's actor and critic losses over the states and actions `wm` recorded:
+    """docs/algorithms/dreamerv3.md's actor and critic losses over the states and actions `wm` recorded:
     R_t = r_t + gamma c_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}), R_H = v_H, with v from
     the slow critic where the returns bootstrap from it (V2); weights: the chance of being
     alive, prod c; advantages (R - v) / scale; actor: -log pi(a) sg(adv) (REINFORCE) or -adv
@@ -394,7 +394,7 @@ def tdmpc2_model(*sets):
 
 
 def tdmpc2_reference(wm, batch):
-    """TD-MPC2's loss written out from ALGORITHMS.md: over H steps weighted rho^t,
+    """TD-MPC2's loss written out from docs/algorithms/tdmpc2.md: over H steps weighted rho^t,
     20 * ||d(z_t, a_t) - sg(enc(o_{t+1}))||^2 + 0.1 * CE(R(z_t, a_t), r_t)
     + 0.1 * mean_q CE(Q_q(z_t, a_t), r_t + gamma (1 - term_t) Q_target(sg z'_{t+1}, pi(z'))),
     masked after an episode start, each step's term averaged over the valid rows, then / H."""

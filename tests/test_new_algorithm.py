@@ -11,9 +11,16 @@ import pytest
 import torch
 from torch import nn
 
+from wmtool import config, parallel
 from wmtool.behavior.actor_critic import frozen
 from wmtool.behavior.base import Behavior
+from wmtool.behavior.random import RandomPolicy
+from wmtool.data.replay import Replay
+from wmtool.engine.agent import Agent
+from wmtool.engine.loops import run_episodes
+from wmtool.envs.factory import make_vec
 from wmtool.models.base import Decodes, Phase, WorldModel
+from wmtool.noise_audit import NoiseAudit
 from wmtool.registry import ALGOS, Entry
 
 KEY = "vector"  # gym:Pendulum-v1's observation key
@@ -153,3 +160,50 @@ def test_a_new_algorithm_runs_through_every_command(cli, tiny_algo, tmp_path):
               "--json", "--quiet")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["metadata"]["outputs"] == ["action"]
+
+
+class AugmentedModel(TinyModel):
+    """TinyModel that jitters its inputs while training, with the noise drawn by `draw`."""
+    draw = staticmethod(parallel.randn_like)
+
+    def loss(self, batch, state=None, phase="joint"):
+        jittered = {**batch, KEY: batch[KEY] + 0.01 * self.draw(batch[KEY])}
+        return super().loss(jittered, state, phase)
+
+
+class BareAugmentedModel(AugmentedModel):
+    draw = staticmethod(torch.randn_like)  # the same noise on every rank: breaks --nproc
+
+
+def build_augmented(obs_space, act_space, cfg, model=AugmentedModel):
+    wm = model(obs_space, act_space, cfg)
+    policy = OneStepPolicy(wm.latent, wm.act_dim)
+    return wm, policy, {"wm": (wm.parameters(), 1e-3, 1e-8, 100.0),
+                        "policy": (policy.parameters(), 1e-3, 1e-8, 100.0)}
+
+
+def build_bare(obs_space, act_space, cfg):
+    return build_augmented(obs_space, act_space, cfg, BareAugmentedModel)
+
+
+@pytest.mark.parametrize("builder, bare", [("build_augmented", False), ("build_bare", True)])
+def test_the_randomness_rule_catches_a_family_that_draws_its_own_noise(monkeypatch, builder,
+                                                                       bare):
+    """The check the contract tests run on every registered algorithm
+    (tests/test_contract.py) fails a new family whose update draws noise with bare torch."""
+    monkeypatch.setitem(ALGOS, "tiny", Entry(f"{__name__}:{builder}", "a test's family"))
+    cfg = config.compose({"env": {"id": "gym:Pendulum-v1", "time_limit": 40}}, algo="tiny",
+                         sets=["train.batch=4", "train.length=8"])
+    vec = make_vec(cfg.env, 1)
+    replay = Replay(vec.obs_space, vec.act_space, 1_000)
+    try:
+        run_episodes(vec, RandomPolicy(vec.act_space, 0), steps=80, seed=0,
+                     on_episode=replay.add)
+    finally:
+        vec.close()
+    agent = Agent("tiny", vec.obs_space, vec.act_space, cfg)
+    with NoiseAudit() as audit, parallel.training_step(0, 0):
+        agent.train_step(replay.sample(4, 8))
+    assert bool(audit.bare) == bare, audit.report()
+    if bare:
+        assert "randn_like at" in audit.report() and "test_new_algorithm.py" in audit.report()

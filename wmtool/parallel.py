@@ -51,7 +51,7 @@ class World:
         return self.rank == 0
 
 
-_CURRENT = {"world": World(), "sharding": False}
+_CURRENT = {"world": World(), "sharding": False, "drawing": False}
 
 
 class LostRank(WmtoolError):
@@ -260,13 +260,30 @@ def training_step(seed: int, update: int) -> Iterator[None]:
             _CURRENT["sharding"] = False
 
 
+def drawing() -> bool:
+    """Whether a helper below is drawing right now (wmtool/noise_audit.py asks)."""
+    return _CURRENT["drawing"]
+
+
+@contextlib.contextmanager
+def _drawing() -> Iterator[None]:
+    """Marks a draw made by the helpers below (what `noise_audit` lets through)."""
+    outer = _CURRENT["drawing"]
+    _CURRENT["drawing"] = True
+    try:
+        yield
+    finally:
+        _CURRENT["drawing"] = outer
+
+
 def _rows(draw: Callable[[tuple], torch.Tensor], shape, dim: int) -> torch.Tensor:
     w = world()
     shape = tuple(shape)
-    if w.size == 1 or not _CURRENT["sharding"]:
-        return draw(shape)
-    n = shape[dim]
-    full = draw(shape[:dim] + (n * w.size,) + shape[dim + 1:])
+    with _drawing():
+        if w.size == 1 or not _CURRENT["sharding"]:
+            return draw(shape)
+        n = shape[dim]
+        full = draw(shape[:dim] + (n * w.size,) + shape[dim + 1:])
     return full.narrow(dim, w.rank * n, n)
 
 
@@ -285,3 +302,18 @@ def randn_like(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 def randint(high: int, shape, device, dim: int = 0) -> torch.Tensor:
     return _rows(lambda s: torch.randint(0, high, s, device=device), shape, dim)
+
+
+# Noise that belongs to no batch row (which ensemble members a target uses, which code a
+# restart moves) must be the same on every rank: drawn whole from the generator that
+# `training_step` seeds alike everywhere.
+def alike_randperm(n: int, device) -> torch.Tensor:
+    """A random permutation of range(n), the same on every rank inside an update."""
+    with _drawing():
+        return torch.randperm(n, device=device)
+
+
+def alike_randint(high: int, shape, device) -> torch.Tensor:
+    """Integers in [0, high), the same on every rank inside an update."""
+    with _drawing():
+        return torch.randint(0, high, tuple(shape), device=device)

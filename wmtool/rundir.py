@@ -1,4 +1,4 @@
-"""Run directories (DESIGN.md §6): config.yaml, run.json, metrics.jsonl, checkpoints/, replay/.
+"""Run directories (docs/commands.md): config.yaml, run.json, metrics.jsonl, checkpoints/, replay/.
 
 Every file here is written whole or not at all (a unique temp name, fsync, rename), so a
 full disk or a kill leaves the previous version, never half of one. One process at a time

@@ -72,7 +72,7 @@ def check_bf16(device: str) -> str:
 
 
 def default_run_dir(algo: str, env_id: str, seed: int, root: str | Path = "runs") -> Path:
-    """runs/<algo>/<suite>-<task>/<seed>-<timestamp>/ (DESIGN.md §6)."""
+    """runs/<algo>/<suite>-<task>/<seed>-<timestamp>/ (docs/commands.md, "Run directories")."""
     suite, _, task = env_id.partition(":")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     safe_task = task.replace("/", "_")

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from wmtool import parallel
 from wmtool.behavior.base import Behavior, ScoredInRealEnv
 from wmtool.behavior.cmaes import CMAES
 from wmtool.config import require_choice
@@ -105,7 +106,7 @@ class LinearController(Behavior, ScoredInRealEnv):
         if self.real_scorer is not None:
             returns = torch.as_tensor(self.real_scorer(rows))
         else:
-            pick = torch.randint(0, start["h"].shape[0], (c.rollouts,), device=start["h"].device)
+            pick = parallel.alike_randint(start["h"].shape[0], (c.rollouts,), start["h"].device)
             starts = {k: v[pick].repeat(len(params), *([1] * (v.dim() - 1)))
                       for k, v in start.items()}
             with autocast():

@@ -1,4 +1,4 @@
-"""The `wmtool` command line: thin Typer commands over the engine (DESIGN.md §7).
+"""The `wmtool` command line: thin Typer commands over the engine (docs/commands.md).
 
 Exit codes: 0 success, 1 runtime failure (one line with the cause and a fix), 2 usage error,
 3 a data-parallel rank that lost contact with the others (one of them failed first).

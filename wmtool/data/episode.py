@@ -1,6 +1,6 @@
 """Episodes as arrays: obs (T+1), action/reward/terminated/truncated (T).
 
-`EpisodeBuilder` turns the env's step dicts (DESIGN.md §3) into that layout: the reset
+`EpisodeBuilder` turns the env's step dicts (docs/environments.md) into that layout: the reset
 observation, then per step the action taken and what the env returned.
 """
 from __future__ import annotations

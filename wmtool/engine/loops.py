@@ -1,4 +1,4 @@
-"""The environment loop: policy -> envs -> finished episodes (DESIGN.md §1).
+"""The environment loop: policy -> envs -> finished episodes (docs/architecture.md).
 
 Every command that steps a real environment (collect now; train, eval later) runs this loop
 so episode bookkeeping, truncation handling and storage live in one place.

@@ -1,4 +1,4 @@
-"""The one environment contract every suite adapter implements (DESIGN.md §3).
+"""The one environment contract every suite adapter implements (docs/environments.md).
 
 `reset()` and `step()` both return a flat dict: observation keys (`image` uint8 HWC,
 `vector` float32, or several) plus `reward`, `is_first`, `is_last`, `is_terminal`.
@@ -34,8 +34,8 @@ class Env:
     action_meanings: list[str] | None = None
 
     def reset(self, seed: int | None = None) -> dict[str, Any]:
-        raise unfilled(__name__, "reset(seed) -> the first observation dict (DESIGN.md's step "
-                                 "keys, is_first true)")
+        raise unfilled(__name__, "reset(seed) -> the first observation dict (the step keys of "
+                                 "docs/environments.md, is_first true)")
 
     def step(self, action: np.ndarray) -> dict[str, Any]:
         raise unfilled(__name__, "step(action) -> the next observation dict with reward, is_last, "

@@ -96,12 +96,13 @@ class RSSM(nn.Module):
         return self._state(*self._advance(state, action), None)
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
-                 is_first: torch.Tensor, sample: bool = True,
-                 init: State | None = None) -> tuple[State, State]:
+                 is_first: torch.Tensor, sample: bool = True, init: State | None = None,
+                 restarts: bool = True) -> tuple[State, State]:
         """Posterior and prior for one step; rows with is_first start from the initial state
-        (`init`, when the caller already computed it for this batch). Masked on every step:
-        asking whether any row restarts would make a GPU wait at each step."""
-        state, prev_action = self.restart(state, prev_action, is_first, init)
+        (`init`, when the caller already computed it for this batch). `restarts=False`: the
+        caller knows that no row does, and the masking is skipped."""
+        if restarts:
+            state, prev_action = self.restart(state, prev_action, is_first, init)
         prior = self.prior(state, prev_action)
         return self.posterior(prior, embed, sample), prior
 
@@ -125,10 +126,12 @@ class RSSM(nn.Module):
         batch, length = embed.shape[:2]
         init = self.initial(batch)  # once per pass, not at every episode start inside it
         state = state if state is not None else init
+        # which steps restart a row, read once per pass (a GPU waits once, not at every step)
+        restarts = is_first.any(0).tolist()
         posts, priors = [], []
         for t in range(length):
             state, prior = self.obs_step(state, prev_action[:, t], embed[:, t], is_first[:, t],
-                                         init=init)
+                                         init=init, restarts=restarts[t])
             posts.append(state)
             priors.append(prior)
         stack = lambda seq: {k: torch.stack([s[k] for s in seq], 1) for k in seq[0]}

@@ -175,7 +175,7 @@ class TDMPC2Model(WorldModel, LatentTraces):
         """The mean (`avg`) or minimum (`min`) of two randomly chosen ensemble members (only
         those two are computed)."""
         net = self.target_q if target else self.q
-        pair = torch.randperm(net.members, device=z.device)[:2]
+        pair = parallel.alike_randperm(net.members, z.device)[:2]
         values = self.twohot.mean(net(torch.cat([z, action], -1), pair))
         return values.min(0).values if kind == "min" else values.mean(0)
 

@@ -1,4 +1,4 @@
-"""Distributions and transforms shared by the world models and behaviours (ALGORITHMS.md).
+"""Distributions and transforms shared by the world models and behaviours (docs/algorithms/).
 
 - symlog / symexp: squash targets of unknown scale.
 - TwoHot: discrete regression over bins equally spaced in symlog space (DreamerV3: 255 bins

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from wmtool import parallel
+
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -43,8 +45,8 @@ class MDN:
             return self.mean.gather(-1, pick).squeeze(-1)
         probs = torch.softmax(self.logits / max(temperature, 1e-6), -1)
         # inverse-CDF pick with one uniform per dimension (multinomial is slow on CPU)
-        u = torch.rand(probs.shape[:-1] + (1,), device=probs.device, dtype=probs.dtype)
+        u = parallel.rand(probs.shape[:-1] + (1,), probs.device, probs.dtype)
         pick = (probs.cumsum(-1) < u).sum(-1, keepdim=True).clamp(max=probs.shape[-1] - 1)
         mean = self.mean.gather(-1, pick).squeeze(-1)
         std = torch.exp(self.log_std.gather(-1, pick).squeeze(-1))
-        return mean + std * math.sqrt(temperature) * torch.randn_like(mean)
+        return mean + std * math.sqrt(temperature) * parallel.randn_like(mean)

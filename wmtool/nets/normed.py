@@ -1,5 +1,5 @@
 """TD-MPC2's building blocks: Linear -> LayerNorm -> Mish layers, SimNorm latents, a
-batched Q ensemble, random-shift augmentation and frame stacking (ALGORITHMS.md, TD-MPC2)."""
+batched Q ensemble, random-shift augmentation and frame stacking (docs/algorithms/tdmpc2.md)."""
 from __future__ import annotations
 
 import math

@@ -54,7 +54,7 @@ class VectorQuantizer(nn.Module):
         dead = (parallel.total(self.usage) == 0).nonzero().flatten()  # unused on every rank
         recent = getattr(self, "_recent", None)
         if len(dead) and recent is not None and len(recent):
-            pick = torch.randint(0, len(recent), (len(dead),), device=recent.device)
+            pick = parallel.alike_randint(len(recent), (len(dead),), recent.device)
             self.codebook.weight[dead] = recent[pick]
         parallel.broadcast_(self.codebook.weight)  # rank 0's restarts, so ranks stay equal
         self.usage.zero_()

@@ -1,6 +1,6 @@
-"""Contract tests every registered algorithm passes (docs/architecture.md, "The contract"), on real CarRacing frames:
-each training phase lowers its own loss on a fixed batch, acting gives valid actions, and a
-checkpoint round trip reproduces the greedy policy exactly."""
+"""Contract tests every registered algorithm passes (docs/architecture.md, "The contract"),
+on real CarRacing frames: each training phase lowers its own loss on a fixed batch, acting
+gives valid actions, and a checkpoint round trip reproduces the greedy policy exactly."""
 import sys
 
 import numpy as np

@@ -197,14 +197,17 @@ def test_slow_critic_moves_towards_the_critic_by_its_rate():
 
 # -- results as data ---------------------------------------------------------------------------
 def bench_module(name):
+    """A benchmark module: the records' library from wmtool.benchmarks, or a measuring
+    script of recipes/bench/ loaded from its file."""
+    import importlib
     import importlib.util
-    import sys
     from pathlib import Path
 
-    bench = Path(__file__).resolve().parent.parent / "recipes" / "bench"
-    if str(bench) not in sys.path:  # the scripts import each other, as when run from there
-        sys.path.insert(0, str(bench))
-    path = bench / f"{name}.py"
+    try:
+        return importlib.import_module(f"wmtool.benchmarks.{name}")
+    except ModuleNotFoundError:
+        pass
+    path = Path(__file__).resolve().parent.parent / "recipes" / "bench" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -242,7 +242,8 @@ def head_loss(behaviour, out, target):
 
 
 def dreamer_reference(behaviour, wm, start_cont, scale):
-    """docs/algorithms/dreamerv3.md's actor and critic losses over the states and actions `wm` recorded:
+    """The actor and critic losses of docs/algorithms/dreamerv3.md over the states and
+    actions `wm` recorded:
     R_t = r_t + gamma c_{t+1} ((1 - lambda) v_{t+1} + lambda R_{t+1}), R_H = v_H, with v from
     the slow critic where the returns bootstrap from it (V2); weights: the chance of being
     alive, prod c; advantages (R - v) / scale; actor: -log pi(a) sg(adv) (REINFORCE) or -adv

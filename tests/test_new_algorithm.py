@@ -19,7 +19,7 @@ from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent
 from wmtool.engine.loops import run_episodes
 from wmtool.envs.factory import make_vec
-from wmtool.models.base import Decodes, Phase, WorldModel
+from wmtool.models.base import Decodes, Loss, OptimGroup, Phase, WorldModel
 from wmtool.noise_audit import NoiseAudit
 from wmtool.registry import ALGOS, Entry
 
@@ -51,7 +51,8 @@ class TinyModel(WorldModel, Decodes):
                   "decoder": ((self.decoder(z) - batch[KEY]) ** 2).mean(),
                   "cont": nn.functional.binary_cross_entropy_with_logits(
                       self.cont(z)[..., 0], 1.0 - batch["is_terminal"].float())}
-        return sum(losses.values()), ["wm"], {"z": z}, {k: v.detach() for k, v in losses.items()}
+        return Loss(sum(losses.values()), ["wm"], {"z": z},
+                    {k: v.detach() for k, v in losses.items()})
 
     def initial(self, batch):
         return {"z": torch.zeros(batch, self.latent)}
@@ -126,8 +127,8 @@ class ExportedPolicy(nn.Module):
 def build(obs_space, act_space, cfg):
     wm = TinyModel(obs_space, act_space, cfg)
     policy = OneStepPolicy(wm.latent, wm.act_dim)
-    return wm, policy, {"wm": (wm.parameters(), 1e-3, 1e-8, 100.0),
-                        "policy": (policy.parameters(), 1e-3, 1e-8, 100.0)}
+    return wm, policy, {"wm": OptimGroup(wm.parameters(), 1e-3, 1e-8, 100.0),
+                        "policy": OptimGroup(policy.parameters(), 1e-3, 1e-8, 100.0)}
 
 
 def acting(agent):
@@ -178,8 +179,8 @@ class BareAugmentedModel(AugmentedModel):
 def build_augmented(obs_space, act_space, cfg, model=AugmentedModel):
     wm = model(obs_space, act_space, cfg)
     policy = OneStepPolicy(wm.latent, wm.act_dim)
-    return wm, policy, {"wm": (wm.parameters(), 1e-3, 1e-8, 100.0),
-                        "policy": (policy.parameters(), 1e-3, 1e-8, 100.0)}
+    return wm, policy, {"wm": OptimGroup(wm.parameters(), 1e-3, 1e-8, 100.0),
+                        "policy": OptimGroup(policy.parameters(), 1e-3, 1e-8, 100.0)}
 
 
 def build_bare(obs_space, act_space, cfg):
@@ -207,3 +208,21 @@ def test_the_randomness_rule_catches_a_family_that_draws_its_own_noise(monkeypat
     assert bool(audit.bare) == bare, audit.report()
     if bare:
         assert "randn_like at" in audit.report() and "test_new_algorithm.py" in audit.report()
+
+
+def build_positional(obs_space, act_space, cfg):
+    wm, policy, groups = build(obs_space, act_space, cfg)
+    return wm, policy, {name: tuple(group) for name, group in groups.items()}
+
+
+def test_results_of_the_contract_are_typed_not_positional(monkeypatch):
+    """Optimiser groups are OptimGroups and a loss is a Loss: a builder that hands plain
+    tuples gets one line naming the type to return."""
+    from wmtool.errors import WmtoolError
+
+    monkeypatch.setitem(ALGOS, "tiny", Entry(f"{__name__}:build_positional", "old style"))
+    cfg = config.compose({"env": {"id": "gym:Pendulum-v1"}}, algo="tiny")
+    vec = make_vec(cfg.env, 1)
+    vec.close()
+    with pytest.raises(WmtoolError, match="optimiser group 'wm' is a tuple, not an OptimGroup"):
+        Agent("tiny", vec.obs_space, vec.act_space, cfg)

@@ -66,6 +66,18 @@ def test_imports_run_downwards_only():
     assert not found, "\n".join(found)
 
 
+def test_benchmarks_sit_on_top_and_measuring_scripts_need_no_path_tricks():
+    """wmtool.benchmarks (records, tables) may use the engine; nothing else in wmtool imports
+    it. The scripts in recipes/bench import it as a package: none edits sys.path."""
+    found = [f"{path.relative_to(PACKAGE)} imports {name}" for path in sorted(PACKAGE.rglob("*.py"))
+             if "benchmarks" not in path.relative_to(PACKAGE).parts
+             for name in sorted(imported_modules(path)) if name.startswith("wmtool.benchmarks")]
+    bench = PACKAGE.parent / "recipes" / "bench"
+    found += [f"{path.relative_to(bench)} edits sys.path" for path in sorted(bench.iterdir())
+              if path.suffix in (".py", ".sh") and "sys.path.insert" in path.read_text()]
+    assert not found, "\n".join(found)
+
+
 def module_graph() -> dict[str, set[str]]:
     """wmtool's modules and the wmtool modules each imports, anywhere in the file (an import
     inside a function is an arrow too: deferring it only hides a cycle)."""

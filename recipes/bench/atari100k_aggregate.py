@@ -19,7 +19,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from aggregate import aggregates, bootstrap  # recipes/bench/aggregate.py
+
+from wmtool.benchmarks.aggregate import aggregates, bootstrap
 
 HERE = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from record import header, save  # recipes/bench/record.py
+from wmtool.benchmarks.record import header, save
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from wmtool.benchmarks.record import add_record_options, keep
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 WMTOOL = str(Path(sys.executable).parent / "wmtool")
 
@@ -99,6 +101,7 @@ def wmtool_collect(env_id: str, extra: list[str], steps: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    add_record_options(parser)
     args = parser.parse_args()
     rows = []
     for label, env_id, extra, steps in CASES:
@@ -122,6 +125,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['env']:38} {r['bare_steps_per_s']:>9,.0f} {r['wmtool_steps_per_s']:>9,.0f} "
               f"{r['overhead_pct']:>8.1f}% {r['outside_env_pct']:>11.1f}%")
+    keep("collect", __file__, sys.argv[1:], {"rows": rows}, args, peak=False)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: record.py
-
 DREAMER = ("debug", "xs", "s", "m", "l", "xl")
 
 
@@ -82,7 +80,7 @@ def main() -> None:
     a = p.parse_args()
     if a.worker:
         return worker(a.sizes, a.reps, a.worker)
-    from record import header, save
+    from wmtool.benchmarks.record import header, save
 
     with tempfile.TemporaryDirectory() as tmp:
         rows_file = Path(tmp) / "rows.json"

@@ -21,8 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: record.py
-from record import header, save  # noqa: E402
+from wmtool.benchmarks.record import header, save
 
 
 def bench(size: str, ranks: int, threads: int, runs: int, updates: int) -> dict:

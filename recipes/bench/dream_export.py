@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wmtool.benchmarks.record import add_record_options, keep
+
 WMTOOL = str(Path(sys.executable).parent / "wmtool")
 
 
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--pixel-run", type=Path)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300, help="observations for latency")
+    add_record_options(parser)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="wmtool-bench-"))
     pixels = args.pixel_run or pixel_run(root)
@@ -124,6 +127,7 @@ def main() -> None:
            "latency_per_action_vector_run": latency(args.run, root, args.steps, args.runs),
            "latency_per_action_pixel_run": latency(pixels, root, args.steps // 3, args.runs)}
     print(json.dumps(out, indent=1))
+    keep("dream-export", __file__, sys.argv[1:], out, args, threads=1)
 
 
 if __name__ == "__main__":

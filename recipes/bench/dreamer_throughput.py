@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from wmtool.benchmarks.record import add_record_options, keep
 from wmtool.engine.bench import run_bench
 
 
@@ -26,12 +28,14 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=5, help="updates per timed block")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--compile", default="off", help="off | on | auto")
+    add_record_options(parser)
     args = parser.parse_args()
     if args.size is None and args.algo == "dreamerv3" and not args.recipe:
         args.size = "xs"  # the reference figure's setting
-    print(json.dumps(run_bench(args.algo, args.env, args.recipe, args.size,
-                               compile=args.compile, threads=args.threads, amp=args.amp,
-                               runs=args.runs, updates=args.updates)))
+    result = run_bench(args.algo, args.env, args.recipe, args.size, compile=args.compile,
+                       threads=args.threads, amp=args.amp, runs=args.runs, updates=args.updates)
+    print(json.dumps(result))
+    keep("throughput", __file__, sys.argv[1:], result, args, threads=args.threads, peak=False)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,7 @@ done
 "${PYTHON:-.venv/bin/python}" - "$OUT" "$STEPS" "bash recipes/bench/envs_scaling.sh $STEPS" <<'PY'
 import datetime, json, pathlib, statistics, sys
 out, steps, command = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-sys.path.insert(0, "recipes/bench")
-from record import head_commit, machine
+from wmtool.benchmarks.record import head_commit, machine
 commit = head_commit()
 rows = []
 for k in (1, 2, 4):

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from faults import inputs, signals, store
 from faults.common import Outcome
-from record import header, save
+
+from wmtool.benchmarks.record import header, save
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS = {"store": store, "signals": signals, "input": inputs}

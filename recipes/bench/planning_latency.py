@@ -71,14 +71,13 @@ def main() -> None:
         import sys
         from pathlib import Path
 
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from record import header, save
-        from speed import matmul
+        from wmtool.benchmarks.record import header, save
+        from wmtool.engine.bench import matmul_gflops
 
         command = "python recipes/bench/planning_latency.py " + " ".join(sys.argv[1:])
         save({**header("planning", command, args.concurrent, threads=args.threads),
               "algo": algo, "task": f"dmc:{args.task}", "size": size, "results": rows,
-              "matmul_gflops_fp32": round(matmul(torch.float32), 1)},
+              "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1)},
              Path(__file__).resolve().parents[2] / "benchmarks" / "results", "planning")
 
 

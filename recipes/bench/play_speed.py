@@ -156,12 +156,13 @@ def main() -> None:
     print(json.dumps(out, indent=1))
     if args.record:
         import torch
-        from record import header, save
-        from speed import matmul
+
+        from wmtool.benchmarks.record import header, save
+        from wmtool.engine.bench import matmul_gflops
 
         command = "python recipes/bench/play_speed.py " + " ".join(sys.argv[1:])
         rec = {**header("play", command, args.concurrent, args.threads), **out,
-               "matmul_gflops_fp32": round(matmul(torch.float32), 1)}
+               "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1)}
         save(rec, ROOT / "benchmarks" / "results", "play")
 
 

@@ -17,6 +17,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from wmtool.benchmarks.record import add_record_options, keep
 from wmtool.engine.bench import Prepared
 
 
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--out", help="write the ranking as JSON")
     ap.add_argument("--trace", help="write a Chrome trace of the updates")
+    add_record_options(ap)
     args = ap.parse_args()
     prepared = Prepared(args.algo, args.env, args.recipe, args.size,
                         ["train.compile=off", f"runtime.threads={args.threads}", *args.sets],
@@ -70,6 +72,7 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
+    keep("profile", __file__, sys.argv[1:], result, args, threads=prepared.threads, peak=False)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: record.py
-from record import head_commit, machine  # noqa: E402
+from wmtool.benchmarks.record import head_commit, machine
 
 SUITE = ["cartpole-balance", "cartpole-swingup", "walker-walk", "cheetah-run", "finger-spin",
          "ball_in_cup-catch"]

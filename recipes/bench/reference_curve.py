@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: curves.py
-from curves import authors_bins  # noqa: E402
+from wmtool.benchmarks.curves import authors_bins
 
 
 def wmtool_task(source_task: str) -> str:

@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from wmtool import spaces
+from wmtool.data.episode import Episode
 
-from wmtool import spaces  # noqa: E402
-from wmtool.data.episode import Episode  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 EPISODE = 500
 BEFORE = "5daa277"  # the last commit whose replay shifted every row on eviction
@@ -127,16 +126,16 @@ def main() -> None:
             rows.append(row)
     if args.record:
         import torch
-        sys.path.insert(0, str(ROOT / "recipes" / "bench"))
-        from record import header, save
-        from speed import matmul
+
+        from wmtool.benchmarks.record import header, save
+        from wmtool.engine.bench import matmul_gflops
 
         command = "python recipes/bench/replay_scaling.py " + " ".join(sys.argv[1:])
         save({**header("replay", command, args.concurrent, threads=1),
               "before_commit": args.before_commit, "episode_steps": EPISODE,
               "frame": [64, 64, 3], "results": rows,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "matmul_gflops_fp32": round(matmul(torch.float32), 1)},
+              "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1)},
              ROOT / "benchmarks" / "results", "replay")
 
 

@@ -54,13 +54,13 @@ def main() -> None:
     print(json.dumps({k: out[k] for k in ("updates_per_s", "ratio")}))
     if args.record:
         import torch
-        sys.path.insert(0, str(HERE))
-        from record import header, save
-        from speed import matmul
+
+        from wmtool.benchmarks.record import header, save
+        from wmtool.engine.bench import matmul_gflops
 
         command = "python recipes/bench/sheeprl_compare.py " + " ".join(sys.argv[1:])
         save({**header("reference", command, args.concurrent, threads=2), **out,
-              "matmul_gflops_fp32": round(matmul(torch.float32), 1)},
+              "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1)},
              HERE.parents[1] / "benchmarks" / "results", "reference")
 
 

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: record.py
 
 # name: (algo, env, recipe, size, threads, --set overrides)
 SETTINGS = {
@@ -105,6 +104,8 @@ def worker(algo: str, env: str, recipe: str | None, size: str | None, threads: i
 
 
 def matmul(dtype, n: int = 2048, reps: int = 10) -> float:
+    """engine/bench.py's matmul_gflops, kept here: the worker runs baseline checkouts that
+    predate it."""
     import torch
 
     def timed(size: int, count: int) -> float:
@@ -145,7 +146,7 @@ def main() -> None:
         return
     if a.baseline is None:
         p.error("--baseline DIR is required")
-    from record import head_commit, header, isa_limits, save
+    from wmtool.benchmarks.record import head_commit, header, isa_limits, save
 
     names = a.only or list(SETTINGS)
     trees = {"baseline": a.baseline.resolve(), "current": HERE}

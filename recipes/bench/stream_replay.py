@@ -54,7 +54,6 @@ def replicate(source: Path, path: Path, steps: int, noise: bool = False) -> None
     disk is then as large as its rows in memory."""
     if path.exists():
         return
-    sys.path.insert(0, str(ROOT))
     from wmtool.data.store import EpisodeReader
     from wmtool.data.writer import EpisodeWriter
 
@@ -188,14 +187,13 @@ def main() -> None:
     if args.record:
         import torch
 
-        sys.path.insert(0, str(ROOT / "recipes" / "bench"))
-        from record import header, save
-        from speed import matmul
+        from wmtool.benchmarks.record import header, save
+        from wmtool.engine.bench import matmul_gflops
 
         command = "python recipes/bench/stream_replay.py " + " ".join(sys.argv[1:])
         save({**header("stream", command, args.concurrent, threads=2), **out,
               "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "matmul_gflops_fp32": round(matmul(torch.float32), 1)},
+              "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1)},
              ROOT / "benchmarks" / "results", "stream")
 
 

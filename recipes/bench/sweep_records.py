@@ -17,7 +17,7 @@ import datetime
 import json
 from pathlib import Path
 
-from record import machine, record, record_name
+from wmtool.benchmarks.record import machine, record, record_name
 
 
 def stub(root: Path, run: dict, sweep: dict, command: str, commit: str, describe: str,

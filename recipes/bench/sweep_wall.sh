@@ -22,8 +22,7 @@ done
   "$STEPS" "bash recipes/bench/sweep_wall.sh $STEPS" <<'PY'
 import datetime, json, pathlib, sys
 out, seq, par, steps, command = pathlib.Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-sys.path.insert(0, "recipes/bench")
-from record import head_commit, machine
+from wmtool.benchmarks.record import head_commit, machine
 commit = head_commit()
 finals = {m: {g["label"]: g["mean"][-1] for g in json.loads((out / f"{m}.json").read_text())["groups"]}
           for m in ("sequence", "parallel")}

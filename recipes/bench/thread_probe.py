@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from record import header, save
-from speed import matmul
+from wmtool.benchmarks.record import header, save
+from wmtool.engine.bench import matmul_gflops
 
 ROOT = Path(__file__).resolve().parents[2]
 # name: (recipe or None, size, batch, length)
@@ -115,7 +115,7 @@ def main() -> None:
 
     results = [measure(s) for s in args.setting or list(SETTINGS)]
     out = {"results": results, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-           "matmul_gflops_fp32": round(matmul(torch.float32), 1)}
+           "matmul_gflops_fp32": round(matmul_gflops(torch.float32), 1)}
     print(json.dumps(out, indent=1))
     if args.record:
         command = "python recipes/bench/thread_probe.py " + " ".join(sys.argv[1:])

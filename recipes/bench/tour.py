@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from record import header, save
+from wmtool.benchmarks.record import header, save
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,22 +10,25 @@ from torch import nn
 
 from wmtool.behavior.actor_critic import ActorCritic
 from wmtool.behavior.cem import CEMPlanner
+from wmtool.models.base import OptimGroup
 from wmtool.models.dreamer import DreamerModel
 
 
 def build_planet(obs_space, act_space, cfg):
     wm = DreamerModel(obs_space, act_space, cfg)
     planner = CEMPlanner(wm, act_space, cfg)
-    return wm, planner, {"wm": (wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip)}
+    return wm, planner, {"wm": OptimGroup(wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip)}
 
 
 def build_dreamer(obs_space, act_space, cfg):
     wm = DreamerModel(obs_space, act_space, cfg)
     behavior = ActorCritic(wm.rssm.feat_dim, act_space, cfg)
     groups = {
-        "wm": (wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip),
-        "actor": (behavior.actor.parameters(), cfg.actor.lr, cfg.actor.eps, cfg.actor.clip),
-        "critic": (behavior.critic.parameters(), cfg.critic.lr, cfg.critic.eps, cfg.critic.clip),
+        "wm": OptimGroup(wm.parameters(), cfg.wm.lr, cfg.wm.eps, cfg.wm.clip),
+        "actor": OptimGroup(behavior.actor.parameters(), cfg.actor.lr, cfg.actor.eps,
+                            cfg.actor.clip),
+        "critic": OptimGroup(behavior.critic.parameters(), cfg.critic.lr, cfg.critic.eps,
+                             cfg.critic.clip),
     }
     return wm, behavior, groups
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from wmtool.behavior.mppi import MPPIPlanner
+from wmtool.models.base import OptimGroup
 from wmtool.models.tdmpc2 import TDMPC2Model
 
 
@@ -14,7 +15,7 @@ def build_tdmpc2(obs_space, act_space, cfg):
     behavior = MPPIPlanner(wm, act_space, cfg)
     c = cfg.tdmpc2
     groups = {**wm.optimizer_groups(),
-              "prior": (behavior.prior.parameters(), c.lr, 1e-5, c.clip)}
+              "prior": OptimGroup(behavior.prior.parameters(), c.lr, 1e-5, c.clip)}
     return wm, behavior, groups
 
 

@@ -13,6 +13,7 @@ from wmtool import parallel
 from wmtool.behavior.noisy import add_noise, check_amount
 from wmtool.engine import compiling
 from wmtool.errors import WmtoolError
+from wmtool.models.base import Loss, OptimGroup
 from wmtool.registry import ALGOS, lookup
 from wmtool.runtime import check_bf16
 from wmtool.spaces import Space
@@ -42,6 +43,15 @@ def adam(params, lr: float, eps: float) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, eps=eps, fused=FUSED_ADAM)
 
 
+def check_groups(algo: str, groups: dict) -> None:
+    """A builder's optimiser groups are OptimGroups (read by name, never by position)."""
+    for name, group in groups.items():
+        if not isinstance(group, OptimGroup):
+            raise WmtoolError(f"--algo {algo}: optimiser group {name!r} is a "
+                              f"{type(group).__name__}, not an OptimGroup",
+                              "return wmtool.models.base.OptimGroup(params, lr, eps, clip)")
+
+
 class Agent(nn.Module):
     def __init__(self, algo: str, obs_space: dict[str, Space], act_space: Space, cfg,
                  device: str = "cpu"):
@@ -50,12 +60,11 @@ class Agent(nn.Module):
         self.obs_space, self.act_space = obs_space, act_space
         build = lookup(ALGOS, algo, "--algo").load()
         self.wm, self.behavior, groups = build(obs_space, act_space, cfg)
-        # groups: name -> (parameters, lr, eps, clip), one Adam optimiser each
-        self.clips = {name: clip for name, (_, _, _, clip) in groups.items()}
-        self.params = {name: list(params) for name, (params, _, _, _) in groups.items()}
-        self.optims = {name: adam(self.params[name], lr, eps)
-                       for name, (_, lr, eps, _) in groups.items()}
-        self.base_lrs = {name: lr for name, (_, lr, _, _) in groups.items()}
+        check_groups(algo, groups)  # name -> OptimGroup, one Adam optimiser each
+        self.clips = {name: g.clip for name, g in groups.items()}
+        self.params = {name: list(g.params) for name, g in groups.items()}
+        self.optims = {name: adam(self.params[name], g.lr, g.eps) for name, g in groups.items()}
+        self.base_lrs = {name: g.lr for name, g in groups.items()}
         self.to(device)
         self.amp = bool(cfg.train.amp)
         if self.amp:
@@ -75,11 +84,11 @@ class Agent(nn.Module):
         self.behavior.to(self.device)
         self.behavior.bind(self.wm)  # a behaviour the model uses (TD-MPC2's prior)
         owned = {id(p) for p in self.behavior.parameters()}
-        for name, (params, lr, eps, _) in groups.items():
-            params = list(params)
+        for name, group in groups.items():
+            params = list(group.params)
             if all(id(p) in owned for p in params):
                 self.params[name] = params
-                self.optims[name] = adam(params, lr, eps)
+                self.optims[name] = adam(params, group.lr, group.eps)
 
     def scale_lr(self, factor: float) -> None:
         """Every optimiser's learning rate at `factor` times its configured one."""
@@ -153,10 +162,16 @@ class Agent(nn.Module):
         metrics: dict[str, float] = {}
         if world_model:
             with self._autocast():
-                loss, groups, post, wm_metrics = self.wm.loss(data, phase=phase)
-            metrics = self._step(groups, loss)
+                result = self.wm.loss(data, phase=phase)
+            if not isinstance(result, Loss):
+                raise WmtoolError(f"--algo {self.algo}: {type(self.wm).__name__}.loss returned a "
+                                  f"{type(result).__name__}, not a Loss",
+                                  "return wmtool.models.base.Loss(loss, groups, states, metrics)")
+            metrics = self._step(result.groups, result.loss)
             self.wm.after_update()  # e.g. Polyak-averaged target networks
-            metrics.update({f"train/{groups[0]}/{k}": v for k, v in wm_metrics.items()})
+            metrics.update({f"train/{result.groups[0]}/{k}": v
+                            for k, v in result.metrics.items()})
+            post = result.states
             if phase not in self.wm.behavior_phases:
                 return metrics
         else:

@@ -28,8 +28,9 @@ def losses(agent: Agent, replay: Replay, phase: str, batch: int, length: int, ba
         data = to_tensors(replay.sample(batch, min(window(agent.wm, length), replay.size)),
                           agent.device)
         torch.manual_seed(seed + i)
-        _, groups, _, metrics = agent.wm.loss(data, phase=phase)
-        for key, value in metrics.items():
+        result = agent.wm.loss(data, phase=phase)
+        groups = result.groups
+        for key, value in result.metrics.items():
             sums[key] += float(value) / batches
     return dict(sums), groups
 

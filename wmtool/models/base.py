@@ -4,7 +4,7 @@ A world model subclasses `WorldModel` and fills in two tiers:
 
 - trainable: `phases` (trained in order; `behavior_phases` are those after whose updates the
   behaviour learns too), `schedule()` (a `Phase(name, updates, batch, length)` per phase),
-  `loss(batch, phase=...)` -> (loss, optimiser group names, posterior states, metrics), and the
+  `loss(batch, phase=...)` -> a `Loss(loss, groups, states, metrics)`, and the
   hooks whose defaults do nothing: `phase_columns` (columns derived once per phase from
   frozen modules), `note_episode` (every finished episode's length), `after_update` (e.g.
   Polyak targets), `history` (rows read before each window, e.g. a frame stack),
@@ -25,7 +25,7 @@ the CLI ask with `isinstance`, never by probing for attributes:
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -39,6 +39,22 @@ class Phase(NamedTuple):
     updates: int
     batch: int    # sequences per update
     length: int   # steps per sequence
+
+
+class Loss(NamedTuple):
+    """What `WorldModel.loss` returns for one update."""
+    loss: torch.Tensor   # the scalar the update minimises
+    groups: list[str]    # the optimiser groups (OptimGroup names) it steps
+    states: Any          # posterior states the behaviour starts imagining from (or None)
+    metrics: dict        # name -> scalar tensor, logged as train/<first group>/<name>
+
+
+class OptimGroup(NamedTuple):
+    """One Adam optimiser of an algorithm (its builder returns name -> OptimGroup)."""
+    params: Iterable[nn.Parameter]
+    lr: float
+    eps: float
+    clip: float          # the gradient norm it clips to
 
 
 class WorldModel(nn.Module):
@@ -56,8 +72,8 @@ class WorldModel(nn.Module):
                                  "each phase's update count and batch, in training order")
 
     def loss(self, batch: dict, state=None, phase: str = "joint"):
-        raise unfilled(__name__, "loss(batch, state=None, phase) -> (loss, optimiser group names, "
-                                 "posterior states, metrics) for one update of `phase`")
+        raise unfilled(__name__, "loss(batch, state=None, phase) -> Loss(loss, optimiser group "
+                                 "names, posterior states, metrics) for one update of `phase`")
 
     def phase_columns(self, phase: str) -> dict:
         return {}

@@ -13,7 +13,7 @@ from typing import Callable
 
 import torch
 
-from wmtool.models.base import Decodes, Phase, WorldModel
+from wmtool.models.base import Decodes, Loss, Phase, WorldModel
 from wmtool.models.rssm import RSSM, State, flat_action
 from wmtool.nets.dists import bernoulli_nll, scalar_head
 from wmtool.nets.layers import MLP, MultiDecoder, MultiEncoder, ObsScaling, split_keys
@@ -107,7 +107,7 @@ class DreamerModel(WorldModel, Decodes):
         return self.decoder.decode(self.decoder(feat))
 
     def loss(self, batch: dict, state: State | None = None, phase: str = "joint"):
-        """Returns (scalar loss, optimiser groups to step, posterior states, metrics)."""
+        """One update of the model: the groups it steps are `wm`."""
         c = self.cfg.wm
         post, prior = self.observe(batch, state)
         feat = self.features(post)
@@ -123,4 +123,4 @@ class DreamerModel(WorldModel, Decodes):
         metrics = {f"loss_{k}": v.mean().detach() for k, v in losses.items()}
         metrics.update({k: v.detach() for k, v in kl_metrics.items()})
         metrics["loss"] = total.detach()
-        return total, ["wm"], post, metrics
+        return Loss(total, ["wm"], post, metrics)

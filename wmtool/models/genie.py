@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wmtool import parallel
-from wmtool.models.base import DrivenByLatentActions, Phase, WorldModel
+from wmtool.models.base import DrivenByLatentActions, Loss, OptimGroup, Phase, WorldModel
 from wmtool.nets.fsq import ScalarQuantizer
 from wmtool.nets.vq import VectorQuantizer
 
@@ -242,7 +242,7 @@ class GenieModel(WorldModel, DrivenByLatentActions):
 
     def optimizer_groups(self) -> dict:
         g = self.cfg.genie
-        return {name: (getattr(self, name).parameters(), g.lr, 1e-8, g.clip)
+        return {name: OptimGroup(getattr(self, name).parameters(), g.lr, 1e-8, g.clip)
                 for name in self.phases}
 
     def phase_columns(self, phase: str) -> dict:
@@ -324,5 +324,6 @@ class GenieModel(WorldModel, DrivenByLatentActions):
         total = sum(losses.values())
         metrics.update({f"loss_{k}": v.detach() for k, v in losses.items()})
         metrics["loss"] = total.detach()
-        return total, [phase], None, {k: torch.as_tensor(v, device=total.device).detach()
-                                      for k, v in metrics.items()}
+        return Loss(total, [phase], None,
+                    {k: torch.as_tensor(v, device=total.device).detach()
+                     for k, v in metrics.items()})

@@ -21,7 +21,7 @@ from torch import nn
 
 from wmtool import parallel
 from wmtool.errors import WmtoolError
-from wmtool.models.base import LatentTraces, Phase, WorldModel
+from wmtool.models.base import LatentTraces, Loss, OptimGroup, Phase, WorldModel
 from wmtool.nets.dists import TwoHot, bernoulli_nll
 from wmtool.nets.layers import ObsScaling, split_keys
 from wmtool.nets.normed import (
@@ -135,8 +135,9 @@ class TDMPC2Model(WorldModel, LatentTraces):
         heads = [*self.dynamics.parameters(), *self.reward.parameters(), *self.q.parameters()]
         if self.termination is not None:
             heads += list(self.termination.parameters())
-        return {"wm": (heads, c.lr, 1e-8, c.clip),
-                "encoder": (self.encoder.parameters(), c.lr * c.enc_lr_scale, 1e-8, c.clip)}
+        return {"wm": OptimGroup(heads, c.lr, 1e-8, c.clip),
+                "encoder": OptimGroup(self.encoder.parameters(), c.lr * c.enc_lr_scale, 1e-8,
+                                      c.clip)}
 
     def note_episode(self, length: int) -> None:
         """The episode-length discount heuristic: gamma = clip((L/5 - 1) / (L/5), 0.95, 0.995)
@@ -334,4 +335,4 @@ class TDMPC2Model(WorldModel, LatentTraces):
             h + 1, device=seen.device, dtype=seen.dtype)}
         metrics = {f"loss_{k}": v.detach() for k, v in losses.items()}
         metrics.update(loss=total.detach(), td_target=td.mean(), discount=self.discount.clone())
-        return total, ["wm", "encoder"], post, metrics
+        return Loss(total, ["wm", "encoder"], post, metrics)

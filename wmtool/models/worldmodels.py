@@ -19,7 +19,7 @@ from torch import nn
 
 from wmtool import parallel
 from wmtool.errors import WmtoolError
-from wmtool.models.base import Decodes, Phase, Tempered, WorldModel
+from wmtool.models.base import Decodes, Loss, OptimGroup, Phase, Tempered, WorldModel
 from wmtool.models.rssm import flat_action
 from wmtool.nets.dists import bernoulli_nll, symexp, symlog
 from wmtool.nets.layers import split_keys
@@ -218,11 +218,11 @@ class WorldModelsModel(WorldModel, Decodes, Tempered):
 
     def optimizer_groups(self) -> dict:
         v, m = self.cfg.vae, self.cfg.mdnrnn
-        return {"vae": (self.vae.parameters(), v.lr, 1e-8, v.clip),
-                "mdnrnn": (self.mdnrnn.parameters(), m.lr, 1e-8, m.clip)}
+        return {"vae": OptimGroup(self.vae.parameters(), v.lr, 1e-8, v.clip),
+                "mdnrnn": OptimGroup(self.mdnrnn.parameters(), m.lr, 1e-8, m.clip)}
 
     def loss(self, batch: dict, state: State | None = None, phase: str = "vae"):
-        """(scalar loss, optimiser groups to step, posterior states or None, metrics)."""
+        """One update of `phase`: its own optimiser group; states for `mdnrnn` only."""
         if phase == "vae":
             return self._vae_loss(batch)
         if phase == "mdnrnn":
@@ -239,7 +239,7 @@ class WorldModelsModel(WorldModel, Decodes, Tempered):
         loss = (rec + kl).mean()
         metrics = {"loss": loss.detach(), "loss_rec": rec.mean().detach(),
                    "loss_kl": kl.mean().detach()}
-        return loss, ["vae"], None, metrics
+        return Loss(loss, ["vae"], None, metrics)
 
     def _mdnrnn_loss(self, batch: dict):
         with torch.no_grad():  # V is frozen in this phase; M learns on sampled codes
@@ -264,7 +264,7 @@ class WorldModelsModel(WorldModel, Decodes, Tempered):
         loss = sum(parts.values())
         metrics = {f"loss_{k}": v.detach() for k, v in parts.items()}
         metrics["loss"] = loss.detach()
-        return loss, ["mdnrnn"], post, metrics
+        return Loss(loss, ["mdnrnn"], post, metrics)
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,9 @@ import re
 from typing import NamedTuple
 
 import numpy as np
-from aggregate import aggregates, bootstrap
-from curves import TOLERANCE, bin_at, measured_point, nearest_points
+
+from wmtool.benchmarks.aggregate import aggregates, bootstrap
+from wmtool.benchmarks.curves import TOLERANCE, bin_at, measured_point, nearest_points
 
 HELD_OUT_FROM = 100  # seeds from here on were never used for tuning
 ONE_CORE_TARGET = 60  # issue 30: each run within about an hour of one core

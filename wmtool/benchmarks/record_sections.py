@@ -4,6 +4,7 @@ tour, timed), recipes/bench/fault_matrix.py (the fault matrix), recipes/bench/pl
 newest first."""
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 
 VERDICTS = ("held", "weak", "failed", "skipped", "error")
@@ -187,7 +188,16 @@ def reference_lines(records: list[dict]) -> list[str]:
         "(`recipes/bench/sheeprl_reference.py`) alternating in one session, median over rounds "
         "(`python recipes/bench/sheeprl_compare.py --sheeprl-python V/bin/python [--avx2] "
         "--record`).",
-        ["record", "machine", "matmul GFLOP/s", "wmtool updates/s", "sheeprl updates/s", "ratio"],
+        ["record", "machine", "matmul GFLOP/s", "wmtool updates/s", "sheeprl updates/s", "ratio",
+         "wmtool % of its fp32 matmul peak"],
         [[f"`{r['_record']}`", _machine(r), r["matmul_gflops_fp32"],
           f"{r['updates_per_s']['wmtool']:.3g}", f"{r['updates_per_s']['sheeprl']:.3g}",
-          f"{r['ratio']:.2f}x"] for r in newest_first(records, "reference")])
+          f"{r['ratio']:.2f}x", _peak_share(r)] for r in newest_first(records, "reference")])
+
+
+def _peak_share(rec: dict) -> str:
+    """The median over wmtool's rounds of the share of the fp32 matmul peak its update
+    reached (each round measures its own peak)."""
+    shares = [row["percent_of_fp32_matmul"] for row in rec["series"]["wmtool"]
+              if row.get("percent_of_fp32_matmul") is not None]
+    return f"{statistics.median(shares):.0f}%" if shares else ""

@@ -9,16 +9,13 @@ evaluations every 100,000), and a random policy's return (dotted).
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
+from wmtool.benchmarks.curves import authors_bins
+from wmtool.benchmarks.suite_table import STATE, Suite, final_evaluation, held_and_tuning
 from wmtool.runs import average, draw_mean_std
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipes/bench: suite_table.py
-from curves import authors_bins  # noqa: E402
-from suite_table import STATE, Suite, final_evaluation, held_and_tuning  # noqa: E402
 
 COLOURS = {"dreamerv3": "tab:blue", "tdmpc2": "tab:orange", "dreamerv2": "tab:green",
            "dreamerv1": "tab:red", "planet": "tab:purple"}

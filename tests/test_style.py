@@ -131,12 +131,14 @@ def test_an_unfilled_contract_method_says_what_it_must_do():
     import pytest
 
     from wmtool.behavior.base import Behavior
-    from wmtool.models.base import WorldModel
+    from wmtool.models.base import PlansWithValues, WorldModel
 
     with pytest.raises(NotImplementedError, match=r"schedule\(\) -> \[Phase\(name, updates"):
         WorldModel().schedule()
     with pytest.raises(NotImplementedError, match=r"act\(feat, mode\).*wmtool.behavior.base"):
         Behavior().act(None)
+    with pytest.raises(NotImplementedError, match=r"rollout_return\(z, actions"):
+        PlansWithValues().rollout_return(None, None)
     bare = [f"{path.relative_to(PACKAGE)}:{n}" for path in sorted(PACKAGE.rglob("base.py"))
             for n, line in enumerate(path.read_text().splitlines(), 1)
             if line.strip() == "raise NotImplementedError"]

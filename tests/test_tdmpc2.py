@@ -9,6 +9,7 @@ from wmtool import config
 from wmtool.behavior.mppi import MPPIPlanner
 from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
+from wmtool.models.base import PlansWithValues
 from wmtool.models.dreamer import DreamerModel
 from wmtool.nets.dists import TwoHot
 from wmtool.nets.normed import (
@@ -142,7 +143,7 @@ def test_target_qs_follow_by_polyak_averaging():
     assert not all(p.requires_grad for p in agent.wm.target_q.parameters())
 
 
-class Toy(torch.nn.Module):
+class Toy(torch.nn.Module, PlansWithValues):
     """A latent model whose return is -(a - 0.6)^2 per step: the best plan is a = 0.6."""
 
     discount = torch.tensor(1.0)

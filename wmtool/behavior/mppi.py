@@ -28,6 +28,7 @@ from wmtool import parallel
 from wmtool.behavior.actor_critic import frozen
 from wmtool.behavior.base import Planner
 from wmtool.errors import WmtoolError
+from wmtool.models.base import PlansWithValues
 from wmtool.nets.normed import evaluating, normed_mlp
 from wmtool.spaces import Space
 
@@ -114,6 +115,10 @@ class MPPIPlanner(Planner):
 
     def bind(self, wm) -> None:
         """Use `wm` for planning, and give it this prior for its value targets."""
+        if not isinstance(wm, PlansWithValues):
+            raise WmtoolError(f"MPPI plans with a PlansWithValues model, not {type(wm).__name__}",
+                              "pair --algo's planner with a model that has Q-values "
+                              "(models/base.py: PlansWithValues)")
         self._wm = [wm]  # a list, not a submodule: the agent owns the model's parameters
         wm.bind_prior(self.prior)
 

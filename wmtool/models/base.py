@@ -21,7 +21,9 @@ the CLI ask with `isinstance`, never by probing for attributes:
 - `DrivenByLatentActions`: steered by discrete latent actions (`drive_start`, `drive_step`);
 - `ReportsOnData`: writes its own held-out report for `wmtool eval --data` (`data_report`);
 - `Tempered`: dreams by sampling at a temperature it exposes (`temperature`), which
-  `wmtool play` offers as a slider.
+  `wmtool play` offers as a slider;
+- `PlansWithValues`: what a value-guided planner (TD-MPC2's MPPI) asks of a latent model
+  (`next`, `q_value`, `rollout_return`, `terminal_value`, `bind_prior`).
 """
 from __future__ import annotations
 
@@ -120,6 +122,32 @@ class WorldModel(nn.Module):
     def predict_cont(self, feat: torch.Tensor) -> torch.Tensor:
         raise unfilled(__name__, "predict_cont(feat) -> the predicted probability that each "
                                  "episode continues")
+
+
+class PlansWithValues:
+    """A latent model a value-guided planner rolls forward (behavior/mppi.py): one step of
+    latent dynamics, Q-values, the predicted return of action sequences, and the value at
+    their end under a policy prior the planner owns and binds to the model."""
+
+    def next(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        raise unfilled(__name__, "next(z, action) -> the latent after taking `action` in `z`")
+
+    def q_value(self, z: torch.Tensor, action: torch.Tensor, kind: str = "avg",
+                target: bool = False) -> torch.Tensor:
+        raise unfilled(__name__, "q_value(z, action, kind='avg'|'min', target=False) -> the "
+                                 "Q-value of each (z, action) row")
+
+    def rollout_return(self, z: torch.Tensor, actions: torch.Tensor):
+        raise unfilled(__name__, "rollout_return(z, actions (N, H, A)) -> (discounted predicted "
+                                 "rewards, the weight left for the end value, the last latent)")
+
+    def terminal_value(self, z: torch.Tensor) -> torch.Tensor:
+        raise unfilled(__name__, "terminal_value(z) -> the value of ending a planned sequence "
+                                 "in z")
+
+    def bind_prior(self, prior: nn.Module) -> None:
+        raise unfilled(__name__, "bind_prior(prior) -> None: keep the planner's policy prior "
+                                 "for value targets and terminal values")
 
 
 class Decodes:

@@ -21,7 +21,14 @@ from torch import nn
 
 from wmtool import parallel
 from wmtool.errors import WmtoolError
-from wmtool.models.base import LatentTraces, Loss, OptimGroup, Phase, WorldModel
+from wmtool.models.base import (
+    LatentTraces,
+    Loss,
+    OptimGroup,
+    Phase,
+    PlansWithValues,
+    WorldModel,
+)
 from wmtool.nets.dists import TwoHot, bernoulli_nll
 from wmtool.nets.layers import ObsScaling, split_keys
 from wmtool.nets.normed import (
@@ -88,7 +95,7 @@ class LatentEncoder(nn.Module):
         return self.out(torch.cat(parts, -1))
 
 
-class TDMPC2Model(WorldModel, LatentTraces):
+class TDMPC2Model(WorldModel, LatentTraces, PlansWithValues):
     phases = ("joint",)
     behavior_phases = ("joint",)  # the policy prior learns after every model update
     hot_paths = ("next", "reward_of")  # once per latent step of updates and MPPI rollouts

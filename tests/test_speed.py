@@ -16,10 +16,10 @@ from wmtool.engine import compiling
 from wmtool.engine.agent import Agent
 from wmtool.engine.loops import run_episodes
 from wmtool.engine.train import window
-from wmtool.engine.tuning import BUSY_CORES
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 from wmtool.errors import WmtoolError
+from wmtool.launch.threads import BUSY_CORES
 
 SETTINGS = {"dreamerv3": "gym:CartPole-v1", "tdmpc2": "gym:Pendulum-v1"}
 

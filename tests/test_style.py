@@ -66,6 +66,19 @@ def test_imports_run_downwards_only():
     assert not found, "\n".join(found)
 
 
+def test_launching_and_the_engine_stay_apart():
+    """wmtool.launch (sweeps, the --nproc launcher, the thread probe) imports nothing of the
+    engine, and neither the engine nor anything below it imports wmtool.launch."""
+    found = [f"{path.relative_to(PACKAGE)} imports {name}"
+             for path in sorted((PACKAGE / "launch").glob("*.py"))
+             for name in sorted(imported_modules(path)) if name.startswith("wmtool.engine")]
+    found += [f"{path.relative_to(PACKAGE)} imports {name}"
+              for path in sorted(PACKAGE.rglob("*.py"))
+              if path.relative_to(PACKAGE).parts[0] not in ("cli", "launch", "benchmarks")
+              for name in sorted(imported_modules(path)) if name.startswith("wmtool.launch")]
+    assert not found, "\n".join(found)
+
+
 def test_benchmarks_sit_on_top_and_measuring_scripts_need_no_path_tricks():
     """wmtool.benchmarks (records, tables) may use the engine; nothing else in wmtool imports
     it. The scripts in recipes/bench import it as a package: none edits sys.path."""

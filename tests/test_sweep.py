@@ -104,7 +104,7 @@ def test_a_sweep_runs_as_tasks_on_a_local_ray_instance(tmp_path):
 
 
 def test_a_run_stopped_before_it_wrote_anything_stays_pending(tmp_path):
-    from wmtool.engine.sweep import plan
+    from wmtool.launch.sweep import plan
 
     sweep = plan(tmp_path / "sw", "dreamerv3", "gym:CartPole-v1", [0], [], [None], [])
     run = sweep.runs[0]

@@ -1,4 +1,4 @@
-"""The thread probe (engine/tuning.py) cannot be fooled by a busy machine: a reading taken
+"""The thread probe (wmtool/launch/threads.py) cannot be fooled by a busy machine: a reading taken
 while another process holds a core is seen (from /proc/stat), taken again, and discarded,
 and the probe stays within its few seconds."""
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from wmtool.engine.tuning import MANY_THREADS_FROM, decide, suspect
+from wmtool.launch.threads import MANY_THREADS_FROM, decide, suspect
 
 ROOT = Path(__file__).resolve().parents[1]
 

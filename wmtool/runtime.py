@@ -3,7 +3,7 @@
 torch's default thread count collapses (10-25x slower, measured here) when another process
 keeps a core busy, so the count is chosen deliberately and printed: `runtime.threads` when
 set; otherwise one per core available to this process to start with, and training then
-measures which count updates its model fastest (engine/tuning.py).
+measures which count updates its model fastest (wmtool/launch/threads.py).
 """
 from __future__ import annotations
 

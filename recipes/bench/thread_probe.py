@@ -3,7 +3,7 @@ core, against both thread counts timed alone afterwards.
 
     python recipes/bench/thread_probe.py [--setting demo --setting tiny ...] [--record]
 
-Per setting (a model and its batch): the probe (engine/tuning.py) on a quiet machine, the
+Per setting (a model and its batch): the probe (wmtool/launch/threads.py) on a quiet machine, the
 probe while a `while True: pass` process holds one core, then 1 and 2 threads timed alone
 (median of 5 alternating blocks). The probe holds when its pick, in both conditions, is no
 more than 10% slower alone than the other count, and when it took at most 5 s. Run it with
@@ -33,7 +33,7 @@ from wmtool import config
 from wmtool.engine.agent import Agent
 from wmtool.data.replay import sample_sequences
 from wmtool.engine.loops import run_episodes
-from wmtool.engine.tuning import tune_threads
+from wmtool.launch.threads import tune_threads
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
 recipe, size, batch, length, what = json.loads(sys.argv[1])

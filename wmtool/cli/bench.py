@@ -51,10 +51,11 @@ def bench(
     from wmtool import parallel
     from wmtool.engine import distributed
     from wmtool.engine.bench import run_bench
+    from wmtool.launch import torchrun
     from wmtool.progress import Tracker
 
     if nproc > 1 and not parallel.launched():
-        return distributed.launch(nproc, sys.argv[1:])
+        return torchrun.launch(nproc, sys.argv[1:])
     world = distributed.join_if_launched(device)
     with distributed.leaving(), Tracker("bench", runs, quiet or not world.main) as tracker:
         tracker.phase(f"filling replay ({random_steps:,} random steps), counting FLOPs, "

@@ -119,8 +119,10 @@ def env_flags(env: str | None, obs: str | None, env_import: list[str] | None) ->
 def run_with_progress(session, label: str, quiet: bool) -> dict:
     """Run a TrainSession with its progress on stderr (steps or updates, rate, ETA, and the
     evaluations as a phase); close it."""
+    from wmtool.launch.threads import tune_threads
     from wmtool.progress import Tracker, throttled
 
+    session.trainer.thread_probe = tune_threads  # runtime.threads=0: measured here
     try:
         with Tracker(label, session.total, quiet) as tracker:
             def show(counters):

@@ -48,8 +48,8 @@ def sweep(
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ):
-    from wmtool.engine import sweep as sweeps
     from wmtool.errors import UsageError, WmtoolError
+    from wmtool.launch import sweep as sweeps
     from wmtool.progress import info
     from wmtool.runs import compare
 
@@ -68,7 +68,7 @@ def sweep(
         info(f"{run.name}: {run.status}", quiet)
 
     if ray:
-        from wmtool.engine.sweep_ray import execute_on_ray
+        from wmtool.launch.sweep_ray import execute_on_ray
 
         threads = threads or 1
         info(f"sweep {root}: {len(plan.runs)} runs as Ray tasks on {ray}, {threads} CPU(s) "

@@ -74,11 +74,12 @@ def train(
 ):
     from wmtool.engine import distributed
     from wmtool.engine.session import TrainSession
+    from wmtool.launch import torchrun
 
     if nproc > 1 and not parallel.launched():
         target = resume or run_dir
-        distributed.launch(nproc, sys.argv[1:], f"wmtool train --resume {target} --nproc {nproc}"
-                           if target else f"resume with --resume RUN_DIR --nproc {nproc}")
+        torchrun.launch(nproc, sys.argv[1:], f"wmtool train --resume {target} --nproc {nproc}"
+                        if target else f"resume with --resume RUN_DIR --nproc {nproc}")
         return None
     flags = env_flags(env, obs, env_import)
     if seed is not None:

@@ -34,7 +34,6 @@ from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream_logging import dream_report
 from wmtool.engine.loops import LoopStats, run_episodes
 from wmtool.engine.offline_data import offline_replay
-from wmtool.engine.tuning import tune_threads
 from wmtool.engine.walltime import WallTime
 from wmtool.logger import Logger
 from wmtool.models.base import Phase
@@ -158,6 +157,9 @@ class Trainer:
         self.world_model = True  # False: `wmtool imagine`, behaviour only in a frozen model
         self.stored_steps = 0  # agent steps of the episodes handed to the run's store
         self.prepared = False  # threads measured and hot paths compiled (before the 1st update)
+        # (agent, rows, available, world_model, phase) -> the thread choice: the probe of
+        # wmtool/launch/threads.py, handed in by the CLI; without one, every core
+        self.thread_probe: Callable[..., dict] | None = None
 
     @property
     def ckpt_dir(self) -> Path:
@@ -259,9 +261,10 @@ class Trainer:
         # only where updates are pure computation: `imagine` may score candidates in real
         # envs (World Models' controller.score_in=real), which a trial must not step
         if r.threads == 0 and agent.device == "cpu" and available > 1 and self.world_model \
-                and self.planned_updates() >= TUNE_THREADS_FROM and self.world.size == 1:
+                and self.planned_updates() >= TUNE_THREADS_FROM and self.world.size == 1 \
+                and self.thread_probe is not None:
             started = time.perf_counter()
-            chosen = tune_threads(agent, rows, available, self.world_model, phase)
+            chosen = self.thread_probe(agent, rows, available, self.world_model, phase)
             rates = " / ".join(f"{v:g}" for v in chosen.get("updates_per_s_by_threads",
                                                              {}).values())
             counts = " / ".join(chosen.get("updates_per_s_by_threads", {}))

@@ -12,8 +12,8 @@ from __future__ import annotations
 import signal
 import subprocess
 
-from wmtool.engine.sweep import Sweep, status_on_disk
 from wmtool.errors import WmtoolError
+from wmtool.launch.sweep import Sweep, status_on_disk
 
 
 def train_task(command: list[str], log_path: str) -> int:

@@ -9,8 +9,9 @@ Models (both phases, from CarRacing data) and Genie (its three phases, from the 
 each checkout trains the same small run with `runtime.threads=1`, and every row of the two
 `metrics.jsonl` files must match exactly, leaving out wall-clock keys (`time`, `time/*`,
 `fps/*`, acting milliseconds). `--old DIR` (e.g. the 0.2.0 release) also trains each of them
-there and checks that this checkout loads its checkpoint and evaluates it (`wmtool eval` for
-the ones that act; `dream` for Genie). `--record` writes benchmarks/results/identity-*.json.
+there and checks that the --after checkout loads its checkpoint and uses it (`wmtool eval`
+in the env for the agents that act, `eval --data` for the others). `--record` writes
+benchmarks/results/identity-*.json.
 """
 from __future__ import annotations
 
@@ -87,20 +88,20 @@ def compare(before: list[dict], after: list[dict]) -> dict:
     for i, (a, b) in enumerate(zip(before, after)):
         if a != b:
             keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-            return {"identical": False, "rows": len(a), "first_difference":
+            return {"identical": False, "rows": len(before), "first_difference":
                     {"row": i, "keys": {k: [a.get(k), b.get(k)] for k in keys[:5]}}}
     return {"identical": True, "rows": len(before), "values": sum(len(r) for r in before)}
 
 
 def loads_old(checkout: Path, name: str, old_run: Path, out: Path, car: Path) -> dict:
+    """This checkout loads the old run's checkpoint and uses it: evaluation in the env for
+    the agents that act, the model's held-out losses (`eval --data`) for the others."""
     if name in ACTS:
         args = ["eval", "--run", str(old_run), "--episodes", "1", "--json", "--quiet"]
     else:
-        args = ["dream", "--run", str(old_run), "--data", str(car), "--context", "2",
-                "--horizon", "2", "--sequences", "1", "--plot", str(out / f"{name}-old.png"),
-                "--json", "--quiet"]
+        args = ["eval", "--run", str(old_run), "--data", str(car), "--json", "--quiet"]
     res = wmtool(checkout, args, out)
-    return {"loads": res.returncode == 0, "command": " ".join(["wmtool", *args[:3]]),
+    return {"loads": res.returncode == 0, "command": " ".join(["wmtool", *args[:2]]),
             "error": res.stderr.strip()[-300:] if res.returncode else ""}
 
 

@@ -294,7 +294,7 @@ def test_two_rank_trainer_keeps_its_own_replays_a_summed_clock_and_the_train_rat
     from wmtool import config
     from wmtool.data.replay import episode_rows
     from wmtool.data.store import EpisodeReader
-    from wmtool.engine.train import updates_per_agent_step
+    from wmtool.engine.plan import updates_per_agent_step
     from wmtool.parallel import RANK_SEED_STRIDE
 
     sets = [f"{key}={value}" for key, value in DP_RUN.items()]

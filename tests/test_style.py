@@ -66,6 +66,21 @@ def test_imports_run_downwards_only():
     assert not found, "\n".join(found)
 
 
+def test_engine_and_cli_never_read_an_algorithms_own_settings():
+    """An algorithm's config sections are its own files' business: the engine asks through
+    the contract (e.g. Behavior.real_scoring for World Models' controller.score_in)."""
+    own = {"rssm", "actor", "critic", "planner", "mppi", "tdmpc2", "genie", "vae", "mdnrnn",
+           "controller"}
+    found = [f"{path.relative_to(PACKAGE)}:{node.lineno} reads cfg.{node.attr}"
+             for layer in ("engine", "cli") for path in sorted((PACKAGE / layer).glob("*.py"))
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Attribute) and node.attr in own
+             and isinstance(node.value, (ast.Name, ast.Attribute))
+             and (getattr(node.value, "id", None) == "cfg"
+                  or getattr(node.value, "attr", None) == "cfg")]
+    assert not found, "\n".join(found)
+
+
 def test_launching_and_the_engine_stay_apart():
     """wmtool.launch (sweeps, the --nproc launcher, the thread probe) imports nothing of the
     engine, and neither the engine nor anything below it imports wmtool.launch."""

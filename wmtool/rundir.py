@@ -107,10 +107,23 @@ def read_meta(path: Path) -> dict:
 
 
 def load_config(path: Path) -> config.Config:
+    """The run's config.yaml (with what older runs kept in run.json instead: `_legacy`)."""
+    return _legacy(read_meta(path), _load_config(path))
+
+
+def _legacy(meta: dict, cfg: config.Config) -> config.Config:
+    """`wmtool imagine` runs made before `controller.score_in` kept real-env scoring in
+    run.json (`score_in`, `workers`): the same settings, as config."""
+    if meta.get("score_in") != "real":
+        return cfg
+    return config.load([("saved", cfg.to_dict()), ("run.json", {"controller": {
+        "score_in": "real", "workers": meta.get("workers", 2)}})])
+
+
+def _load_config(path: Path) -> config.Config:
     """The run's config.yaml. A damaged one is restored from the newest intact checkpoint
     (which carries the run's config; the damaged file is kept beside it, and this says so);
     without a checkpoint the run can only be started again."""
-    read_meta(path)
     file = Path(path) / "config.yaml"
     cfg, problem = _read_config(file)
     if cfg is not None:

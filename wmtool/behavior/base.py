@@ -17,15 +17,25 @@ agent's optimiser step). The defaults cover the rest:
 `Planner` adds what CEM and MPPI share: a timer per plan, reported as
 `plan/ms_per_action`, and a one-line `describe()` of the search. `ScoredInRealEnv` marks a
 behaviour whose candidates can be scored by playing the real env
-(`wmtool imagine --set controller.score_in=real`).
+(`wmtool imagine --set controller.score_in=real`); `real_scoring(cfg)` says whether and
+how a behaviour asks for that, so the engine reads no behaviour's settings itself.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from wmtool.behavior.plan_timer import PlanTimer
-from wmtool.errors import unfilled
+from wmtool.config import require_choice
+from wmtool.errors import WmtoolError, unfilled
+
+
+class RealScoring(NamedTuple):
+    """How `wmtool imagine` has a behaviour's candidates scored in the real env."""
+    workers: int   # env processes playing candidates at once
+    horizon: int   # steps a candidate's rollout lasts at most, as in the dream
 
 
 class Behavior(nn.Module):
@@ -54,6 +64,17 @@ class Behavior(nn.Module):
 
     def imagined_per_update(self) -> int:
         return 0
+
+    def real_scoring(self, cfg) -> RealScoring | None:
+        """Whether `wmtool imagine` scores this behaviour's candidates in the real env, and
+        how; None: in the dream. A behaviour that learns by gradients through the model has
+        no candidates to score, so asking for it (controller.score_in=real) is an error."""
+        require_choice("controller.score_in", cfg.controller.score_in, ("dream", "real"))
+        if cfg.controller.score_in == "real":
+            raise WmtoolError(f"controller.score_in=real: {type(self).__name__} learns by "
+                              "gradients through the model, so it cannot be scored in the "
+                              "real env", "score in the dream (controller.score_in=dream)")
+        return None
 
 
 class Planner(Behavior):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from wmtool import parallel
-from wmtool.behavior.base import Behavior, ScoredInRealEnv
+from wmtool.behavior.base import Behavior, RealScoring, ScoredInRealEnv
 from wmtool.behavior.cmaes import CMAES
 from wmtool.config import require_choice
 from wmtool.errors import WmtoolError
@@ -86,6 +86,13 @@ class LinearController(Behavior, ScoredInRealEnv):
             total += alive * wm.predict_reward(feat)
             alive = alive * wm.predict_cont(feat)
         return total
+
+    def real_scoring(self, cfg) -> RealScoring | None:
+        """controller.score_in: `dream` (default) or `real`, the paper's CarRacing protocol:
+        each candidate plays controller.workers envs for up to controller.horizon steps."""
+        c = cfg.controller
+        require_choice("controller.score_in", c.score_in, ("dream", "real"))
+        return RealScoring(c.workers, c.horizon) if c.score_in == "real" else None
 
     def imagined_per_update(self) -> int:
         c = self.cfg.controller

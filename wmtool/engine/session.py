@@ -16,14 +16,8 @@ from wmtool.data.dataset import Dataset
 from wmtool.data.replay import Replay
 from wmtool.engine.agent import Agent, NonFiniteLoss
 from wmtool.engine.offline_data import free_memory
-from wmtool.engine.train import (
-    Trainer,
-    eval_seed,
-    evaluate,
-    lr_factor,
-    step_counts,
-    updates_per_agent_step,
-)
+from wmtool.engine.plan import RunPlan, updates_per_agent_step
+from wmtool.engine.train import Trainer, eval_seed, evaluate, lr_factor, step_counts
 from wmtool.envs.factory import make_vec
 from wmtool.errors import UsageError, WmtoolError
 from wmtool.progress import human_bytes, info
@@ -89,16 +83,16 @@ class TrainSession:
         if self.phases and not set(self.phases) <= set(valid):
             raise WmtoolError(f"--phase {','.join(self.phases)}: {algo} has phases "
                               f"{', '.join(valid)}", f"pass one of {', '.join(valid)}")
-        self.trainer = Trainer(self.agent, run_dir, quiet=quiet)
-        self.trainer.online = self.data is None
-        self.trainer.world_model = meta["mode"] != "imagine"
+        plan = RunPlan.of(cfg, self.agent.wm, online=self.data is None,
+                          world_model=meta["mode"] != "imagine", ranks=self.world.size)
+        evaluator = None
         if self.eval_vec is not None:
-            self.trainer.evaluator = lambda: evaluate(self.agent, self.eval_vec,
-                                                      cfg.train.eval_episodes,
-                                                      cfg.train.eval_mode, eval_seed(cfg.seed))
-        self.trainer.on_eval = lambda step, r: info(
-            f"eval at {step:,} {'agent steps' if self.data is None else 'updates'}: return "
+            evaluator = lambda: evaluate(self.agent, self.eval_vec, cfg.train.eval_episodes,
+                                         cfg.train.eval_mode, eval_seed(cfg.seed))
+        on_eval = lambda step, r: info(
+            f"eval at {step:,} {'agent steps' if plan.online else 'updates'}: return "
             f"{r['return_mean']:.1f} ± {r['return_std']:.1f} ({r['episodes']} episodes)", quiet)
+        self.trainer = Trainer(self.agent, run_dir, plan, evaluator, on_eval, quiet)
         if self.data is None:
             check_replay_fits(cfg, self.world.size, obs_space, act_space)
         self._announce(device, threads, obs_space, act_space)
@@ -182,7 +176,6 @@ class TrainSession:
                                "dream": {"every": 0},  # the model is frozen: nothing new to see
                                **({"env": {"id": env_id}} if env_id else {})})]
         cfg = config.load(layers, sets)
-        config.require_choice("controller.score_in", cfg.controller.score_in, ("dream", "real"))
         if env_id:
             rundir.check_trusted(source, cfg.env, own_id=env)
         path = Path(run_dir) if run_dir else Path(f"{source}-imagine")
@@ -204,26 +197,28 @@ class TrainSession:
         ckpt.restore_agent(session.agent, payload)
         if from_scratch:
             session.agent.reset_behavior()
-        if cfg.controller.score_in == "real":
-            session.score_in_real(cfg.controller.workers)
+        session.score_in_real_if_asked()
         return session
 
-    def score_in_real(self, workers: int) -> None:
-        """Behaviours that are scored, not differentiated (CMA-ES) can play the real env."""
+    def score_in_real_if_asked(self) -> None:
+        """Behaviours that are scored, not differentiated (CMA-ES) can play the real env,
+        if their settings ask for it (Behavior.real_scoring)."""
         from wmtool.engine.real_scoring import RealScorer
 
+        scoring = self.agent.behavior.real_scoring(self.cfg)
+        if scoring is None:
+            return
         if not isinstance(self.agent.behavior, ScoredInRealEnv):
-            raise WmtoolError(f"controller.score_in=real: {self.algo}'s behaviour learns by "
-                              "gradients through the model, so it cannot be scored in the "
-                              "real env",
-                              "score in the dream (controller.score_in=dream)")
+            raise WmtoolError(f"{self.algo}'s behaviour asks to be scored in the real env but "
+                              "does not take a real scorer", "mark it ScoredInRealEnv")
         if not self.cfg.env.id or not self.has_env:
-            raise WmtoolError("controller.score_in=real needs an env", "pass --env SUITE:TASK")
-        # a candidate's real rollout ends at controller.horizon steps, as a dream rollout
-        # does; evaluation keeps the env's own episode length
-        env, horizon = self.cfg.env, self.cfg.controller.horizon
+            raise WmtoolError("scoring in the real env needs an env", "pass --env SUITE:TASK")
+        # a candidate's real rollout ends at the scoring horizon, as a dream rollout does;
+        # evaluation keeps the env's own episode length
+        env, horizon = self.cfg.env, scoring.horizon
         limit = min(env.time_limit or horizon, horizon)
-        self.score_vec = make_vec(config.Config({**env.to_dict(), "time_limit": limit}), workers)
+        self.score_vec = make_vec(config.Config({**env.to_dict(), "time_limit": limit}),
+                                  scoring.workers)
         self.agent.behavior.real_scorer = RealScorer(self.agent, self.score_vec, self.cfg.seed)
 
     @classmethod
@@ -269,10 +264,8 @@ class TrainSession:
         else:  # killed before its first checkpoint: start afresh, keep what it stored
             info(f"{path} has no checkpoint yet: starting afresh from its saved config",
                  quiet)
-        if meta.get("score_in") == "real":  # runs made before controller.score_in
-            session.score_in_real(meta["workers"])
-        elif meta.get("mode") == "imagine" and cfg.controller.score_in == "real":
-            session.score_in_real(cfg.controller.workers)
+        if meta.get("mode") == "imagine" or meta.get("score_in"):  # older imagine runs
+            session.score_in_real_if_asked()
         if session.data is None:
             session.trainer.load_store(path / store_path(session.world.rank))
         dropped = rundir.trim_metrics(path, session.clock()) if main else 0
@@ -330,12 +323,11 @@ class TrainSession:
     def total(self) -> int:
         if self.data is None:
             return self.cfg.train.steps
-        return sum(p.updates for p in self.trainer.schedule()
+        return sum(p.updates for p in self.trainer.plan.phases
                    if not self.phases or p.name in self.phases)
 
     def clock(self) -> int:
-        c = self.trainer.counters
-        return c["agent_steps"] if self.data is None else c["updates"]
+        return self.trainer.counters[self.trainer.plan.clock]
 
     def status(self) -> str:
         c, elapsed = self.trainer.counters, time.perf_counter() - self.started

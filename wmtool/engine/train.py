@@ -34,17 +34,11 @@ from wmtool.engine.agent import Agent, AgentPolicy
 from wmtool.engine.dream_logging import dream_report
 from wmtool.engine.loops import LoopStats, run_episodes
 from wmtool.engine.offline_data import offline_replay
+from wmtool.engine.plan import Every, RunPlan
 from wmtool.engine.walltime import WallTime
 from wmtool.logger import Logger
-from wmtool.models.base import Phase
 from wmtool.progress import info
 from wmtool.rundir import migrate_counters, step_counts
-
-
-def updates_per_agent_step(cfg, ranks: int = 1) -> float:
-    """Updates per agent step (the train ratio counts replayed rows, one per agent step;
-    with N data-parallel ranks an update replays N batches)."""
-    return cfg.train.train_ratio / (cfg.train.batch * cfg.train.length * ranks)
 
 
 def lr_factor(cfg, ranks: int, updates: int) -> float:
@@ -127,34 +121,40 @@ def evaluate(agent: Agent, vec, episodes: int, mode: str = "greedy", seed: int |
 
 
 class Trainer:
-    def __init__(self, agent: Agent, run_dir: Path, counters: dict | None = None,
-                 quiet: bool = False):
-        self.agent, self.cfg, self.run_dir = agent, agent.cfg, Path(run_dir)
+    """Runs a RunPlan (engine/plan.py) with an agent in a run directory. `evaluator` scores
+    the agent in the real env (None: no evaluations); `on_eval` hears each result. Observers
+    from outside the engine attach afterwards: `on_progress`, `on_phase`, `thread_probe`."""
+
+    def __init__(self, agent: Agent, run_dir: Path, plan: RunPlan,
+                 evaluator: Callable[[], dict] | None = None,
+                 on_eval: Callable[[int, dict], None] | None = None, quiet: bool = False):
+        self.agent, self.cfg, self.run_dir, self.plan = agent, agent.cfg, Path(run_dir), plan
         self.world = parallel.world()  # rank 0 alone logs, evaluates and writes checkpoints
         self.replay = Replay(agent.obs_space, agent.act_space, self.cfg.train.replay_capacity,
                              parallel.rank_seed(self.cfg.seed),
                              agent.device if self.cfg.train.replay_on_device else None)
-        self.counters = counters or {"agent_steps": 0, "updates": 0, "episodes": 0}
+        self.counters = {"agent_steps": 0, "updates": 0, "episodes": 0}
         self.logger = Logger(self.run_dir, self.cfg.logger, self.cfg.to_dict(),
                              enabled=self.world.main)
         self.replay_ready = False  # every rank's replay holds a window (online learning)
         self.rank_episodes = 0  # episodes this rank finished (all ranks': counters)
         self.pending = defaultdict(list)  # metrics since the last log row
         self.returns: list[float] = []
-        self.last_log = self.last_ckpt = self.last_eval = self.last_dream = 0
+        # periodic work on the plan's clock
+        self.log_every, self.eval_every = Every(plan.log_every), Every(plan.eval_every)
+        self.dream_every, self.checkpoint_every = Every(plan.dream_every), \
+            Every(plan.checkpoint_every)
         self.dream_rng = np.random.default_rng(self.cfg.seed + 7)
         self.wall = WallTime()  # its start is the run's (or resume's) start
         self.stopped_together = False  # see agreed()
         best = rundir.read_meta(self.run_dir).get("best_eval")  # kept across --resume
         self.best_eval = best["return_mean"] if best else -float("inf")
         self.quiet = quiet
-        self.evaluator: Callable[[], dict] | None = None
+        self.evaluator, self.on_eval = evaluator, on_eval
         self.on_progress: Callable[[dict], None] | None = None
         # told what happens while no counter moves ("evaluating (10 episodes)", then "")
         self.on_phase: Callable[[str], None] = lambda what: None
-        self.on_eval: Callable[[int, dict], None] | None = None
-        self.online = True  # the schedule's clock: env steps online, updates offline
-        self.world_model = True  # False: `wmtool imagine`, behaviour only in a frozen model
+        self.online, self.world_model = plan.online, plan.world_model
         self.stored_steps = 0  # agent steps of the episodes handed to the run's store
         self.prepared = False  # threads measured and hot paths compiled (before the 1st update)
         # (agent, rows, available, world_model, phase) -> the thread choice: the probe of
@@ -199,7 +199,9 @@ class Trainer:
         self._restart_clocks()
 
     def _restart_clocks(self) -> None:
-        self.last_log = self.last_ckpt = self.last_eval = self.last_dream = self._clock()
+        now = self._clock()
+        for job in (self.log_every, self.eval_every, self.dream_every, self.checkpoint_every):
+            job.restart(now)
 
     def load_store(self, path: Path) -> None:
         """Resume from the run's own store: its episodes refill replay and set the step
@@ -239,7 +241,7 @@ class Trainer:
         return summed
 
     def _clock(self) -> int:
-        return self.counters["agent_steps"] if self.online else self.counters["updates"]
+        return self.counters[self.plan.clock]
 
     # -- bookkeeping -----------------------------------------------------------------------
     def on_episode(self, episode) -> None:
@@ -297,11 +299,7 @@ class Trainer:
         return record
 
     def planned_updates(self) -> int:
-        c = self.cfg.train
-        if not self.online:
-            return sum(p.updates for p in self.schedule())
-        per_step = updates_per_agent_step(self.cfg, self.world.size)
-        return int(max(0, c.steps - c.prefill) * per_step) + c.prefill_updates
+        return self.plan.planned_updates
 
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
         c = self.cfg.train
@@ -351,15 +349,13 @@ class Trainer:
 
     def periodic(self) -> None:
         t, c = self._clock(), self.cfg.train
-        if t - self.last_log >= c.log_every:
-            self.last_log = t
+        if self.log_every.due(t):
             self.agent.check_finite()
             self.gather_episodes()
             if self.world.main:
                 self.logger.log(t, self.log_row())
             self.pending.clear()
-        if c.eval_every and self.evaluator and t - self.last_eval >= c.eval_every:
-            self.last_eval = t
+        if self.evaluator and self.eval_every.due(t):
             self.on_phase(f"evaluating ({c.eval_episodes} episodes)")
             with self.wall.part("evaluation"):
                 result = self.evaluator()
@@ -369,17 +365,14 @@ class Trainer:
                 self.save_best(t, result["return_mean"])
             if self.on_eval:
                 self.on_eval(t, result)
-        d = self.cfg.dream
-        if d.every and t - self.last_dream >= d.every:
-            self.last_dream = t
+        if self.dream_every.due(t):
             if self.world.main:
                 with self.wall.part("dreams"):
                     row, media = dream_report(self.agent, self.replay, self.cfg.dream,
                                               self.dream_rng, self.logger.shows_media)
                 self.logger.log(t, row)
                 self.logger.media(t, media)
-        if c.checkpoint_every and t - self.last_ckpt >= c.checkpoint_every:
-            self.last_ckpt = t
+        if self.checkpoint_every.due(t):
             with self.wall.part("checkpoints"):
                 self.save()
         elif not self.world_model and self.agent.behavior.checkpoint_each_update:
@@ -389,7 +382,7 @@ class Trainer:
 
     # -- schedules -------------------------------------------------------------------------
     def train_online(self, vec, store_path: Path, env_id: str) -> None:
-        cfg = self.cfg.train
+        plan = self.plan
         store = EpisodeWriter(store_path, env_id, vec.obs_space, vec.act_space,
                               policy=self.agent.algo)
         with BackgroundWriter(store) as writer:
@@ -406,7 +399,7 @@ class Trainer:
 
             seed = parallel.rank_seed(self.cfg.seed)  # rank 0: the run seed
             base = self.counters["agent_steps"]
-            prefill = min(cfg.prefill, cfg.steps)  # a run shorter than its prefill stops there
+            prefill = min(plan.prefill, plan.steps)  # a run shorter than its prefill stops there
             if base < prefill:
                 def on_prefill(stats: LoopStats):
                     self.advance_clock(base, stats.steps)
@@ -420,11 +413,9 @@ class Trainer:
                 base = self.counters["agent_steps"]
                 writer.flush()
                 self.save()  # a run killed after its prefill resumes from here
-            ratio = updates_per_agent_step(self.cfg, self.world.size)
 
             def learn_due():
-                due = int((self.counters["agent_steps"] - cfg.prefill) * ratio) \
-                    + cfg.prefill_updates
+                due = plan.updates_due(self.counters["agent_steps"])
                 while self.counters["updates"] < due and self.replay_ready:
                     self.update()
 
@@ -435,10 +426,10 @@ class Trainer:
 
             self.advance_clock(base, 0)
             learn_due()  # a resumed run first makes the updates its stored steps are owed
-            if cfg.steps > base:
+            if plan.steps > base:
                 run_episodes(vec, AgentPolicy(self.agent, "sample"), on_episode=on_episode,
                              seed=first_seed(seed + 1 + base), on_step=on_step,
-                             until=lambda: self.counters["agent_steps"] >= cfg.steps,
+                             until=lambda: self.counters["agent_steps"] >= plan.steps,
                              cut_at_stop=True)
         self.save()
 
@@ -451,20 +442,12 @@ class Trainer:
         self.counters["agent_steps"] = base + steps
         self.replay_ready = short == 0
 
-    def schedule(self) -> list[Phase]:
-        """The phases in order; `imagine` has one behaviour phase."""
-        c = self.cfg.train
-        if not self.world_model:
-            return [Phase("behavior", c.steps, c.batch, c.length)]
-        return self.agent.wm.schedule()
-
     def train_offline(self, data: Path | str, phases: list[str] | None = None) -> None:
         """Each phase in turn (all, or those in `phases`), from where a resumed run stopped."""
-        self.online = False
         self.replay, facts = offline_replay(self, data)
         if self.world.main:
             rundir.update_meta(self.run_dir, replay=facts)
-        schedule = self.schedule()
+        schedule = self.plan.phases
         for phase, steps, batch, length in schedule:  # Phase(name, updates, batch, length)
             if phases and phase not in phases:
                 continue

@@ -19,7 +19,7 @@ BASE = [sys.executable, "-m", "wmtool", "sweep", "--algo", "dreamerv3", "--env",
         "--grid", "actor.lr=1e-4,3e-4", "--set", "train.prefill=150",
         "--set", "train.train_ratio=16", "--set", "train.batch=4", "--set", "train.length=8",
         "--set", "train.checkpoint_every=100", "--set", "train.eval_every=0",
-        "--set", "train.eval_episodes=1", "--parallel", "2"]
+        "--set", "train.eval_episodes=1", "--jobs", "2"]
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ command_line="GAMES='$games' SEEDS=$seeds SIZE=${SIZE:-s} PARALLEL=${PARALLEL:-1
 echo "machine: $(nproc) cores, $(date -u +%F); $(echo $games | wc -w) games x seeds $seeds -> $out"
 wm sweep --algo dreamerv3 --env atari:pong --recipe dreamerv3__atari100k \
   --size "${SIZE:-s}" --seeds "$seeds" --grid "env.id=$ids" --root "$out" \
-  --parallel "${PARALLEL:-1}" ${GPUS:+--gpus $GPUS} ${STEPS:+--steps $STEPS} \
+  --jobs "${PARALLEL:-1}" ${GPUS:+--gpus $GPUS} ${STEPS:+--steps $STEPS} \
   --set runtime.device="$device" ${SETS:-} --quiet || echo "some runs did not finish (see $out/sweep.json)"
 records=()
 for run in "$out"/*/; do

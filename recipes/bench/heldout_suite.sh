@@ -60,7 +60,7 @@ if [ -n "${STOP_AT:-}" ]; then
 fi
 "${limit[@]}" "$py" -m wmtool sweep --algo "$algo" --env "$first" \
   --recipe "$recipe" ${SIZE:+--size $SIZE} --seeds "$seeds" \
-  --grid "env.id=$ids" --root "$out" --parallel "$jobs" --threads 1 ${STEPS:+--steps $STEPS} \
+  --grid "env.id=$ids" --root "$out" --jobs "$jobs" --threads 1 ${STEPS:+--steps $STEPS} \
   ${SETS:-} --quiet \
   || echo "the sweep stopped before every run finished (see $out/sweep.json); run this again"
 

@@ -15,7 +15,7 @@ declare -A SECONDS_TAKEN
 for mode in "sequence 1 2" "parallel 2 1"; do
   set -- $mode
   start=$(date +%s.%N)
-  "$WMTOOL" sweep "${ARGS[@]}" --parallel "$2" --threads "$3" --root "$OUT/$1" > "$OUT/$1.json"
+  "$WMTOOL" sweep "${ARGS[@]}" --jobs "$2" --threads "$3" --root "$OUT/$1" > "$OUT/$1.json"
   SECONDS_TAKEN[$1]=$(echo "$(date +%s.%N) - $start" | bc)
 done
 "${PYTHON:-.venv/bin/python}" - "$OUT" "${SECONDS_TAKEN[sequence]}" "${SECONDS_TAKEN[parallel]}" \

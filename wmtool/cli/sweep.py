@@ -14,9 +14,9 @@ HELP = ("Train a grid of runs (seeds x --grid values x recipes), K at a time, ea
         "the end compares the groups over seeds.")
 EXAMPLES = """Examples:
 
-  wmtool sweep --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 300 --seeds 0,1 --grid actor.lr=1e-4,3e-4 --set train.prefill=200 --set train.train_ratio=32 --set train.eval_every=150 --set train.eval_episodes=1 --root runs/sweep --parallel 2
+  wmtool sweep --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 300 --seeds 0,1 --grid actor.lr=1e-4,3e-4 --set train.prefill=200 --set train.train_ratio=32 --set train.eval_every=150 --set train.eval_episodes=1 --root runs/sweep --jobs 2
 
-  wmtool sweep --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 300 --seeds 0,1 --grid actor.lr=1e-4,3e-4 --set train.prefill=200 --set train.train_ratio=32 --set train.eval_every=150 --set train.eval_episodes=1 --root runs/sweep --parallel 2 --json
+  wmtool sweep --algo dreamerv3 --env gym:CartPole-v1 --size debug --steps 300 --seeds 0,1 --grid actor.lr=1e-4,3e-4 --set train.prefill=200 --set train.train_ratio=32 --set train.eval_every=150 --set train.eval_episodes=1 --root runs/sweep --jobs 2 --json
 """
 
 
@@ -35,9 +35,10 @@ def sweep(
     size: Annotated[Optional[str], typer.Option(help="size preset for every run")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="agent steps per run")] = None,
     set_: SetOpt = None,
-    parallel: Annotated[int, typer.Option(min=1, help="runs at a time")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "--parallel", min=1, help="runs at a time "
+                                      "(--parallel: its name before 0.3)")] = 1,
     threads: Annotated[int, typer.Option(min=0, help="torch threads per run (0: cores / "
-                                         "--parallel)")] = 0,
+                                         "--jobs)")] = 0,
     gpus: Annotated[Optional[str], typer.Option(help="comma-separated GPU ids: one per "
                                                 "run slot (CUDA_VISIBLE_DEVICES)")] = None,
     ray: Annotated[Optional[str], typer.Option(
@@ -75,8 +76,8 @@ def sweep(
              "each", quiet)
         done = execute_on_ray(plan, ray, threads, gpus_per_run, show)
     else:
-        info(f"sweep {root}: {len(plan.runs)} runs, {parallel} at a time", quiet)
-        done = sweeps.execute(plan, parallel, threads, gpus.split(",") if gpus else None, show)
+        info(f"sweep {root}: {len(plan.runs)} runs, {jobs} at a time", quiet)
+        done = sweeps.execute(plan, jobs, threads, gpus.split(",") if gpus else None, show)
     runs = [root / r.name for r in done.runs if r.status == "finished"]
     result = {"root": str(root), "runs": [{"name": r.name, "status": r.status,
                                            "resumed": r.resumed} for r in done.runs],

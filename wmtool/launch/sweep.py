@@ -152,12 +152,12 @@ def status_on_disk(path: Path) -> str:
     return rundir.read_meta(path).get("status", "running")
 
 
-def execute(sweep: Sweep, parallel: int, threads: int = 0, gpus: list[str] | None = None,
+def execute(sweep: Sweep, jobs: int, threads: int = 0, gpus: list[str] | None = None,
             on_change=None) -> Sweep:
-    """Run every unfinished run, `parallel` at a time; returns the sweep with statuses."""
-    threads = threads or max(1, choose_threads(0) // parallel)
+    """Run every unfinished run, `jobs` at a time; returns the sweep with statuses."""
+    threads = threads or max(1, choose_threads(0) // jobs)
     slots: queue.Queue = queue.Queue()
-    for i in range(parallel):
+    for i in range(jobs):
         slots.put(gpus[i % len(gpus)] if gpus else None)
     children: set[subprocess.Popen] = set()
     stopping = threading.Event()
@@ -194,7 +194,7 @@ def execute(sweep: Sweep, parallel: int, threads: int = 0, gpus: list[str] | Non
             if on_change and run.status != "pending":
                 on_change(run)
 
-    pool = ThreadPoolExecutor(max_workers=parallel)
+    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         for future in [pool.submit(one, run) for run in sweep.runs]:
             future.result()

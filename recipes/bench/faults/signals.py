@@ -242,7 +242,7 @@ def sweep_trial(root: Path, how: str) -> Outcome:
     work = _work(root, how, "sweep")
     sw = work / "sw"
     args = ["sweep", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", *TINY, "--steps",
-            BUDGET, "--seeds", "0,1", "--root", sw, "--parallel", "2"]
+            BUDGET, "--seeds", "0,1", "--root", sw, "--jobs", "2"]
     t = time.time()
     out = stopped(work, how, args,
                      lambda: checkpointed(sw / "seed0")() and checkpointed(sw / "seed1")())

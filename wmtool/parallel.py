@@ -42,8 +42,6 @@ RANK_SEED_STRIDE = 2**24
 class World:
     rank: int = 0
     size: int = 1
-    local_rank: int = 0
-    local_size: int = 1
 
     @property
     def main(self) -> bool:
@@ -94,9 +92,7 @@ def join(device: str) -> World:
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
     dist.init_process_group(backend, timeout=TIMEOUT)
-    _CURRENT["world"] = World(dist.get_rank(), dist.get_world_size(),
-                              int(os.environ["LOCAL_RANK"]),
-                              int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    _CURRENT["world"] = World(dist.get_rank(), dist.get_world_size())
     return world()
 
 

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wmtool.envs.base import STEP_KEYS
-
 
 @dataclass
 class Episode:
@@ -84,6 +82,3 @@ class EpisodeBuilder:
             seed=self.seed,
         )
 
-
-def is_obs_key(key: str) -> bool:
-    return key not in STEP_KEYS

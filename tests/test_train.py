@@ -206,3 +206,33 @@ def test_foreign_checkpoint_is_refused(tmp_path):
     torch.save({"weights": torch.zeros(3)}, bad)
     with pytest.raises(Exception, match="not a wmtool checkpoint"):
         ckpt.load(bad)
+
+
+def test_a_run_plan_schedules_periodic_work_and_owes_updates_by_the_train_ratio():
+    """engine/plan.py: `Every` runs once per period on the run's clock (never at 0, from
+    where a resumed run restarted it); the plan owes train_ratio / (batch x length x ranks)
+    updates per agent step after the prefill, plus the prefill's own updates."""
+    from wmtool.engine.plan import Every, RunPlan
+
+    job = Every(100)
+    assert [t for t in range(0, 450, 50) if job.due(t)] == [100, 200, 300, 400]
+    job.restart(1000)
+    assert not job.due(1050) and job.due(1100)
+    assert not any(Every(0).due(t) for t in range(0, 10_000, 7))
+
+    class Model:  # what the plan reads of a model
+        def schedule(self):
+            from wmtool.models.base import Phase
+            return [Phase("vae", 30, 8, 1), Phase("mdnrnn", 20, 8, 16)]
+
+    cfg = small_cfg("gym:CartPole-v1", "train.steps=1000", "train.prefill=200",
+                    "train.train_ratio=64", "train.batch=4", "train.length=16",
+                    "train.prefill_updates=5")
+    online = RunPlan.of(cfg, Model(), online=True, ranks=2)
+    assert online.clock == "agent_steps" and online.updates_per_agent_step == 0.5
+    assert online.updates_due(200) == 5 and online.updates_due(210) == 10
+    assert online.planned_updates == 400 + 5
+    offline = RunPlan.of(cfg, Model(), online=False)
+    assert offline.clock == "updates" and offline.planned_updates == 50
+    behaviour = RunPlan.of(cfg, Model(), online=False, world_model=False)
+    assert [p.name for p in behaviour.phases] == ["behavior"] and behaviour.planned_updates == 1000

@@ -154,7 +154,6 @@ class Trainer:
         self.on_progress: Callable[[dict], None] | None = None
         # told what happens while no counter moves ("evaluating (10 episodes)", then "")
         self.on_phase: Callable[[str], None] = lambda what: None
-        self.online, self.world_model = plan.online, plan.world_model
         self.stored_steps = 0  # agent steps of the episodes handed to the run's store
         self.prepared = False  # threads measured and hot paths compiled (before the 1st update)
         # (agent, rows, available, world_model, phase) -> the thread choice: the probe of
@@ -171,7 +170,7 @@ class Trainer:
         parallel.check_same_weights(self.agent)
         ranks = parallel.gather_objects((ckpt.rng_state(self.replay.rng), self.rank_episodes))
         rngs = [rng for rng, _ in ranks]  # every rank's random streams
-        if self.online and self.world.size > 1:
+        if self.plan.online and self.world.size > 1:
             self.counters["episodes"] = sum(n for _, n in ranks)
         path = self.ckpt_dir / "latest.pt"
         if not self.world.main:
@@ -226,7 +225,7 @@ class Trainer:
         the last checkpoint and its store."""
         if self.world.size > 1 and not self.stopped_together:
             return
-        if self.online and self.world_model:
+        if self.plan.online and self.plan.world_model:
             self.counters["agent_steps"] = parallel.sum_ints([self.stored_steps])[0]
         self.save()
 
@@ -258,15 +257,15 @@ class Trainer:
         """Before the first update: the thread count (measured unless `runtime.threads`
         pins it) and compilation; both are printed and recorded in run.json."""
         self.prepared = True
-        agent, r = self.agent, self.cfg.runtime
+        agent, r, plan = self.agent, self.cfg.runtime, self.plan
         available = runtime.choose_threads(0)
         # only where updates are pure computation: `imagine` may score candidates in real
         # envs (World Models' controller.score_in=real), which a trial must not step
-        if r.threads == 0 and agent.device == "cpu" and available > 1 and self.world_model \
-                and self.planned_updates() >= TUNE_THREADS_FROM and self.world.size == 1 \
+        if r.threads == 0 and agent.device == "cpu" and available > 1 and plan.world_model \
+                and plan.planned_updates >= TUNE_THREADS_FROM and self.world.size == 1 \
                 and self.thread_probe is not None:
             started = time.perf_counter()
-            chosen = self.thread_probe(agent, rows, available, self.world_model, phase)
+            chosen = self.thread_probe(agent, rows, available, plan.world_model, phase)
             rates = " / ".join(f"{v:g}" for v in chosen.get("updates_per_s_by_threads",
                                                              {}).values())
             counts = " / ".join(chosen.get("updates_per_s_by_threads", {}))
@@ -277,8 +276,8 @@ class Trainer:
                  self.quiet)
             rate = chosen.get("expected_updates_per_s")
             if rate:  # the expected time, from this machine's own rate, not a fixed figure
-                info(f"expect about {self.planned_updates() / rate / 60:.1f} minutes of updates "
-                     f"here ({self.planned_updates():,} at {rate:g}/s), plus acting and "
+                info(f"expect about {plan.planned_updates / rate / 60:.1f} minutes of updates "
+                     f"here ({plan.planned_updates:,} at {rate:g}/s), plus acting and "
                      "evaluation", self.quiet)
         else:
             policy = "runtime.threads" if r.threads else "all cores (not measured for this run)"
@@ -298,13 +297,10 @@ class Trainer:
             rundir.update_meta(self.run_dir, runtime=record)
         return record
 
-    def planned_updates(self) -> int:
-        return self.plan.planned_updates
-
     def update(self, phase: str | None = None, batch: int = 0, length: int = 0) -> None:
         c = self.cfg.train
         batch, length = batch or c.batch, length or c.length
-        if not self.world_model and self.agent.behavior.starts_at_episode_start:
+        if not self.plan.world_model and self.agent.behavior.starts_at_episode_start:
             rows = self.replay.sample_episode_starts(batch * length)  # e.g. World Models' dream
         else:
             rows = self.replay.sample(batch, window(self.agent.wm, length))
@@ -316,7 +312,7 @@ class Trainer:
         # after a resume
         with parallel.training_step(self.cfg.seed, self.counters["updates"]), \
                 self.wall.part("updates"):
-            metrics = self.agent.train_step(rows, self.world_model, phase)
+            metrics = self.agent.train_step(rows, self.plan.world_model, phase)
         for key, value in metrics.items():
             self.pending[key].append(value)
         self.counters["updates"] += 1
@@ -375,7 +371,7 @@ class Trainer:
         if self.checkpoint_every.due(t):
             with self.wall.part("checkpoints"):
                 self.save()
-        elif not self.world_model and self.agent.behavior.checkpoint_each_update:
+        elif not self.plan.world_model and self.agent.behavior.checkpoint_each_update:
             self.save(keep=False)  # e.g. a CMA-ES generation: costly, never to be lost
         if self.on_progress:
             self.on_progress(self.counters)

@@ -5,7 +5,7 @@ methods or modules called many times per update or per action (the RSSM's prior 
 posterior steps, the actor, TD-MPC2's latent dynamics, MPPI's search). Those are compiled
 one by one, with static shapes, rather than the whole update: an update unrolls 64 + 15
 recurrent steps, and compiling it as one graph took 93 s on CPU for the debug model and ran
-slower than eager (docs/speed.md). Each hot path meets a handful of shapes (training batch,
+slower than eager (docs/performance.md). Each hot path meets a handful of shapes (training batch,
 imagination batch, one env), compiled once each during warm-up and never again.
 
 `on` compiles with inductor on CPU and with CUDA graphs (`reduce-overhead`) on CUDA, where
@@ -39,7 +39,7 @@ def resolve(setting: str, device: str) -> tuple[str | None, str]:
     if cuda:
         return mode, "train.compile=auto: CUDA graphs (reduce-overhead) on CUDA"
     return None, ("train.compile=auto: eager on CPU (compiled steps measured within a few "
-                  "percent of eager; docs/speed.md)")
+                  "percent of eager; docs/performance.md)")
 
 
 def hot_targets(owner: nn.Module) -> list[tuple[object, str, object]]:

@@ -69,7 +69,7 @@ class _MishFunction(torch.autograd.Function):
 class Mish(nn.Module):
     """Mish, x tanh(softplus(x)). On CPU, torch's mish kernel (and its tanh and softplus)
     cost 5-15x an elementwise op, a quarter of a TD-MPC2 update and of an MPPI search on
-    the 2-core machines we run on (docs/speed.md); one sigmoid and a few products give the
+    the 2-core machines we run on (TD-MPC2 speed records); one sigmoid and a few products give the
     same function. CUDA keeps torch's fused kernel. No parameters: checkpoints are as with
     nn.Mish."""
 

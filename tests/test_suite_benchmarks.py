@@ -409,3 +409,41 @@ def test_a_reference_curve_bins_each_seed_then_averages_the_seeds(tmp_path):
     assert list(out) == ["dmc:cartpole-swingup"] and out["dmc:cartpole-swingup"]["seeds"] == 2
     # bin 10k: mean of (20, 40); bin 20k: mean of (100, 300), the episode at 10,000 included
     assert out["dmc:cartpole-swingup"]["curve"] == [[10000, 30.0], [20000, 200.0]]
+
+
+def test_dreamer_v1_and_planet_are_shown_beside_their_published_points_never_as_ratios():
+    """Issue 42, item 3: the shipped pixel reference holds Dreamer V1's released points (5K,
+    105K, ... env steps) and PlaNet's 1M value. A 50,000-step run of either gets no ratio,
+    only the measured points around its budget, and never a value between them."""
+    import json
+
+    suite = bench_module("suite_table")
+    root = Path(__file__).resolve().parents[1]
+    vision = json.loads((root / "benchmarks/reference/dmc_vision.json").read_text())
+    records = []
+    for algo in ("dreamerv1", "planet"):
+        r = learning_record("dmc:cartpole-swingup", algo, 100, 200.0, env_steps=50_000)
+        r["config"] = {"env": {"obs": "pixels"}}
+        records.append(r)
+    text = "\n".join(suite.suite_lines(records, vision, None, suite.VISION))
+    v1 = next(line for line in text.splitlines() if "| dreamerv1 |" in line)
+    planet = next(line for line in text.splitlines() if "| planet |" in line)
+    assert "none within 10% of 50,000 (measured: 75 at 5,000; 139 at 105,000) | - |" in v1
+    assert "none within 10% of 50,000 (measured: 821 at 1,000,000) | - |" in planet
+
+
+def test_a_reference_of_measured_points_or_of_one_baseline_value_takes_them_as_they_are():
+    """`--points`: each x is a measurement, averaged over the seeds that made it (no bins);
+    `--baseline`: {task: {key: value}} becomes one point per task at the given env steps."""
+    reference_curve = bench_module("reference_curve")
+    runs = [{"task": "dmc_cup_catch", "method": "dreamer", "seed": "0",
+             "xs": [5000.0, 105000.0, 205000.0], "ys": [10.0, 100.0, 999.0]},
+            {"task": "dmc_cup_catch", "method": "dreamer", "seed": "1",
+             "xs": [5000.0, 105000.0], "ys": [20.0, 300.0]}]
+    out = reference_curve.reference(runs, None, 10_000, 200_000, points=True)
+    assert out == {"dmc:ball_in_cup-catch": {"seeds": 2, "source_task": "dmc_cup_catch",
+                                             "curve": [[5000, 15.0], [105000, 200.0]]}}
+    table = {"dmc_cheetah_run": {"planet_1e6": 662, "d4pg_100m": 523.8},
+             "dmc_hopper_hop": {"d4pg_100m": 1.0}}
+    assert reference_curve.baseline(table, "planet_1e6", 1_000_000, None) == {
+        "dmc:cheetah-run": {"source_task": "dmc_cheetah_run", "curve": [[1_000_000, 662.0]]}}

@@ -67,7 +67,7 @@ STATE = Suite(
     "with our final evaluation.")
 
 # Issue 42: the pixel suite. DreamerV3 on all three tasks; Dreamer V1, V2 and PlaNet on
-# cartpole-swingup only (their published DMC-vision curves are not in one score file).
+# cartpole-swingup only (the issue's budget).
 VISION = Suite(
     "DMC from pixels", "pixels",
     ("dmc:cartpole-swingup", "dmc:ball_in_cup-catch", "dmc:finger-spin"),
@@ -78,9 +78,13 @@ VISION = Suite(
     "on cartpole-balance (pixels) with seeds 0-2 only, run on cartpole-swingup, "
     "ball_in_cup-catch and finger-spin (DreamerV3; the others on cartpole-swingup) with "
     "seeds 100-102. Final evaluation: 10 greedy episodes from the run seed + 2^30 starts. "
-    "Published figures: DreamerV3's dmc_vision score file (10 seeds), training-episode "
-    "returns in 10,000 env-step bins labelled by their right edge, so ours are binned the "
-    "same way.")
+    "Published figures (benchmarks/reference/dmc_vision.json): DreamerV3's dmc_vision "
+    "score file (10 seeds), training-episode returns in 10,000 env-step bins labelled by "
+    "their right edge, so ours are binned the same way; Dreamer V1's released points (5 "
+    "seeds, every 100,000 env steps from 5,000) and PlaNet's value at 1M env steps, both "
+    "compared with our final evaluation and shown as measured points when none lies near "
+    "the budget. Dreamer V2 has no published figure here: compare it with the other rows "
+    "of its task.")
 
 SUITES = (STATE, VISION)
 

@@ -447,3 +447,55 @@ def test_a_reference_of_measured_points_or_of_one_baseline_value_takes_them_as_t
              "dmc_hopper_hop": {"d4pg_100m": 1.0}}
     assert reference_curve.baseline(table, "planet_1e6", 1_000_000, None) == {
         "dmc:cheetah-run": {"source_task": "dmc_cheetah_run", "curve": [[1_000_000, 662.0]]}}
+
+
+def test_world_models_controllers_sit_beside_the_random_policy_and_the_paper_never_a_ratio():
+    """Issue 42, item 4: World Models' final controllers per variant over their seeds (the
+    paper's 100 episodes each), the random policy's record and the paper's 906 ± 21 labelled
+    as another scale; a controller on another env stays out."""
+    tables = bench_module("tables")
+    records = []
+    for seed, score in ((100, 300.0), (101, 500.0)):
+        r = learning_record("gym:CarRacing-v3", "worldmodels", seed, score)
+        r["final"].update(episodes=100, wall_minutes=60.0)
+        r.update(variant="C by CMA-ES in the real env", status="finished", evaluations=[],
+                 config={"env": {"action_repeat": 1}}, best=None)
+        records.append(r)
+    other = learning_record("gym:Pendulum-v1", "worldmodels", 102, 9.0)
+    records.append({**other, "status": "finished", "evaluations": [], "best": None,
+                    "config": {"env": {"action_repeat": 1}}})
+    records.append({"kind": "random", "env": "gym:CarRacing-v3", "return_mean": -55.0,
+                    "return_std": 10.0, "episodes": 100, "_record": "random-carracing"})
+    reference = {"worldmodels": {"label": "paper, full scale", "source": "Ha & Schmidhuber",
+                                 "return_mean": 906, "return_std": 21, "episodes": 100}}
+    page = tables.markdown(records, {"carracing.json": reference})
+    section = page.split("## World Models on CarRacing")[1].split("\n## ")[0]
+    assert ("| C by CMA-ES in the real env | 100, 101 | 100 | 400.0 ± 100.0 (300.0 / 500.0) | "
+            "60.0 ± 0.0 (60.0 / 60.0) |") in section
+    assert "Pendulum" not in section
+    assert "Random policy (`random-carracing`): -55.0 ± 10.0 over 100 episodes." in section
+    assert "Published, at another scale (never a ratio): paper, full scale: 906 ± 21" in section
+
+
+def test_genie_rows_put_each_seed_beside_its_chance_level():
+    """Issue 42, item 4: per game, PSNR and ΔPSNR at t = 4 over the seeds, and each seed's
+    latent-vs-true-action NMI and accuracy beside the chance levels its evaluation measured."""
+    tables = bench_module("tables")
+
+    def heldout(psnr, nmi):
+        agree = {"nmi": nmi, "accuracy": 0.5,
+                 "chance": {"nmi": 0.01, "accuracy": 0.2, "majority": 0.3}}
+        return {"tokenizer_psnr": psnr, "delta_psnr_t4": 1.5,
+                "actions": {**agree, "previous": {**agree, "nmi": nmi / 2}}}
+    records = []
+    for seed, psnr, nmi in ((100, 30.0, 0.2), (101, 32.0, 0.4)):
+        r = learning_record("atari:breakout", "genie", seed, 0.0)
+        r.update(variant="20 random episodes", status="finished", evaluations=[], best=None,
+                 config={"env": {"action_repeat": 4}}, measurements={"heldout": heldout(psnr, nmi)})
+        records.append(r)
+    page = tables.markdown(records)
+    row = next(line for line in page.splitlines() if line.startswith("| breakout |"))
+    assert "| 100, 101 | 31.00 ± 1.00 (30.00 / 32.00) | 1.50 ± 0.00 (1.50 / 1.50) |" in row
+    assert "| 0.200 (0.010); 0.400 (0.010) |" in row
+    assert "| 0.500 (0.200 / 0.300); 0.500 (0.200 / 0.300) |" in row
+    assert "| 0.100 (0.010); 0.200 (0.010) |" in row

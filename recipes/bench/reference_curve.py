@@ -43,6 +43,10 @@ def wmtool_task(source_task: str) -> str:
     return f"dmc:{domain}-{name[len(domain) + 1:]}"
 
 
+def wanted(task: str, tasks: list[str] | None) -> bool:
+    return not tasks or task.removeprefix("dmc:") in tasks
+
+
 def curve(runs: list[dict], bin_size: int, until: int) -> list[list[float]]:
     per_seed = [dict((edge, mean) for edge, mean, _ in
                      authors_bins([[x, y] for x, y in zip(r["xs"], r["ys"])], bin_size, until))
@@ -70,7 +74,7 @@ def reference(runs: list[dict], tasks: list[str] | None, bin_size: int, until: i
     out = {}
     for source_task, members in sorted(by_task.items()):
         task = wmtool_task(source_task)
-        if tasks and task.removeprefix("dmc:") not in tasks:
+        if not wanted(task, tasks):
             continue
         out[task] = {"seeds": len({r["seed"] for r in members}), "source_task": source_task,
                      "curve": measured(members, until) if points
@@ -83,7 +87,7 @@ def baseline(table: dict, key: str, at: int, tasks: list[str] | None) -> dict:
     out = {}
     for source_task, methods in sorted(table.items()):
         task = wmtool_task(source_task)
-        if key in methods and not (tasks and task.removeprefix("dmc:") not in tasks):
+        if key in methods and wanted(task, tasks):
             out[task] = {"source_task": source_task, "curve": [[at, float(methods[key])]]}
     return out
 

@@ -38,6 +38,11 @@ SETTINGS = {
                                None, 1, ["env.obs=pixels"]),
     "pixels 64x64, 2 threads": ("dreamerv3", "dmc:cartpole-swingup",
                                 "dreamerv3__dmc_proprio_cpu", None, 2, ["env.obs=pixels"]),
+    # the pixel suite's own recipe (issue 42): one thread per run as the suite runs it, and two
+    "pixel recipe, 1 thread": ("dreamerv3", "dmc:cartpole-swingup", "dreamerv3__dmc_vision_cpu",
+                               None, 1, []),
+    "pixel recipe, 2 threads": ("dreamerv3", "dmc:cartpole-swingup", "dreamerv3__dmc_vision_cpu",
+                                None, 2, []),
     # as the held-out suite runs it: the CPU recipe's MPPI, one thread per run
     "tdmpc2 1m cpu recipe, 1 thread": ("tdmpc2", "dmc:walker-walk", "tdmpc2__dmc_proprio_cpu",
                                        "1m", 1, []),

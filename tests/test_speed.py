@@ -15,6 +15,7 @@ from wmtool.data.replay import Replay
 from wmtool.engine import compiling
 from wmtool.engine.agent import Agent
 from wmtool.engine.loops import run_episodes
+from wmtool.engine.session import TrainSession
 from wmtool.engine.train import window
 from wmtool.envs.factory import make_env
 from wmtool.envs.vector import VecEnv
@@ -104,13 +105,18 @@ def test_compile_setting_resolves_per_device():
     assert cfg.train.compile == "on"
 
 
-def test_bf16_is_refused_where_it_would_be_emulated(monkeypatch):
+def test_bf16_is_refused_where_it_would_be_emulated(monkeypatch, tmp_path):
     cfg, obs_space, act_space, _ = setting("dreamerv3", ["train.amp=true"])
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     assert runtime.native_bf16("cpu") is None
     with pytest.raises(WmtoolError, match="no native bf16"):
         Agent("dreamerv3", obs_space, act_space, cfg)
+    # a run (a sweep's, say) refused for it leaves no run directory behind
+    run = tmp_path / "run"
+    with pytest.raises(WmtoolError, match="no native bf16"):
+        TrainSession.create("dreamerv3", cfg, run, None, True, True)
+    assert not run.exists()
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     assert Agent("dreamerv3", obs_space, act_space, cfg).amp
 

@@ -12,6 +12,9 @@
 # Run the benchmarks from a clean checkout of their own (git worktree add ../bench HEAD) so
 # that work in your main checkout cannot leak into runs that are under way.
 #
+# A recipe in bf16 (train.amp, e.g. the pixel recipe) starts nothing on a machine without native
+# bf16: it stops with a one-line error, and no run or record is made.
+#
 # Run it again after a stop or a kill: finished runs are skipped, interrupted ones resume from
 # their last checkpoint, and their records' wall minutes leave the pause out. STOP_AT=HH:MM
 # stops the sweep then (each run checkpoints), so that the records are written before the
@@ -44,6 +47,18 @@ if [ "$commit" != "$head" ] && ! git diff --quiet "$commit" HEAD -- wmtool recip
        "or start afresh with another OUT" >&2
   exit 2
 fi
+# a recipe this machine cannot run (bf16 where bf16 would be emulated) starts no run at all
+"$py" - "$algo" "$recipe" <<'PY' || exit 2
+import sys
+from wmtool import config, runtime
+from wmtool.errors import WmtoolError
+cfg = config.compose(recipe=sys.argv[2], algo=sys.argv[1])
+try:
+    if cfg.train.amp:
+        runtime.check_bf16("cpu")
+except WmtoolError as exc:
+    sys.exit(f"error: recipe {sys.argv[2]} cannot run on this machine: {exc}")
+PY
 ids=$(for t in $tasks; do printf 'dmc:%s,' "$t"; done); ids=${ids%,}
 first=${ids%%,*}
 command_line="ALGO=$algo RECIPE=$recipe SIZE=${SIZE:-} TASKS='$tasks' SEEDS=$seeds JOBS=$jobs STEPS=${STEPS:-} SETS='${SETS:-}' $0"

@@ -21,7 +21,7 @@ from wmtool.engine.train import Trainer, eval_seed, evaluate, lr_factor, step_co
 from wmtool.envs.factory import make_vec
 from wmtool.errors import UsageError, WmtoolError
 from wmtool.progress import human_bytes, info
-from wmtool.runtime import default_run_dir, seed_everything, setup_torch
+from wmtool.runtime import check_bf16, default_run_dir, seed_everything, setup_torch
 
 STORE = Path("replay") / "episodes.h5"
 
@@ -139,6 +139,8 @@ class TrainSession:
         from wmtool.registry import ALGOS, lookup
 
         lookup(ALGOS, algo, "--algo")  # what the command line names, before any directory
+        if cfg.train.amp:  # a recipe in bf16 on a machine without it leaves no directory
+            check_bf16(parallel.rank_device(cfg.runtime.device))
         if data:
             dataset = Dataset(data)  # every store exists, and they agree
         else:

@@ -77,6 +77,23 @@ def test_every_phase_lowers_its_loss_on_a_fixed_batch(algo, car):
 
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_every_phase_stays_finite_under_bf16_autocast(algo, car, monkeypatch):
+    """`train.amp=true` for every algorithm: its updates, and its behaviour's learning in
+    imagination, give finite losses (bf16 is emulated where the CPU lacks it: slow, but the
+    same numbers for these small models)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    obs_space, act_space, replay, _ = car
+    cfg = config.compose({"env": {"id": ENV, "time_limit": 60}}, algo=algo, size="debug",
+                         sets=["train.batch=4", "train.length=16", "train.amp=true"])
+    torch.manual_seed(0)
+    agent = Agent(algo, obs_space, act_space, cfg)
+    assert agent.amp
+    for phase, _, batch, length in agent.wm.schedule():
+        metrics = agent.train_step(replay.sample(min(batch, 16), min(length, 16)), phase=phase)
+        assert all(np.isfinite(float(v)) for v in metrics.values()), f"{algo} {phase}"
+
+
+@pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_every_update_draws_its_noise_through_parallel(algo, car):
     """The randomness rule (docs/architecture.md): inside an update every random draw comes
     from wmtool.parallel's helpers, or `--nproc` silently stops being exact. Every phase,

@@ -12,7 +12,8 @@ from wmtool.behavior.cem import CEMPlanner
 from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
 from wmtool.models.rssm import RSSM
-from wmtool.nets.dists import MSE, TanhNormal, TruncNormal, categorical_kl, gaussian_kl
+from wmtool.nets.dists import (MSE, BoundedNormal, TanhNormal, TruncNormal, categorical_kl,
+                               gaussian_kl)
 from wmtool.nets.layers import ObsScaling
 
 
@@ -119,6 +120,19 @@ def test_bounded_actor_distributions_are_densities_on_the_box(dist, raw_std):
     # the samples follow the density: their mean matches its first moment
     moment = torch.trapezoid(density * grid[:, 0], grid[:, 0]).item()
     assert samples.mean().item() == pytest.approx(moment, abs=0.02)
+
+
+@pytest.mark.parametrize("dist", [TanhNormal, TruncNormal, BoundedNormal])
+def test_actor_distributions_stay_finite_from_bf16_heads(dist):
+    """Under bf16 autocast the actor's head hands over bf16 outputs; the distribution works in
+    fp32, or a saturated TanhNormal sample rounds to 1 and its log-probability is infinite
+    (Dreamer V1's actor loss went NaN on its first update from pixels)."""
+    torch.manual_seed(0)
+    raw_mean, raw_std = (torch.randn(4096, 2) * 20).bfloat16(), torch.randn(4096, 2).bfloat16()
+    d = dist(raw_mean, raw_std)
+    x = d.sample()
+    assert x.dtype == torch.float32
+    assert torch.isfinite(d.log_prob(x)).all() and torch.isfinite(d.entropy()).all()
 
 
 def test_truncated_normal_entropy_and_reparameterised_samples():

@@ -165,6 +165,7 @@ class BoundedNormal:
 
     def __init__(self, raw_mean: torch.Tensor, raw_std: torch.Tensor, min_std: float = 0.1,
                  max_std: float = 1.0):
+        raw_mean, raw_std = raw_mean.float(), raw_std.float()  # fp32 under bf16 autocast too
         self.mean = torch.tanh(raw_mean)
         self.std = (max_std - min_std) * torch.sigmoid(raw_std + 2.0) + min_std
 
@@ -188,6 +189,8 @@ class TanhNormal:
 
     def __init__(self, raw_mean: torch.Tensor, raw_std: torch.Tensor, min_std: float = 1e-4,
                  init_std: float = 5.0):
+        # fp32 under bf16 autocast too: in bf16, 1 - 1e-6 rounds to 1 and atanh(1) is inf
+        raw_mean, raw_std = raw_mean.float(), raw_std.float()
         self.mean = 5.0 * torch.tanh(raw_mean / 5.0)
         shift = math.log(math.expm1(init_std))
         self.std = F.softplus(raw_std + shift) + min_std
@@ -215,6 +218,7 @@ class TruncNormal:
     Samples by inverse CDF, so gradients reach mean and std (dynamics backprop)."""
 
     def __init__(self, raw_mean: torch.Tensor, raw_std: torch.Tensor, min_std: float = 0.1):
+        raw_mean, raw_std = raw_mean.float(), raw_std.float()  # fp32 under bf16 autocast too
         self.mean = torch.tanh(raw_mean)
         self.std = 2 * torch.sigmoid(raw_std / 2) + min_std
         self._lo = _normal_cdf((-1 - self.mean) / self.std)

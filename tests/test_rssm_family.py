@@ -12,8 +12,14 @@ from wmtool.behavior.cem import CEMPlanner
 from wmtool.engine.agent import Agent
 from wmtool.errors import WmtoolError
 from wmtool.models.rssm import RSSM
-from wmtool.nets.dists import (MSE, BoundedNormal, TanhNormal, TruncNormal, categorical_kl,
-                               gaussian_kl)
+from wmtool.nets.dists import (
+    MSE,
+    BoundedNormal,
+    TanhNormal,
+    TruncNormal,
+    categorical_kl,
+    gaussian_kl,
+)
 from wmtool.nets.layers import ObsScaling
 
 

@@ -27,8 +27,9 @@ def test_the_page_plays_in_chromium_at_the_frame_rate(tmp_path):
     run = tmp_path / "demo"
     res = CliRunner().invoke(app, [
         "train", "--algo", "dreamerv3", "--recipe", "dreamerv3__gym_cartpole_demo", "--size",
-        "debug", "--steps", "120", "--set", "train.prefill=100", "--set", "runtime.threads=1",
-        "--run-dir", str(run), "--quiet"], catch_exceptions=False)
+        "debug", "--steps", "120", "--set", "train.prefill=100", "--set",
+        "train.prefill_updates=10", "--set", "runtime.threads=1", "--run-dir", str(run),
+        "--quiet"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     shot = tmp_path / "play.png"
     proc = subprocess.run([sys.executable, str(ROOT / "recipes/bench/play_speed.py"), "--run",

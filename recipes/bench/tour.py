@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # --small: what each command's budget shrinks to. Training lines run a few hundred steps
 # after a short prefill, so checkpoints, evaluations and the resume still happen.
-SMALL_TRAIN = ["--set", "train.prefill=100", "--set", "train.train_ratio=64",
+SMALL_TRAIN = ["--set", "train.prefill=100", "--set", "train.prefill_updates=10",
+               "--set", "train.train_ratio=64",
                "--set", "train.eval_every=200",
                "--set", "train.eval_episodes=1", "--set", "train.checkpoint_every=200"]
 SMALL_STEPS = {"train": 300, "resume": 400, "imagine": 10, "sweep": 200}

@@ -22,15 +22,18 @@ def test_eta_follows_the_recent_rate_not_the_fast_start(monkeypatch):
 
 
 def test_a_piped_train_prints_progress_lines_and_names_its_evaluations(tmp_path):
+    """...and the updates made on the prefill before acting on, while the steps stand still."""
     res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--size",
                      "debug", "--steps", 300, "--set", "train.prefill=200", "--set",
-                     "train.train_ratio=32", "--set", "train.eval_every=150", "--set",
-                     "train.eval_episodes=2", "--run-dir", tmp_path / "run", "--json",
+                     "train.prefill_updates=3", "--set", "train.train_ratio=32", "--set",
+                     "train.eval_every=150", "--set", "train.eval_episodes=2", "--run-dir",
+                     tmp_path / "run", "--json",
                      env={"WMTOOL_PROGRESS_EVERY": "0"})
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     ticks = [line for line in lines if line.startswith("train ") and " ETA " in line]
     assert len(ticks) >= 3 and ticks[-1].startswith("train 300/300 (100%)")
+    assert "train: 3 updates before acting on" in lines
     assert "train: evaluating (2 episodes)" in lines
     assert "train: final evaluation (2 episodes)" in lines
     assert json.loads(res.stdout)["agent_steps"] == 300  # the result alone on stdout

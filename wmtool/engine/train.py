@@ -414,6 +414,8 @@ class Trainer:
                 due = plan.updates_due(self.counters["agent_steps"])
                 while self.counters["updates"] < due and self.replay_ready:
                     self.update()
+                    if self.on_progress:  # the update count moves while the steps wait
+                        self.on_progress(self.counters)
 
             def on_step(stats: LoopStats):
                 self.advance_clock(base, stats.steps)
@@ -421,7 +423,13 @@ class Trainer:
                 self.periodic()
 
             self.advance_clock(base, 0)
-            learn_due()  # a resumed run first makes the updates its stored steps are owed
+            # the prefill's own updates (train.prefill_updates), or those a resumed run's
+            # stored steps are owed, all before acting on: say so, the steps stand still
+            owed = plan.updates_due(self.counters["agent_steps"]) - self.counters["updates"]
+            if owed > 1 and self.replay_ready:
+                self.on_phase(f"{owed:,} updates before acting on")
+            learn_due()
+            self.on_phase("")
             if plan.steps > base:
                 run_episodes(vec, AgentPolicy(self.agent, "sample"), on_episode=on_episode,
                              seed=first_seed(seed + 1 + base), on_step=on_step,

@@ -22,7 +22,8 @@ def test_eta_follows_the_recent_rate_not_the_fast_start(monkeypatch):
 
 
 def test_a_piped_train_prints_progress_lines_and_names_its_evaluations(tmp_path):
-    """...and the updates made on the prefill before acting on, while the steps stand still."""
+    """Plain progress lines, each evaluation named, and the updates made on the prefill
+    before acting on named too (the env steps stand still meanwhile)."""
     res = run_wmtool("train", "--algo", "dreamerv3", "--env", "gym:CartPole-v1", "--size",
                      "debug", "--steps", 300, "--set", "train.prefill=200", "--set",
                      "train.prefill_updates=3", "--set", "train.train_ratio=32", "--set",
